@@ -1,0 +1,51 @@
+// Package listener provides TCP listeners that stop cleanly: Close is
+// idempotent and safe to call from any goroutine, so the owner of a server can
+// stop it during shutdown without racing the goroutine blocked in Accept.
+package listener
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// keepAlivePeriod matches net/http's default for servers; it lets the kernel
+// detect peers that vanished without closing their connections.
+const keepAlivePeriod = 3 * time.Minute
+
+// Listener is a TCP listener whose Close may be called more than once.
+type Listener struct {
+	net.Listener
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New listens on addr ("host:port"; port 0 picks a free port). When tlsConfig
+// is non-nil the listener serves TLS.
+func New(addr string, tlsConfig *tls.Config) (*Listener, error) {
+	lc := net.ListenConfig{KeepAlive: keepAlivePeriod}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener: listen on %s: %w", addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return &Listener{Listener: ln}, nil
+}
+
+// Close stops accepting connections. Calls after the first return the first
+// call's result.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.closeErr = l.Listener.Close()
+		if errors.Is(l.closeErr, net.ErrClosed) {
+			l.closeErr = nil
+		}
+	})
+	return l.closeErr
+}
