@@ -1,0 +1,24 @@
+package kvstore
+
+import "errors"
+
+// Errors returned by the store and by KV operations. The HTTP layer maps them
+// to status codes with errors.Is.
+var (
+	// ErrKeyNotFound means the key does not exist.
+	ErrKeyNotFound = errors.New("kvstore: key not found")
+	// ErrTimeout means a write was handed to raft but its result did not
+	// arrive in time: it may or may not have been applied.
+	ErrTimeout = errors.New("kvstore: request timed out, outcome unknown")
+	// ErrReadTimeout means a linearizable read could not be served in time.
+	ErrReadTimeout = errors.New("kvstore: read timed out")
+	// ErrBusy means the proposal queue stayed full until the request's
+	// deadline; nothing was proposed.
+	ErrBusy = errors.New("kvstore: too many pending proposals")
+	// ErrStopped means the store is shutting down.
+	ErrStopped = errors.New("kvstore: stopped")
+	// ErrCorruptCommand means a log entry could not be decoded.
+	ErrCorruptCommand = errors.New("kvstore: corrupt command")
+	// ErrCorruptSnapshot means a snapshot could not be decoded.
+	ErrCorruptSnapshot = errors.New("kvstore: corrupt snapshot")
+)
