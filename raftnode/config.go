@@ -1,0 +1,123 @@
+package raftnode
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// StateMachine is what the node needs from the application: a snapshot of
+// everything applied so far. The node calls Snapshot only after the
+// application has finished every Commit it was sent, so the snapshot covers
+// exactly the log up to the last Commit's Index.
+type StateMachine interface {
+	Snapshot() ([]byte, error)
+}
+
+// Config configures a Node. Zero durations and counts take the defaults of
+// DefaultConfig.
+type Config struct {
+	// ID is this member's raft id (> 0).
+	ID uint64
+	// Peers are the initial cluster's peer URLs; member i+1 has Peers[i].
+	// On a restart the member table in the data dir is used instead.
+	Peers []string
+	// Join starts a member that was added to a running cluster: it
+	// bootstraps nothing and learns the configuration from the leader.
+	Join bool
+	// DataDir holds the WAL and snapshots.
+	DataDir string
+	// PeerListener serves the raft transport; the node closes it on stop.
+	PeerListener net.Listener
+	// StateMachine supplies snapshots.
+	StateMachine StateMachine
+	// Logger receives structured logs.
+	Logger *zap.Logger
+
+	// SnapshotCount is how many applied entries trigger a snapshot.
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries are kept in memory after a
+	// snapshot so that slightly slow followers catch up without one.
+	SnapshotCatchUpEntries uint64
+	// MaxSnapshots and MaxWALs bound the files kept on disk (0 keeps all).
+	MaxSnapshots int
+	MaxWALs      int
+	// TickInterval is raft's logical clock; HeartbeatTicks and ElectionTicks
+	// are counted in it.
+	TickInterval   time.Duration
+	HeartbeatTicks int
+	ElectionTicks  int
+	// RequestTimeout bounds a ReadIndex round.
+	RequestTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults: raftexample's snapshot cadence and
+// etcd's timing (100 ms heartbeat, 1 s election timeout).
+func DefaultConfig() Config {
+	return Config{
+		SnapshotCount:          10000,
+		SnapshotCatchUpEntries: 5000,
+		MaxSnapshots:           5,
+		MaxWALs:                5,
+		TickInterval:           100 * time.Millisecond,
+		HeartbeatTicks:         1,
+		ElectionTicks:          10,
+		RequestTimeout:         5 * time.Second,
+	}
+}
+
+func (c *Config) withDefaults() {
+	d := DefaultConfig()
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = d.SnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = d.SnapshotCatchUpEntries
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = d.TickInterval
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = d.HeartbeatTicks
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = d.ElectionTicks
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports the first problem with c's settings. It needs neither the
+// listener nor the state machine, so a command line can be checked before
+// anything is opened.
+func (c *Config) Validate() error {
+	if c.ID == 0 {
+		return fmt.Errorf("%w: id must be positive", ErrInvalidConfig)
+	}
+	if c.ID > uint64(len(c.Peers)) {
+		return fmt.Errorf("%w: id %d is outside the cluster list of %d peers", ErrInvalidConfig, c.ID, len(c.Peers))
+	}
+	seen := make(map[string]int, len(c.Peers))
+	for i, p := range c.Peers {
+		if err := ValidatePeerURL(p); err != nil {
+			return fmt.Errorf("%w: peer %d: %w", ErrInvalidConfig, i+1, err)
+		}
+		if j, dup := seen[p]; dup {
+			return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)
+		}
+		seen[p] = i
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data dir is empty", ErrInvalidConfig)
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		return fmt.Errorf("%w: election timeout must exceed the heartbeat interval", ErrInvalidConfig)
+	}
+	return nil
+}

@@ -1,0 +1,642 @@
+// Package raftnode runs one raft member: it owns the raft.Node, its
+// in-memory log, the WAL and snapshot files, the member table and the rafthttp
+// transport, and drives raft's Ready loop. The application talks to it
+// through channels, as in etcd's raftexample: proposals go in on ProposeC,
+// committed commands come out on CommitC, and the node's end is reported on
+// ErrorC.
+package raftnode
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/pkg/v3/idutil"
+	"go.etcd.io/etcd/pkg/v3/wait"
+	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// clusterID is the id rafthttp uses to reject peers of other clusters.
+// TODO(issue 4): derive it from the initial configuration.
+const clusterID = 0x1000
+
+// Proposal is a command for the state machine.
+type Proposal struct {
+	Data []byte
+	// Result receives exactly one value: nil once raft accepted the proposal
+	// (it may still be lost if leadership changes before it commits), or the
+	// reason it was refused. It must have a buffer of one.
+	Result chan<- error
+}
+
+// Entry is one committed command.
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Commit is the next piece of committed state, in log order. The consumer
+// applies Snapshot (when non-nil, it replaces all state) and then Entries, and
+// closes Done; the node waits for Done before it takes a snapshot, so a
+// snapshot never claims more than the state machine holds.
+type Commit struct {
+	Snapshot []byte
+	Entries  []Entry
+	// Index is the log index the state machine reaches with this commit. It
+	// can exceed the last entry's index, since configuration changes and
+	// empty entries are consumed by the node.
+	Index uint64
+	Done  chan struct{}
+}
+
+// confChangeRequest is a configuration change on its way to raft.
+type confChangeRequest struct {
+	cc     *raftpb.ConfChange
+	result chan error
+}
+
+// Node is a running raft member. Create it with Start.
+type Node struct {
+	cfg Config
+	lg  *zap.Logger
+
+	proposeC    chan Proposal
+	confChangeC chan confChangeRequest
+	commitC     chan Commit
+	errorC      chan error
+
+	node        raft.Node
+	raftStorage *raft.MemoryStorage
+	storage     *storage
+	transport   *rafthttp.Transport
+	peerServer  *http.Server
+
+	// Owned by the Ready loop goroutine.
+	confState     *raftpb.ConfState
+	snapshotIndex uint64
+	appliedIndex  uint64
+	lastDone      chan struct{}
+	members       *membership
+	removedSelf   bool
+	initialCommit *Commit // the loaded snapshot, sent before anything else
+
+	// Shared with request goroutines.
+	view       atomic.Pointer[membership] // a copy of members, replaced on change
+	leader     atomic.Uint64
+	term       atomic.Uint64
+	confWait   wait.Wait
+	idGen      *idutil.Generator
+	confMu     sync.Mutex // one configuration change at a time from this node
+	readMu     sync.Mutex
+	readBatch  *readBatch
+	readNotify chan struct{}
+	readStates chan raft.ReadState
+
+	stopOnce sync.Once
+	stopc    chan struct{} // closed to ask every goroutine to stop
+	done     chan struct{} // closed when everything has stopped
+	wg       sync.WaitGroup
+}
+
+// Start opens the data dir, replays it, and starts raft, the transport and the
+// Ready loop. The caller must consume CommitC and ErrorC.
+func Start(cfg Config) (*Node, error) {
+	cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PeerListener == nil || cfg.StateMachine == nil {
+		return nil, fmt.Errorf("%w: peer listener and state machine are required", ErrInvalidConfig)
+	}
+	lg := cfg.Logger.With(zap.String("member", types.ID(cfg.ID).String()))
+	st, ds, err := openStorage(lg, cfg.DataDir, cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:         cfg,
+		lg:          lg,
+		proposeC:    make(chan Proposal, 256),
+		confChangeC: make(chan confChangeRequest),
+		commitC:     make(chan Commit, 64),
+		errorC:      make(chan error, 1),
+		raftStorage: raft.NewMemoryStorage(),
+		storage:     st,
+		members:     newMembership(),
+		confWait:    wait.New(),
+		idGen:       idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		readNotify:  make(chan struct{}, 1),
+		readStates:  make(chan raft.ReadState, 16),
+		stopc:       make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	if err := n.replay(ds); err != nil {
+		st.close()
+		return nil, err
+	}
+	n.view.Store(n.members.clone())
+
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   n.raftStorage,
+		Applied:                   n.appliedIndex,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		Logger:                    newRaftLogger(lg),
+	}
+	switch {
+	case !ds.fresh || cfg.Join:
+		n.node = raft.RestartNode(rc)
+	default:
+		peers := make([]raft.Peer, len(cfg.Peers))
+		for i, u := range cfg.Peers {
+			peers[i] = raft.Peer{ID: uint64(i + 1), Context: []byte(u)}
+		}
+		n.node = raft.StartNode(rc, peers)
+	}
+
+	n.transport = &rafthttp.Transport{
+		Logger:      lg,
+		ID:          types.ID(cfg.ID),
+		URLs:        types.MustNewURLs([]string{cfg.Peers[cfg.ID-1]}),
+		ClusterID:   clusterID,
+		Raft:        transportRaft{n},
+		Snapshotter: st.snapshotter,
+		ServerStats: stats.NewServerStats("", ""),
+		LeaderStats: stats.NewLeaderStats(lg, strconv.FormatUint(cfg.ID, 10)),
+		ErrorC:      make(chan error, 1),
+	}
+	if err := n.transport.Start(); err != nil {
+		n.node.Stop()
+		st.close()
+		return nil, fmt.Errorf("raftnode: start transport: %w", err)
+	}
+	// A fresh member dials the peers it was started with; a restarted one
+	// dials the members its data dir knows. Replayed configuration changes
+	// add the rest.
+	if ds.fresh {
+		for i, u := range cfg.Peers {
+			if id := uint64(i + 1); id != cfg.ID {
+				n.transport.AddPeer(types.ID(id), []string{u})
+			}
+		}
+	}
+	for _, m := range n.members.list() {
+		if m.ID != cfg.ID {
+			n.transport.AddPeer(types.ID(m.ID), []string{m.PeerURL})
+		}
+	}
+
+	n.peerServer = &http.Server{Handler: n.transport.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		if err := n.peerServer.Serve(cfg.PeerListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.lg.Error("peer server stopped", zap.Error(err))
+		}
+	}()
+	go func() { defer n.wg.Done(); n.proposeLoop() }()
+	go func() { defer n.wg.Done(); n.readLoop() }()
+	go n.run()
+	return n, nil
+}
+
+// replay rebuilds the in-memory log and the member table from disk and
+// refuses a member that was removed from the cluster.
+func (n *Node) replay(ds *diskState) error {
+	if ds.snapshot != nil {
+		members, appData, err := decodeEnvelope(ds.snapshot.GetData())
+		if err != nil {
+			return fmt.Errorf("raftnode: load snapshot: %w", err)
+		}
+		if err := n.raftStorage.ApplySnapshot(ds.snapshot); err != nil {
+			return fmt.Errorf("raftnode: load snapshot: %w", err)
+		}
+		md := ds.snapshot.GetMetadata()
+		n.members = members
+		n.confState = md.GetConfState()
+		n.snapshotIndex, n.appliedIndex = md.GetIndex(), md.GetIndex()
+		n.initialCommit = &Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}
+	}
+	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
+		return fmt.Errorf("raftnode: load hard state: %w", err)
+	}
+	if err := n.raftStorage.Append(ds.entries); err != nil {
+		return fmt.Errorf("raftnode: load entries: %w", err)
+	}
+	// The committed entries will be applied again once raft starts; look
+	// ahead at their configuration changes so that a member whose removal is
+	// already committed refuses to start instead of rejoining.
+	future := n.members.clone()
+	for _, e := range ds.entries {
+		if e.GetIndex() > ds.hardState.GetCommit() {
+			break
+		}
+		if e.GetType() != raftpb.EntryConfChange {
+			continue
+		}
+		cc := &raftpb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
+		}
+		if future.check(cc) == nil {
+			future.apply(cc)
+		}
+	}
+	if future.isRemoved(n.cfg.ID) {
+		return fmt.Errorf("%w: member %d; wipe %s and add it back as a new member", ErrRemoved, n.cfg.ID, n.cfg.DataDir)
+	}
+	return nil
+}
+
+// ProposeC accepts proposals for the state machine.
+func (n *Node) ProposeC() chan<- Proposal { return n.proposeC }
+
+// CommitC delivers committed state in log order. It is closed when the node
+// stops.
+func (n *Node) CommitC() <-chan Commit { return n.commitC }
+
+// ErrorC delivers why the node stopped, then is closed: nil after Stop,
+// ErrRemoved when this member was removed, another error on failure.
+func (n *Node) ErrorC() <-chan error { return n.errorC }
+
+// Done is closed once the node has stopped completely.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// ID returns this member's id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// Leader returns the current leader's id, or 0 when none is known.
+func (n *Node) Leader() uint64 { return n.leader.Load() }
+
+// Term returns the current raft term.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// Members returns the member table ordered by id.
+func (n *Node) Members() []Member { return n.view.Load().list() }
+
+// Stop stops the node and waits until it has stopped. It is idempotent.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stopc) })
+	<-n.done
+}
+
+// run drives the Ready loop and then tears everything down in order: raft,
+// the transport, the peer server and helper goroutines, the WAL, and finally
+// the channels that tell the application.
+func (n *Node) run() {
+	err := n.serveChannels()
+	if err != nil && !errors.Is(err, ErrRemoved) {
+		n.lg.Error("raft node failed", zap.Error(err))
+	}
+	n.stopOnce.Do(func() { close(n.stopc) })
+	n.node.Stop()
+	n.transport.Stop()
+	if cerr := n.peerServer.Close(); cerr != nil {
+		n.lg.Warn("close peer server", zap.Error(cerr))
+	}
+	n.wg.Wait()
+	if cerr := n.storage.close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	close(n.commitC)
+	n.errorC <- err
+	close(n.errorC)
+	close(n.done)
+}
+
+// serveChannels is the Ready loop. For each Ready, following raft's contract:
+// persist the snapshot, hard state and entries; send messages; apply the
+// snapshot and committed entries; then Advance.
+func (n *Node) serveChannels() error {
+	if c := n.initialCommit; c != nil {
+		n.initialCommit = nil
+		if err := n.publish(*c); err != nil {
+			return err
+		}
+	}
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	isLeader := false
+	for {
+		select {
+		case <-ticker.C:
+			n.node.Tick()
+		case rd := <-n.node.Ready():
+			if rd.SoftState != nil {
+				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
+					n.lg.Info("leader changed", zap.Uint64("leader", lead))
+				}
+				n.leader.Store(rd.SoftState.Lead)
+				isLeader = rd.SoftState.RaftState == raft.StateLeader
+			}
+			if hs := rd.HardState; hs != nil && hs.Term != nil {
+				n.term.Store(hs.GetTerm())
+			}
+			for _, rs := range rd.ReadStates {
+				select {
+				case n.readStates <- rs:
+				default: // the reader retries; never block the loop on it
+				}
+			}
+			// A leader may send before persisting (raft thesis 10.2.1):
+			// raft counts its own entries toward a quorum only after Advance.
+			if isLeader {
+				n.send(rd.Messages)
+			}
+			if err := n.persist(rd); err != nil {
+				return err
+			}
+			if !isLeader {
+				n.send(rd.Messages)
+			}
+			if err := n.publishEntries(rd.CommittedEntries); err != nil {
+				return err
+			}
+			if err := n.maybeSnapshot(); err != nil {
+				return err
+			}
+			n.node.Advance()
+			if n.removedSelf {
+				n.lg.Info("this member was removed from the cluster; stopping")
+				return ErrRemoved
+			}
+		case err := <-n.transport.ErrorC:
+			return fmt.Errorf("raftnode: transport: %w", err)
+		case <-n.stopc:
+			return nil
+		}
+	}
+}
+
+// persist writes a Ready's snapshot, hard state and entries to disk and to
+// the in-memory log, and hands a received snapshot to the state machine.
+func (n *Node) persist(rd raft.Ready) error {
+	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	if hasSnap {
+		if err := n.storage.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.storage.wal.Save(rd.HardState, rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: save wal: %w", err)
+	}
+	if hasSnap {
+		// The hard state must be durable before raft forgets the log the
+		// snapshot replaces.
+		if err := n.storage.wal.Sync(); err != nil {
+			return fmt.Errorf("raftnode: sync wal: %w", err)
+		}
+		if err := n.raftStorage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: apply snapshot: %w", err)
+		}
+		if err := n.applySnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.raftStorage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: append entries: %w", err)
+	}
+	return nil
+}
+
+// applySnapshot replaces the member table and the state machine's state with
+// a snapshot received from the leader.
+func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
+	md := snapshot.GetMetadata()
+	if md.GetIndex() <= n.appliedIndex {
+		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", md.GetIndex(), n.appliedIndex)
+	}
+	members, appData, err := decodeEnvelope(snapshot.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: apply snapshot: %w", err)
+	}
+	n.lg.Info("applying snapshot from leader", zap.Uint64("index", md.GetIndex()))
+	n.storage.releaseSnapDB(md.GetIndex())
+	n.setMembers(members)
+	n.confState = md.GetConfState()
+	n.snapshotIndex = md.GetIndex()
+	if err := n.publish(Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}); err != nil {
+		return err
+	}
+	return n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs)
+}
+
+// setMembers installs a new member table and tells the transport.
+func (n *Node) setMembers(m *membership) {
+	for id := range n.members.members {
+		if _, ok := m.members[id]; !ok && id != n.cfg.ID {
+			n.transport.RemovePeer(types.ID(id))
+		}
+	}
+	for id, u := range m.members {
+		if id != n.cfg.ID {
+			n.transport.AddPeer(types.ID(id), []string{u})
+		}
+	}
+	n.members = m
+	n.view.Store(m.clone())
+}
+
+// publishEntries applies configuration changes itself and sends the normal
+// entries to the state machine as one Commit.
+func (n *Node) publishEntries(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	if first := ents[0].GetIndex(); first > n.appliedIndex+1 {
+		return fmt.Errorf("raftnode: first committed index %d leaves a gap after applied index %d", first, n.appliedIndex)
+	}
+	batch := make([]Entry, 0, len(ents))
+	for _, e := range ents {
+		if e.GetIndex() <= n.appliedIndex {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) > 0 {
+				batch = append(batch, Entry{Index: e.GetIndex(), Data: e.GetData()})
+			}
+		case raftpb.EntryConfChange:
+			cc := &raftpb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
+			}
+			n.applyConfChange(cc)
+		default:
+			return fmt.Errorf("raftnode: unexpected entry type %s at %d", e.GetType(), e.GetIndex())
+		}
+	}
+	last := ents[len(ents)-1].GetIndex()
+	if last <= n.appliedIndex {
+		return nil
+	}
+	return n.publish(Commit{Entries: batch, Index: last, Done: make(chan struct{})})
+}
+
+func (n *Node) publish(c Commit) error {
+	select {
+	case n.commitC <- c:
+	case <-n.stopc:
+		return ErrStopped
+	}
+	n.appliedIndex = c.Index
+	n.lastDone = c.Done
+	return nil
+}
+
+// applyConfChange decides a committed configuration change against the
+// member table. A change the table rejects is still handed to raft with node
+// id 0, which raft treats as a no-op, so that raft and the table agree.
+func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
+	err := n.members.check(cc)
+	if err != nil {
+		n.lg.Warn("rejected configuration change", zap.Stringer("type", cc.GetType()),
+			zap.Uint64("node", cc.GetNodeId()), zap.Error(err))
+		cc.NodeId = proto.Uint64(raft.None)
+	}
+	n.confState = n.node.ApplyConfChange(cc)
+	if err == nil {
+		id := cc.GetNodeId()
+		n.members.apply(cc)
+		n.view.Store(n.members.clone())
+		n.lg.Info("applied configuration change", zap.Stringer("type", cc.GetType()),
+			zap.Uint64("node", id), zap.ByteString("url", cc.GetContext()))
+		switch {
+		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
+			n.removedSelf = true
+		case cc.GetType() == raftpb.ConfChangeRemoveNode:
+			n.transport.RemovePeer(types.ID(id))
+		case id != n.cfg.ID:
+			n.transport.AddPeer(types.ID(id), []string{string(cc.GetContext())})
+		}
+	}
+	if cc.GetId() != 0 {
+		n.confWait.Trigger(cc.GetId(), err)
+	}
+}
+
+// send hands messages to the transport. Snapshots go through rafthttp's
+// streaming snapshot sender, which has no 64 KiB message limit; the snapshot
+// data travels in the message, so the streamed database part is empty.
+func (n *Node) send(msgs []*raftpb.Message) {
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() == raftpb.MsgSnap {
+			n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(nil)), 0))
+			continue
+		}
+		out = append(out, m)
+	}
+	n.transport.Send(out)
+}
+
+// maybeSnapshot takes a snapshot once SnapshotCount entries were applied
+// since the last one, compacts the in-memory log, and purges old files.
+func (n *Node) maybeSnapshot() error {
+	if n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
+		return nil
+	}
+	select {
+	case <-n.lastDone:
+	case <-n.stopc:
+		return ErrStopped
+	}
+	appData, err := n.cfg.StateMachine.Snapshot()
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
+	}
+	snapshot, err := n.raftStorage.CreateSnapshot(n.appliedIndex, n.confState, encodeEnvelope(n.members, appData))
+	if err != nil {
+		return fmt.Errorf("raftnode: create snapshot: %w", err)
+	}
+	if err := n.storage.saveSnapshot(snapshot); err != nil {
+		return err
+	}
+	compactIndex := uint64(1)
+	if n.appliedIndex > n.cfg.SnapshotCatchUpEntries {
+		compactIndex = n.appliedIndex - n.cfg.SnapshotCatchUpEntries
+	}
+	if err := n.raftStorage.Compact(compactIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("raftnode: compact log: %w", err)
+	}
+	n.lg.Info("saved snapshot", zap.Uint64("index", n.appliedIndex), zap.Uint64("compacted-to", compactIndex),
+		zap.Int("bytes", len(snapshot.GetData())))
+	n.snapshotIndex = n.appliedIndex
+	return n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs)
+}
+
+// proposeLoop hands proposals and configuration changes to raft one at a
+// time; raft batches everything proposed between two Readys into one append
+// and one fsync.
+func (n *Node) proposeLoop() {
+	for {
+		select {
+		case p := <-n.proposeC:
+			p.Result <- n.propose(func(ctx context.Context) error { return n.node.Propose(ctx, p.Data) })
+		case r := <-n.confChangeC:
+			r.result <- n.propose(func(ctx context.Context) error { return n.node.ProposeConfChange(ctx, r.cc) })
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+func (n *Node) propose(step func(context.Context) error) error {
+	if n.leader.Load() == raft.None {
+		return ErrNoLeader
+	}
+	// Raft blocks a proposal while it has no leader; give up after an
+	// election timeout so that one stuck proposal does not hold up the rest.
+	ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
+	defer cancel()
+	err := step(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrProposalDropped):
+		return ErrProposalDropped
+	case errors.Is(err, raft.ErrStopped):
+		return ErrStopped
+	case errors.Is(err, context.DeadlineExceeded):
+		return ErrNoLeader
+	default:
+		return fmt.Errorf("raftnode: propose: %w", err)
+	}
+}
+
+func (n *Node) electionTimeout() time.Duration {
+	return time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
+}
+
+// transportRaft is the face the node shows to rafthttp.
+type transportRaft struct{ n *Node }
+
+func (t transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
+	return t.n.node.Step(ctx, m)
+}
+func (t transportRaft) IsIDRemoved(id uint64) bool { return t.n.view.Load().isRemoved(id) }
+func (t transportRaft) ReportUnreachable(id uint64) { t.n.node.ReportUnreachable(id) }
+func (t transportRaft) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	t.n.node.ReportSnapshot(id, status)
+}

@@ -1,0 +1,237 @@
+package raftnode
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// diskState is what a node finds in its data dir at start.
+type diskState struct {
+	snapshot  *raftpb.Snapshot // nil when there is none
+	hardState *raftpb.HardState
+	entries   []*raftpb.Entry
+	fresh     bool // the WAL was just created
+}
+
+// storage owns the WAL and the snapshot files of one member. Only the Ready
+// loop uses it after start.
+type storage struct {
+	lg          *zap.Logger
+	walDir      string
+	snapDir     string
+	wal         *wal.WAL
+	snapshotter *snap.Snapshotter
+}
+
+// walMetadata identifies the member a WAL belongs to.
+func walMetadata(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, id)
+}
+
+// CheckDataDir reports whether dataDir can be used by member id: it must be
+// empty or absent, or hold the WAL of that same member. It writes nothing.
+func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
+	walDir := filepath.Join(dataDir, "member", "wal")
+	if !wal.Exist(walDir) {
+		return nil
+	}
+	// Every WAL segment repeats the metadata record, so reading from the
+	// latest snapshot record is enough and works on a compacted WAL.
+	walSnaps, err := wal.ValidSnapshotEntries(lg, walDir)
+	if err != nil {
+		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
+	}
+	from := &walpb.Snapshot{}
+	if len(walSnaps) > 0 {
+		from = walSnaps[len(walSnaps)-1]
+	}
+	w, err := wal.OpenForRead(lg, walDir, from)
+	if err != nil {
+		return fmt.Errorf("raftnode: open wal in %s: %w", dataDir, err)
+	}
+	defer w.Close()
+	metadata, _, _, err := w.ReadAll()
+	if err != nil && metadata == nil {
+		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
+	}
+	return checkMetadata(dataDir, metadata, id)
+}
+
+func checkMetadata(dataDir string, metadata []byte, id uint64) error {
+	if len(metadata) != 8 {
+		return fmt.Errorf("raftnode: wal in %s has no raftkv member id", dataDir)
+	}
+	if got := binary.BigEndian.Uint64(metadata); got != id {
+		return fmt.Errorf("%w: %s belongs to member %d, not %d", ErrIDMismatch, dataDir, got, id)
+	}
+	return nil
+}
+
+// openStorage opens (or creates) the WAL and snapshot directory of member id
+// under dataDir and reads back everything needed to restart raft.
+func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskState, error) {
+	s := &storage{
+		lg:      lg,
+		walDir:  filepath.Join(dataDir, "member", "wal"),
+		snapDir: filepath.Join(dataDir, "member", "snap"),
+	}
+	if !wal.Exist(s.walDir) {
+		if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
+			return nil, nil, fmt.Errorf("raftnode: create snap dir: %w", err)
+		}
+		w, err := wal.Create(lg, s.walDir, walMetadata(id))
+		if err != nil {
+			return nil, nil, fmt.Errorf("raftnode: create wal: %w", err)
+		}
+		s.wal = w
+		s.snapshotter = snap.New(lg, s.snapDir)
+		return s, &diskState{hardState: &raftpb.HardState{}, fresh: true}, nil
+	}
+	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
+		return nil, nil, fmt.Errorf("raftnode: open snap dir: %w", err)
+	}
+	s.snapshotter = snap.New(lg, s.snapDir)
+
+	// Load the newest snapshot that the WAL also recorded: a snapshot file
+	// written just before a crash, without its WAL record, must be ignored.
+	walSnaps, err := wal.ValidSnapshotEntries(lg, s.walDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("raftnode: list wal snapshots: %w", err)
+	}
+	snapshot, err := s.snapshotter.LoadNewestAvailable(walSnaps)
+	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
+		return nil, nil, fmt.Errorf("raftnode: load snapshot: %w", err)
+	}
+	walSnap := &walpb.Snapshot{}
+	if snapshot != nil {
+		walSnap.Index = proto.Uint64(snapshot.GetMetadata().GetIndex())
+		walSnap.Term = proto.Uint64(snapshot.GetMetadata().GetTerm())
+	}
+	ds := &diskState{snapshot: snapshot}
+	var metadata []byte
+	for repaired := false; ; repaired = true {
+		w, err := wal.Open(lg, s.walDir, walSnap)
+		if err != nil {
+			return nil, nil, fmt.Errorf("raftnode: open wal: %w", err)
+		}
+		metadata, ds.hardState, ds.entries, err = w.ReadAll()
+		if err == nil {
+			s.wal = w
+			break
+		}
+		w.Close()
+		// A torn final record is what a crash in the middle of a write leaves
+		// behind; it was never fsynced, so it was never acknowledged, and
+		// cutting it off loses nothing. Anything else is corruption.
+		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, nil, fmt.Errorf("raftnode: read wal: %w", err)
+		}
+		lg.Warn("repairing torn wal tail", zap.String("dir", s.walDir), zap.Error(err))
+		if !wal.Repair(lg, s.walDir) {
+			return nil, nil, fmt.Errorf("raftnode: repair wal: %w", err)
+		}
+	}
+	if err := checkMetadata(dataDir, metadata, id); err != nil {
+		s.wal.Close()
+		return nil, nil, err
+	}
+	return s, ds, nil
+}
+
+// saveSnapshot persists a snapshot. The snapshot file is written before the
+// WAL record that points at it: after a crash between the two, the WAL has no
+// record of the file and it is ignored; the other order would leave a WAL that
+// names a snapshot which does not exist.
+func (s *storage) saveSnapshot(snapshot *raftpb.Snapshot) error {
+	md := snapshot.GetMetadata()
+	walSnap := &walpb.Snapshot{
+		Index:     proto.Uint64(md.GetIndex()),
+		Term:      proto.Uint64(md.GetTerm()),
+		ConfState: md.GetConfState(),
+	}
+	if err := s.snapshotter.SaveSnap(snapshot); err != nil {
+		return fmt.Errorf("raftnode: save snapshot file: %w", err)
+	}
+	if err := s.wal.SaveSnapshot(walSnap); err != nil {
+		return fmt.Errorf("raftnode: save wal snapshot record: %w", err)
+	}
+	// WAL files wholly before the snapshot are no longer needed to restart;
+	// unlocking them lets purge remove them.
+	if err := s.wal.ReleaseLockTo(md.GetIndex()); err != nil {
+		return fmt.Errorf("raftnode: release wal locks: %w", err)
+	}
+	return nil
+}
+
+// purge removes the oldest snapshot and WAL files beyond the limits. WAL
+// files still locked by the WAL (those needed after the latest snapshot) are
+// never removed, so the WAL count can exceed maxWALs for a while.
+func (s *storage) purge(maxSnapshots, maxWALs int) error {
+	if err := purgeFiles(s.snapDir, ".snap", maxSnapshots, false); err != nil {
+		return err
+	}
+	return purgeFiles(s.walDir, ".wal", maxWALs, true)
+}
+
+func purgeFiles(dir, suffix string, keep int, locked bool) error {
+	if keep <= 0 {
+		return nil
+	}
+	names, err := fileutil.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("raftnode: purge: read %s: %w", dir, err)
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !strings.HasSuffix(n, suffix) })
+	// File names start with zero-padded hex sequence numbers or indexes, so
+	// lexical order is age order.
+	slices.Sort(names)
+	for len(names) > keep {
+		path := filepath.Join(dir, names[0])
+		if locked {
+			l, err := fileutil.TryLockFile(path, os.O_WRONLY, fileutil.PrivateFileMode)
+			if err != nil {
+				return nil // still in use by the WAL
+			}
+			err = os.Remove(path)
+			l.Close()
+			if err != nil {
+				return fmt.Errorf("raftnode: purge %s: %w", path, err)
+			}
+		} else if err := os.Remove(path); err != nil {
+			return fmt.Errorf("raftnode: purge %s: %w", path, err)
+		}
+		names = names[1:]
+	}
+	return nil
+}
+
+// releaseSnapDB removes the empty database file rafthttp's snapshot receiver
+// saves for every incoming snapshot: raftkv carries its state in the snapshot
+// message itself.
+func (s *storage) releaseSnapDB(index uint64) {
+	path := filepath.Join(s.snapDir, fmt.Sprintf("%016x.snap.db", index))
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.lg.Warn("remove received snapshot db file", zap.String("path", path), zap.Error(err))
+	}
+}
+
+func (s *storage) close() error {
+	if err := s.wal.Close(); err != nil {
+		return fmt.Errorf("raftnode: close wal: %w", err)
+	}
+	return nil
+}
