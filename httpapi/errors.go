@@ -1,0 +1,87 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+// Error is a client-facing error: an HTTP status, a stable machine-readable
+// code and a message. Handlers return one for bad input; errors from the
+// layers below are mapped to one by toError.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func badRequest(code, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: code, Message: msg}
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// statuses maps the sentinel errors of kvstore and raftnode to responses, in
+// one place. The first match wins.
+var statuses = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{kvstore.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
+	{kvstore.ErrTimeout, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
+	{kvstore.ErrReadTimeout, http.StatusGatewayTimeout, "read_timeout"},
+	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},
+	{raftnode.ErrStopped, http.StatusServiceUnavailable, "stopping"},
+	{raftnode.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{raftnode.ErrProposalDropped, http.StatusServiceUnavailable, "proposal_dropped"},
+	{raftnode.ErrTimeout, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
+	{raftnode.ErrInvalidMemberID, http.StatusBadRequest, "invalid_member_id"},
+	{raftnode.ErrInvalidPeerURL, http.StatusBadRequest, "invalid_peer_url"},
+	{raftnode.ErrMemberExists, http.StatusConflict, "member_exists"},
+	{raftnode.ErrPeerURLExists, http.StatusConflict, "peer_url_exists"},
+	{raftnode.ErrLastVoter, http.StatusConflict, "last_voter"},
+	{raftnode.ErrMemberNotFound, http.StatusNotFound, "member_not_found"},
+	{raftnode.ErrMemberRemoved, http.StatusGone, "member_removed"},
+	{context.Canceled, http.StatusServiceUnavailable, "canceled"},
+	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout"},
+}
+
+// toError maps any error to a client-facing Error.
+func toError(err error) *Error {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	for _, s := range statuses {
+		if errors.Is(err, s.err) {
+			return &Error{Status: s.status, Code: s.code, Message: err.Error()}
+		}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+}
+
+// writeError writes err as a JSON error response. Unavailability comes with
+// Retry-After so well-behaved clients back off and try again.
+func writeError(w http.ResponseWriter, err error) {
+	e := toError(err)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if e.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: e.Message, Code: e.Code})
+}

@@ -1,0 +1,243 @@
+// Package httpapi serves raftkv's client API over HTTP: raftexample's root
+// API (PUT/GET /{key}, POST/DELETE /{id}) and the reserved paths beside it.
+// It validates requests and maps errors to status codes; it knows nothing of
+// raft beyond the small interfaces it consumes.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+// KV is the key-value service the API serves.
+type KV interface {
+	Put(ctx context.Context, key, value []byte) (uint64, error)
+	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, error)
+}
+
+// Cluster changes the membership.
+type Cluster interface {
+	AddMember(ctx context.Context, id uint64, peerURL string) error
+	RemoveMember(ctx context.Context, id uint64) error
+}
+
+// Limits on request sizes.
+const (
+	DefaultMaxKeyBytes     = 4 << 10         // 4 KiB
+	DefaultMaxRequestBytes = 3 << 19         // 1.5 MiB, etcd's request limit
+	maxPeerURLBytes        = 4 << 10         // a peer URL body
+	defaultRequestTimeout  = 5 * time.Second // etcd's default
+)
+
+// Config configures the API. Zero values take the defaults above.
+type Config struct {
+	KV      KV
+	Cluster Cluster
+	Logger  *zap.Logger
+	// MaxKeyBytes bounds a key; MaxRequestBytes bounds a request body.
+	MaxKeyBytes     int
+	MaxRequestBytes int64
+	// RequestTimeout bounds how long a request waits for raft.
+	RequestTimeout time.Duration
+}
+
+// Server is the client API's http.Handler.
+type Server struct {
+	cfg Config
+}
+
+// reservedRoots are root paths that belong to the server, not to keys. Keys
+// with these names are reached through /v1/kv/.
+var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true, "v1": true}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	if cfg.MaxKeyBytes <= 0 {
+		cfg.MaxKeyBytes = DefaultMaxKeyBytes
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &Server{cfg: cfg}
+}
+
+// ServeHTTP dispatches on the raw path. It does not use http.ServeMux for
+// keys: the mux cleans paths and redirects "a//b" or "a/../b", which are
+// legal keys.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+	first, _, _ := strings.Cut(raw, "/")
+	if reservedRoots[first] {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("/%s is reserved by the server and not served yet", first)})
+		return
+	}
+	s.serveRoot(w, r, raw)
+}
+
+// serveRoot serves raftexample's API: the path after "/" is a key for GET and
+// PUT, and a member id for POST and DELETE.
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath string) {
+	path, err := url.PathUnescape(rawPath)
+	if err != nil {
+		writeError(w, badRequest("invalid_key", "the path is not valid URL encoding: "+err.Error()))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		err = s.get(ctx, w, r, path)
+	case http.MethodPut:
+		err = s.put(ctx, w, r, path)
+	case http.MethodPost:
+		err = s.addMember(ctx, w, r, path)
+	case http.MethodDelete:
+		err = s.removeMember(ctx, w, path)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
+		err = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Message: r.Method + " is not allowed; use GET or PUT for keys, POST or DELETE for members"}
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) checkKey(key string) error {
+	if key == "" {
+		return badRequest("empty_key", "the key is empty: use /{key}")
+	}
+	if len(key) > s.cfg.MaxKeyBytes {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "key_too_large",
+			Message: fmt.Sprintf("the key is %d bytes; the limit is %d", len(key), s.cfg.MaxKeyBytes)}
+	}
+	return nil
+}
+
+// consistency reads ?consistency=linearizable|serializable.
+func consistency(r *http.Request) (serializable bool, err error) {
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "linearizable":
+		return false, nil
+	case "serializable":
+		return true, nil
+	default:
+		return false, badRequest("invalid_consistency", fmt.Sprintf("consistency %q: use linearizable or serializable", c))
+	}
+}
+
+func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	serializable, err := consistency(r)
+	if err != nil {
+		return err
+	}
+	it, err := s.cfg.KV.Get(ctx, []byte(key), serializable)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(it.Value)))
+	h.Set("ETag", strconv.Quote(strconv.FormatUint(it.ModRevision, 10)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(it.Value)
+	}
+	return nil
+}
+
+func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	value, err := readBody(w, r, s.cfg.MaxRequestBytes)
+	if err != nil {
+		return err
+	}
+	rev, err := s.cfg.KV.Put(ctx, []byte(key), value)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("X-Raftkv-Revision", strconv.FormatUint(rev, 10))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.Request, path string) error {
+	id, err := parseMemberID(path)
+	if err != nil {
+		return err
+	}
+	body, err := readBody(w, r, maxPeerURLBytes)
+	if err != nil {
+		return err
+	}
+	peerURL := strings.TrimSpace(string(body))
+	if peerURL == "" {
+		return badRequest("invalid_peer_url", "the body must be the new member's peer URL, e.g. http://127.0.0.1:42379")
+	}
+	if err := s.cfg.Cluster.AddMember(ctx, id, peerURL); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) removeMember(ctx context.Context, w http.ResponseWriter, path string) error {
+	id, err := parseMemberID(path)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Cluster.RemoveMember(ctx, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func parseMemberID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 0, 64)
+	if err != nil || id == 0 {
+		return 0, badRequest("invalid_member_id",
+			fmt.Sprintf("member id %q must be a positive integer (POST and DELETE /{id} change membership; PUT /{key} writes a key)", s))
+	}
+	return id, nil
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("the request body exceeds the %d-byte limit", limit)}
+	case err != nil:
+		return nil, badRequest("bad_body", "reading the request body: "+err.Error())
+	}
+	return body, nil
+}
+
+var _ Cluster = (*raftnode.Node)(nil)
