@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/listener"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+// serveFlags are the command-line settings of `raftkv serve`. The first four
+// are raftexample's, unchanged.
+type serveFlags struct {
+	id           uint64
+	cluster      string
+	port         int
+	join         bool
+	dataDir      string
+	listenClient string
+	logLevel     string
+
+	snapshotCount          uint64
+	snapshotCatchUpEntries uint64
+	maxSnapshots           int
+	maxWALs                int
+	requestTimeout         time.Duration
+	maxKeyBytes            int
+	maxRequestBytes        int64
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	d := raftnode.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a raftkv node",
+		Long: `Run a raftkv node. Every flag can also be set with an environment variable
+RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return serve(f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.Uint64Var(&f.id, "id", 1, "this node's id: its position (from 1) in --cluster")
+	fl.StringVar(&f.cluster, "cluster", "http://127.0.0.1:9021", "comma-separated peer URLs of the cluster, in id order")
+	fl.IntVar(&f.port, "port", 9121, "client API port")
+	fl.BoolVar(&f.join, "join", false, "join a running cluster (after POST /{id} added this node)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the WAL and snapshots (default raftkv-<id>)")
+	fl.StringVar(&f.listenClient, "listen-client", "127.0.0.1", "host or IP the client API listens on")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.Uint64Var(&f.snapshotCount, "snapshot-count", d.SnapshotCount, "applied entries between snapshots")
+	fl.Uint64Var(&f.snapshotCatchUpEntries, "snapshot-catchup-entries", d.SnapshotCatchUpEntries, "entries kept after a snapshot for slow followers")
+	fl.IntVar(&f.maxSnapshots, "max-snapshots", d.MaxSnapshots, "snapshot files to keep (0 keeps all)")
+	fl.IntVar(&f.maxWALs, "max-wals", d.MaxWALs, "WAL files to keep (0 keeps all)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before 504")
+	fl.IntVar(&f.maxKeyBytes, "max-key-bytes", httpapi.DefaultMaxKeyBytes, "largest key accepted, in bytes")
+	fl.Int64Var(&f.maxRequestBytes, "max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body (value) accepted, in bytes")
+	return cmd
+}
+
+// config turns flags into the node's configuration and checks everything that
+// can be checked without touching the disk or the network.
+func (f *serveFlags) config() (raftnode.Config, error) {
+	if f.port <= 0 || f.port > 65535 {
+		return raftnode.Config{}, fmt.Errorf("--port %d is not a valid port", f.port)
+	}
+	if f.maxKeyBytes <= 0 || f.maxRequestBytes <= 0 || f.requestTimeout <= 0 {
+		return raftnode.Config{}, errors.New("--max-key-bytes, --max-request-bytes and --request-timeout must be positive")
+	}
+	if f.dataDir == "" {
+		f.dataDir = "raftkv-" + strconv.FormatUint(f.id, 10)
+	}
+	cfg := raftnode.DefaultConfig()
+	cfg.ID = f.id
+	cfg.Peers = strings.Split(f.cluster, ",")
+	cfg.Join = f.join
+	cfg.DataDir = f.dataDir
+	cfg.SnapshotCount = f.snapshotCount
+	cfg.SnapshotCatchUpEntries = f.snapshotCatchUpEntries
+	cfg.MaxSnapshots = f.maxSnapshots
+	cfg.MaxWALs = f.maxWALs
+	cfg.RequestTimeout = f.requestTimeout
+	if err := cfg.Validate(); err != nil {
+		return raftnode.Config{}, err
+	}
+	return cfg, nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Encoding = "console"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.Sampling = nil
+	return zc.Build()
+}
+
+// serve runs a node until a signal, a fatal error, or its removal from the
+// cluster.
+func serve(f serveFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	lg, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lg.Sync() }()
+	cfg.Logger = lg
+
+	// Refuse another member's data dir before anything is opened.
+	if err := raftnode.CheckDataDir(lg, cfg.DataDir, cfg.ID); err != nil {
+		return err
+	}
+	peerURL, err := url.Parse(cfg.Peers[cfg.ID-1])
+	if err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	peerLn, err := listener.New(peerURL.Host, nil)
+	if err != nil {
+		return fmt.Errorf("peer URL %s: %w", peerURL, err)
+	}
+	clientLn, err := listener.New(net.JoinHostPort(f.listenClient, strconv.Itoa(f.port)), nil)
+	if err != nil {
+		peerLn.Close()
+		return fmt.Errorf("client port: %w", err)
+	}
+	cfg.PeerListener = peerLn
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	store := kvstore.NewStore()
+	cfg.StateMachine = store
+	node, err := raftnode.Start(cfg)
+	if err != nil {
+		peerLn.Close()
+		clientLn.Close()
+		return err
+	}
+	kv := kvstore.New(lg, store, cfg.ID, node.ProposeC(), node.CommitC(), node)
+	api := httpapi.New(httpapi.Config{
+		KV:              kv,
+		Cluster:         node,
+		Logger:          lg,
+		MaxKeyBytes:     f.maxKeyBytes,
+		MaxRequestBytes: f.maxRequestBytes,
+		RequestTimeout:  f.requestTimeout,
+	})
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(clientLn) }()
+	lg.Info("raftkv serving",
+		zap.Uint64("id", cfg.ID), zap.String("peer-url", peerURL.String()),
+		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir))
+
+	var nodeErr error
+	select {
+	case <-ctx.Done():
+		lg.Info("signal received, shutting down")
+	case nodeErr = <-node.ErrorC():
+	case err := <-serveErr:
+		nodeErr = fmt.Errorf("client server: %w", err)
+	}
+
+	// Shutdown order: stop accepting client requests, then stop raft so that
+	// requests still waiting fail at once with "stopping" instead of running
+	// into their timeout, then wait for the client server to finish them.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- srv.Shutdown(shutdownCtx) }()
+	node.Stop()
+	<-kv.Done()
+	if err := <-shutdownDone; err != nil {
+		lg.Warn("client server shutdown", zap.Error(err))
+	}
+	switch {
+	case errors.Is(nodeErr, raftnode.ErrRemoved):
+		lg.Info("this node was removed from the cluster; exiting")
+		return nil
+	case nodeErr != nil:
+		return nodeErr
+	}
+	lg.Info("stopped")
+	return nil
+}
