@@ -21,9 +21,9 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
-	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/rafthttp"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	stats "go.etcd.io/etcd/server/v3/etcdserver/api/v2stats"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
@@ -98,6 +98,7 @@ type Node struct {
 	view       atomic.Pointer[membership] // a copy of members, replaced on change
 	leader     atomic.Uint64
 	term       atomic.Uint64
+	status     atomic.Pointer[Status] // published by the Ready loop
 	confWait   wait.Wait
 	idGen      *idutil.Generator
 	confMu     sync.Mutex // one configuration change at a time from this node
@@ -292,6 +293,41 @@ func (n *Node) Leader() uint64 { return n.leader.Load() }
 // Term returns the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
+// Status is a point-in-time view of the node's raft state.
+type Status struct {
+	ID     uint64 `json:"id"`
+	Leader uint64 `json:"leader"`
+	Term   uint64 `json:"term"`
+	// Commit is the highest index known committed; Applied the highest
+	// handed to the state machine; Snapshot the index of the last snapshot.
+	Commit   uint64 `json:"commit_index"`
+	Applied  uint64 `json:"applied_index"`
+	Snapshot uint64 `json:"snapshot_index"`
+	// RaftState is follower, candidate, leader or pre-candidate.
+	RaftState string `json:"raft_state"`
+}
+
+// Status returns the node's raft state as of its last Ready.
+func (n *Node) Status() Status {
+	if st := n.status.Load(); st != nil {
+		return *st
+	}
+	return Status{ID: n.cfg.ID}
+}
+
+// publishStatus records the loop's view of raft for Status.
+func (n *Node) publishStatus(rs raft.StateType, commit uint64) {
+	n.status.Store(&Status{
+		ID:        n.cfg.ID,
+		Leader:    n.leader.Load(),
+		Term:      n.term.Load(),
+		Commit:    commit,
+		Applied:   n.appliedIndex,
+		Snapshot:  n.snapshotIndex,
+		RaftState: rs.String(),
+	})
+}
+
 // Members returns the member table ordered by id.
 func (n *Node) Members() []Member { return n.view.Load().list() }
 
@@ -338,6 +374,8 @@ func (n *Node) serveChannels() error {
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	isLeader := false
+	raftState := raft.StateFollower
+	var commit uint64
 	for {
 		select {
 		case <-ticker.C:
@@ -348,10 +386,16 @@ func (n *Node) serveChannels() error {
 					n.lg.Info("leader changed", zap.Uint64("leader", lead))
 				}
 				n.leader.Store(rd.SoftState.Lead)
-				isLeader = rd.SoftState.RaftState == raft.StateLeader
+				raftState = rd.SoftState.RaftState
+				isLeader = raftState == raft.StateLeader
 			}
-			if hs := rd.HardState; hs != nil && hs.Term != nil {
-				n.term.Store(hs.GetTerm())
+			if hs := rd.HardState; hs != nil {
+				if hs.Term != nil {
+					n.term.Store(hs.GetTerm())
+				}
+				if hs.Commit != nil {
+					commit = hs.GetCommit()
+				}
 			}
 			for _, rs := range rd.ReadStates {
 				select {
@@ -377,6 +421,7 @@ func (n *Node) serveChannels() error {
 				return err
 			}
 			n.node.Advance()
+			n.publishStatus(raftState, commit)
 			if n.removedSelf {
 				n.lg.Info("this member was removed from the cluster; stopping")
 				return ErrRemoved
@@ -635,7 +680,7 @@ type transportRaft struct{ n *Node }
 func (t transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
 	return t.n.node.Step(ctx, m)
 }
-func (t transportRaft) IsIDRemoved(id uint64) bool { return t.n.view.Load().isRemoved(id) }
+func (t transportRaft) IsIDRemoved(id uint64) bool  { return t.n.view.Load().isRemoved(id) }
 func (t transportRaft) ReportUnreachable(id uint64) { t.n.node.ReportUnreachable(id) }
 func (t transportRaft) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	t.n.node.ReportSnapshot(id, status)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -19,9 +18,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/raftkv/raftkv/httpapi"
-	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/server"
 )
 
 // serveFlags are the command-line settings of `raftkv serve`. The first four
@@ -155,57 +154,36 @@ func serve(f serveFlags) error {
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
-	store := kvstore.NewStore()
-	cfg.StateMachine = store
-	node, err := raftnode.Start(cfg)
+	srv, err := server.Start(server.Config{
+		Raft: cfg,
+		API: httpapi.Config{
+			MaxKeyBytes:     f.maxKeyBytes,
+			MaxRequestBytes: f.maxRequestBytes,
+			RequestTimeout:  f.requestTimeout,
+		},
+		ClientListener: clientLn,
+		Logger:         lg,
+	})
 	if err != nil {
-		peerLn.Close()
-		clientLn.Close()
 		return err
 	}
-	kv := kvstore.New(lg, store, cfg.ID, node.ProposeC(), node.CommitC(), node)
-	api := httpapi.New(httpapi.Config{
-		KV:              kv,
-		Cluster:         node,
-		Logger:          lg,
-		MaxKeyBytes:     f.maxKeyBytes,
-		MaxRequestBytes: f.maxRequestBytes,
-		RequestTimeout:  f.requestTimeout,
-	})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(clientLn) }()
 	lg.Info("raftkv serving",
 		zap.Uint64("id", cfg.ID), zap.String("peer-url", peerURL.String()),
 		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir))
 
-	var nodeErr error
 	select {
 	case <-ctx.Done():
 		lg.Info("signal received, shutting down")
-	case nodeErr = <-node.ErrorC():
-	case err := <-serveErr:
-		nodeErr = fmt.Errorf("client server: %w", err)
+		err = srv.Stop()
+	case <-srv.Done():
+		err = srv.Err()
 	}
-
-	// Shutdown order: stop accepting client requests, then stop raft so that
-	// requests still waiting fail at once with "stopping" instead of running
-	// into their timeout, then wait for the client server to finish them.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	shutdownDone := make(chan error, 1)
-	go func() { shutdownDone <- srv.Shutdown(shutdownCtx) }()
-	node.Stop()
-	<-kv.Done()
-	if err := <-shutdownDone; err != nil {
-		lg.Warn("client server shutdown", zap.Error(err))
-	}
-	switch {
-	case errors.Is(nodeErr, raftnode.ErrRemoved):
+	if errors.Is(err, raftnode.ErrRemoved) {
 		lg.Info("this node was removed from the cluster; exiting")
 		return nil
-	case nodeErr != nil:
-		return nodeErr
+	}
+	if err != nil {
+		return err
 	}
 	lg.Info("stopped")
 	return nil

@@ -1,0 +1,143 @@
+// Package server assembles one raftkv node from its parts: the store, the raft
+// node, the KV service and the client API on the listeners it is given. The
+// command and the tests start nodes through it, so both run the same wiring.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+// shutdownTimeout bounds how long Stop waits for client requests to finish
+// after raft has stopped; they fail fast then, so this is rarely reached.
+const shutdownTimeout = 10 * time.Second
+
+// Config configures a server.
+type Config struct {
+	// Raft configures the raft node; its Logger is set from Logger and its
+	// StateMachine by the server.
+	Raft raftnode.Config
+	// API configures the client API; its KV, Cluster and Logger are set by
+	// the server.
+	API httpapi.Config
+	// ClientListener serves the client API; the server closes it.
+	ClientListener net.Listener
+	Logger         *zap.Logger
+}
+
+// Server is a running raftkv node.
+type Server struct {
+	lg    *zap.Logger
+	node  *raftnode.Node
+	kv    *kvstore.KV
+	store *kvstore.Store
+	http  *http.Server
+
+	done     chan struct{} // closed when everything has stopped
+	err      error         // why it stopped; read after done
+	stop     chan struct{} // closed by Stop
+	stopOnce sync.Once
+}
+
+// Start starts a node. If it fails, the listeners are closed.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	store := kvstore.NewStore()
+	cfg.Raft.Logger = cfg.Logger
+	cfg.Raft.StateMachine = store
+	node, err := raftnode.Start(cfg.Raft)
+	if err != nil {
+		closeListeners(cfg)
+		return nil, err
+	}
+	kv := kvstore.New(cfg.Logger, store, cfg.Raft.ID, node.ProposeC(), node.CommitC(), node)
+	cfg.API.KV = kv
+	cfg.API.Cluster = node
+	cfg.API.Logger = cfg.Logger
+	s := &Server{
+		lg:    cfg.Logger,
+		node:  node,
+		kv:    kv,
+		store: store,
+		http:  &http.Server{Handler: httpapi.New(cfg.API), ReadHeaderTimeout: 10 * time.Second},
+		done:  make(chan struct{}),
+		stop:  make(chan struct{}),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(cfg.ClientListener) }()
+	go s.run(serveErr)
+	return s, nil
+}
+
+func closeListeners(cfg Config) {
+	if cfg.Raft.PeerListener != nil {
+		cfg.Raft.PeerListener.Close()
+	}
+	if cfg.ClientListener != nil {
+		cfg.ClientListener.Close()
+	}
+}
+
+// run waits for a reason to stop and then shuts down in order: stop accepting
+// client requests, stop raft so that requests still waiting fail at once
+// instead of running into their timeout, then wait for the client server to
+// finish them.
+func (s *Server) run(serveErr <-chan error) {
+	defer close(s.done)
+	var err error
+	select {
+	case <-s.stop:
+	case err = <-s.node.ErrorC():
+	case <-s.kv.Done():
+		err = errors.New("server: the state machine stopped applying")
+	case serr := <-serveErr:
+		err = fmt.Errorf("server: client API: %w", serr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- s.http.Shutdown(ctx) }()
+	s.node.Stop()
+	<-s.kv.Done()
+	if serr := <-shutdownDone; serr != nil {
+		s.lg.Warn("client API shutdown", zap.Error(serr))
+	}
+	s.err = err
+}
+
+// Stop shuts the server down and waits for it. It is idempotent.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return s.err
+}
+
+// Done is closed when the server has stopped, by Stop or on its own (a fatal
+// error, or the member's removal from the cluster).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err returns why the server stopped: nil after Stop, raftnode.ErrRemoved
+// after this member's removal, another error on failure. Call it after Done.
+func (s *Server) Err() error {
+	<-s.done
+	return s.err
+}
+
+// Node returns the raft node.
+func (s *Server) Node() *raftnode.Node { return s.node }
+
+// KV returns the key-value service.
+func (s *Server) KV() *kvstore.KV { return s.kv }
