@@ -39,6 +39,9 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	case <-b.done:
 		return b.index, b.err
 	case <-ctx.Done():
+		if n.leader.Load() == raft.None {
+			return 0, ErrNoLeader
+		}
 		return 0, contextError(ctx)
 	case <-n.stopc:
 		return 0, ErrStopped

@@ -1,0 +1,137 @@
+package kvstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func put(t *testing.T, s *Store, index uint64, key, value string) Result {
+	t.Helper()
+	return s.Apply(index, &Command{Op: OpPut, Key: []byte(key), Value: []byte(value)})
+}
+
+func TestApplyTracksRevisions(t *testing.T) {
+	s := NewStore()
+	put(t, s, 3, "a", "1")
+	put(t, s, 5, "b", "x")
+	put(t, s, 7, "a", "2")
+
+	it, ok := s.Get([]byte("a"))
+	if !ok {
+		t.Fatal("key a missing")
+	}
+	want := Item{Value: []byte("2"), CreateRevision: 3, ModRevision: 7, Version: 2}
+	if !equalItems(it, want) {
+		t.Fatalf("a = %+v, want %+v", it, want)
+	}
+	if got := s.Revision(); got != 7 {
+		t.Fatalf("revision = %d, want 7", got)
+	}
+
+	res := s.Apply(9, &Command{Op: OpDelete, Key: []byte("a")})
+	if res.Err != nil || res.Revision != 9 {
+		t.Fatalf("delete a = %+v, want revision 9", res)
+	}
+	if _, ok := s.Get([]byte("a")); ok {
+		t.Fatal("a still present after delete")
+	}
+	// Recreating a key starts a new life: new create revision, version 1.
+	put(t, s, 11, "a", "3")
+	it, _ = s.Get([]byte("a"))
+	if want := (Item{Value: []byte("3"), CreateRevision: 11, ModRevision: 11, Version: 1}); !equalItems(it, want) {
+		t.Fatalf("recreated a = %+v, want %+v", it, want)
+	}
+}
+
+func TestDeleteMissingChangesNothing(t *testing.T) {
+	s := NewStore()
+	put(t, s, 4, "a", "1")
+	res := s.Apply(5, &Command{Op: OpDelete, Key: []byte("nope")})
+	if !errors.Is(res.Err, ErrKeyNotFound) {
+		t.Fatalf("err = %v, want ErrKeyNotFound", res.Err)
+	}
+	if res.Revision != 4 || s.Revision() != 4 {
+		t.Fatalf("revision moved to %d/%d on a failed delete", res.Revision, s.Revision())
+	}
+}
+
+func TestApplyCopiesValue(t *testing.T) {
+	s := NewStore()
+	buf := []byte("value")
+	s.Apply(1, &Command{Op: OpPut, Key: []byte("k"), Value: buf})
+	copy(buf, "XXXXX")
+	if it, _ := s.Get([]byte("k")); string(it.Value) != "value" {
+		t.Fatalf("stored value changed with the proposal buffer: %q", it.Value)
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	s := NewStore()
+	for i := range 100 {
+		put(t, s, uint64(i+1), fmt.Sprintf("key-%03d", i%37), fmt.Sprintf("value-%d", i))
+	}
+	put(t, s, 101, "binary\x00key\xff", "\x00\x01\x02")
+	put(t, s, 102, "empty", "")
+	data, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := NewStore()
+	put(t, r, 1, "stale", "gone after restore")
+	if err := r.Restore(data); err != nil {
+		t.Fatal(err)
+	}
+	if r.Revision() != s.Revision() || r.Len() != s.Len() {
+		t.Fatalf("restored revision %d len %d, want %d %d", r.Revision(), r.Len(), s.Revision(), s.Len())
+	}
+	if _, ok := r.Get([]byte("stale")); ok {
+		t.Fatal("restore kept a key that was not in the snapshot")
+	}
+	for k, it := range s.items {
+		got, ok := r.Get([]byte(k))
+		if !ok || !equalItems(got, *it) {
+			t.Fatalf("key %q: restored %+v, want %+v", k, got, *it)
+		}
+	}
+	// Equal stores encode to equal bytes, whatever the map order.
+	again, _ := r.Snapshot()
+	if !bytes.Equal(again, data) {
+		t.Fatal("snapshot of the restored store differs from the original")
+	}
+}
+
+func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
+	s := NewStore()
+	put(t, s, 1, "a", "1")
+	put(t, s, 2, "b", "2")
+	good, _ := s.Snapshot()
+
+	cases := map[string][]byte{
+		"empty":          nil,
+		"bad magic":      append([]byte("XXXX"), good[4:]...),
+		"truncated":      good[:len(good)-3],
+		"trailing bytes": append(append([]byte{}, good...), 0),
+		"huge count":     append(append([]byte{}, snapshotMagic...), 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := NewStore()
+			put(t, r, 9, "keep", "me")
+			err := r.Restore(data)
+			if !errors.Is(err, ErrCorruptSnapshot) {
+				t.Fatalf("err = %v, want ErrCorruptSnapshot", err)
+			}
+			if _, ok := r.Get([]byte("keep")); !ok || r.Revision() != 9 {
+				t.Fatal("a failed restore changed the store")
+			}
+		})
+	}
+}
+
+func equalItems(a, b Item) bool {
+	return bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
+		a.ModRevision == b.ModRevision && a.Version == b.Version
+}
