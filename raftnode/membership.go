@@ -84,7 +84,7 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 			return ErrLastVoter
 		}
 	default:
-		return fmt.Errorf("raftnode: unsupported configuration change %s", cc.GetType())
+		return fmt.Errorf("%w: %s", errUnsupportedConfChange, cc.GetType())
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ func ValidatePeerURL(s string) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%w: %q: scheme must be http or https", ErrInvalidPeerURL, s)
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" {
 		return fmt.Errorf("%w: %q: must be scheme://host:port only", ErrInvalidPeerURL, s)
 	}
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" || u.Hostname() == "" {
@@ -124,7 +124,10 @@ func ValidatePeerURL(s string) error {
 // member table followed by the state machine's own snapshot.
 var envelopeMagic = []byte("RKVN1")
 
-var errBadEnvelope = errors.New("raftnode: corrupt snapshot envelope")
+var (
+	errBadEnvelope           = errors.New("raftnode: corrupt snapshot envelope")
+	errUnsupportedConfChange = errors.New("raftnode: unsupported configuration change")
+)
 
 func encodeEnvelope(m *membership, appData []byte) []byte {
 	buf := make([]byte, 0, len(envelopeMagic)+64*len(m.members)+len(appData)+16)

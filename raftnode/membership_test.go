@@ -1,0 +1,103 @@
+package raftnode
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func addNode(id uint64, url string) *raftpb.ConfChange {
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: []byte(url)}
+}
+
+func removeNode(id uint64) *raftpb.ConfChange {
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id)}
+}
+
+func TestMembershipCheck(t *testing.T) {
+	m := newMembership()
+	for _, cc := range []*raftpb.ConfChange{addNode(1, "http://127.0.0.1:1"), addNode(2, "http://127.0.0.1:2"), addNode(3, "http://127.0.0.1:3"), removeNode(3)} {
+		if err := m.check(cc); err != nil {
+			t.Fatalf("setup %v: %v", cc, err)
+		}
+		m.apply(cc)
+	}
+	cases := []struct {
+		name string
+		cc   *raftpb.ConfChange
+		want error
+	}{
+		{"new member", addNode(4, "http://127.0.0.1:4"), nil},
+		{"id zero", addNode(0, "http://127.0.0.1:4"), ErrInvalidMemberID},
+		{"existing id", addNode(2, "http://127.0.0.1:9"), ErrMemberExists},
+		{"removed id", addNode(3, "http://127.0.0.1:9"), ErrMemberRemoved},
+		{"URL in use", addNode(5, "http://127.0.0.1:2"), ErrPeerURLExists},
+		{"bad URL", addNode(5, "127.0.0.1:5"), ErrInvalidPeerURL},
+		{"remove member", removeNode(2), nil},
+		{"remove unknown", removeNode(9), ErrMemberNotFound},
+		{"remove removed", removeNode(3), ErrMemberRemoved},
+		{"unsupported", &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(1)}, errUnsupportedConfChange},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := m.check(c.cc)
+			if (c.want == nil) != (err == nil) || (c.want != nil && !errors.Is(err, c.want)) {
+				t.Fatalf("check = %v, want %v", err, c.want)
+			}
+		})
+	}
+
+	last := newMembership()
+	last.apply(addNode(1, "http://127.0.0.1:1"))
+	if err := last.check(removeNode(1)); !errors.Is(err, ErrLastVoter) {
+		t.Fatalf("removing the last member: %v, want ErrLastVoter", err)
+	}
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	m := newMembership()
+	m.apply(addNode(1, "http://127.0.0.1:1"))
+	m.apply(addNode(7, "https://host.example:2380"))
+	m.apply(addNode(3, "http://127.0.0.1:3"))
+	m.apply(removeNode(3))
+	app := []byte("state machine bytes\x00\xff")
+
+	got, gotApp, err := decodeEnvelope(encodeEnvelope(m, app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(gotApp) != string(app) {
+		t.Fatalf("app data = %q, want %q", gotApp, app)
+	}
+	if !slices.Equal(got.list(), m.list()) || !got.isRemoved(3) || got.isRemoved(1) {
+		t.Fatalf("members = %v removed=%v, want %v with 3 removed", got.list(), got.removed, m.list())
+	}
+
+	for name, data := range map[string][]byte{
+		"no magic":  []byte("hello"),
+		"truncated": encodeEnvelope(m, nil)[:8],
+	} {
+		if _, _, err := decodeEnvelope(data); !errors.Is(err, errBadEnvelope) {
+			t.Errorf("%s: err = %v, want errBadEnvelope", name, err)
+		}
+	}
+}
+
+func TestValidatePeerURL(t *testing.T) {
+	good := []string{"http://127.0.0.1:12379", "https://node.example:2380", "http://[::1]:2380"}
+	bad := []string{"", "127.0.0.1:2380", "ftp://127.0.0.1:2380", "http://127.0.0.1", "http://:2380",
+		"http://u:p@127.0.0.1:2380", "http://127.0.0.1:2380/raft", "http://127.0.0.1:2380/", "http://127.0.0.1:2380?x=1", "http://127.0.0.1:2380#f", "http://%zz:1"}
+	for _, u := range good {
+		if err := ValidatePeerURL(u); err != nil {
+			t.Errorf("ValidatePeerURL(%q) = %v, want nil", u, err)
+		}
+	}
+	for _, u := range bad {
+		if err := ValidatePeerURL(u); !errors.Is(err, ErrInvalidPeerURL) {
+			t.Errorf("ValidatePeerURL(%q) = %v, want ErrInvalidPeerURL", u, err)
+		}
+	}
+}
