@@ -18,20 +18,23 @@ const (
 	OpDelete Op = 2
 )
 
-// Command is one change to the store, proposed through raft. ID identifies
-// the proposer's waiter; it is unique across the cluster.
+// Command is one change to the store, proposed through raft. Origin is the
+// member that proposed it and ID its waiter there; only the origin wakes a
+// waiter, so ids need only be unique per member.
 type Command struct {
-	ID    uint64
-	Op    Op
-	Key   []byte
-	Value []byte
+	Origin uint64
+	ID     uint64
+	Op     Op
+	Key    []byte
+	Value  []byte
 }
 
-// Marshal encodes c compactly: version, op, uvarint id, uvarint key length,
-// key, then the value as the rest of the buffer.
+// Marshal encodes c compactly: version, op, uvarint origin, uvarint id,
+// uvarint key length, key, then the value as the rest of the buffer.
 func (c *Command) Marshal() []byte {
-	buf := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(c.Key)+len(c.Value))
+	buf := make([]byte, 0, 2+3*binary.MaxVarintLen64+len(c.Key)+len(c.Value))
 	buf = append(buf, commandVersion, byte(c.Op))
+	buf = binary.AppendUvarint(buf, c.Origin)
 	buf = binary.AppendUvarint(buf, c.ID)
 	buf = binary.AppendUvarint(buf, uint64(len(c.Key)))
 	buf = append(buf, c.Key...)
@@ -53,6 +56,12 @@ func UnmarshalCommand(data []byte) (Command, error) {
 		return c, fmt.Errorf("%w: unknown op %d", ErrCorruptCommand, c.Op)
 	}
 	rest := data[2:]
+	origin, n := binary.Uvarint(rest)
+	if n <= 0 {
+		return c, fmt.Errorf("%w: bad origin", ErrCorruptCommand)
+	}
+	c.Origin = origin
+	rest = rest[n:]
 	id, n := binary.Uvarint(rest)
 	if n <= 0 {
 		return c, fmt.Errorf("%w: bad id", ErrCorruptCommand)

@@ -8,7 +8,7 @@ import (
 
 func TestCommandRoundTrip(t *testing.T) {
 	cases := []Command{
-		{ID: 1, Op: OpPut, Key: []byte("k"), Value: []byte("v")},
+		{Origin: 3, ID: 1, Op: OpPut, Key: []byte("k"), Value: []byte("v")},
 		{ID: 1 << 63, Op: OpPut, Key: []byte("bin\x00\xff"), Value: []byte{}},
 		{ID: 42, Op: OpPut, Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 1<<16)},
 		{ID: 7, Op: OpDelete, Key: []byte("gone")},
@@ -18,7 +18,7 @@ func TestCommandRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
-		if got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) {
+		if got.Origin != c.Origin || got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) {
 			t.Fatalf("round trip of %+v gave %+v", c, got)
 		}
 	}
@@ -27,13 +27,14 @@ func TestCommandRoundTrip(t *testing.T) {
 func TestUnmarshalCommandRejectsCorruptInput(t *testing.T) {
 	good := (&Command{ID: 5, Op: OpPut, Key: []byte("key"), Value: []byte("v")}).Marshal()
 	cases := map[string][]byte{
-		"empty":             nil,
-		"one byte":          {commandVersion},
-		"unknown version":   append([]byte{9}, good[1:]...),
-		"unknown op":        {commandVersion, 99, 1, 0},
-		"missing id":        {commandVersion, byte(OpPut)},
-		"key past the end":  {commandVersion, byte(OpPut), 1, 10, 'a'},
-		"delete with value": append((&Command{ID: 1, Op: OpDelete, Key: []byte("k")}).Marshal(), 'x'),
+		"empty":                   nil,
+		"one byte":                {commandVersion},
+		"unknown version":         append([]byte{9}, good[1:]...),
+		"unknown op":              {commandVersion, 99, 1, 1, 0},
+		"missing id":              {commandVersion, byte(OpPut)},
+		"missing id after origin": {commandVersion, byte(OpPut), 1},
+		"key past the end":        {commandVersion, byte(OpPut), 1, 1, 10, 'a'},
+		"delete with value":       append((&Command{ID: 1, Op: OpDelete, Key: []byte("k")}).Marshal(), 'x'),
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -56,7 +57,7 @@ func FuzzUnmarshalCommand(f *testing.F) {
 		// Whatever decodes must survive a re-encoding unchanged (the
 		// bytes may differ: uvarints have non-minimal encodings).
 		again, err := UnmarshalCommand(c.Marshal())
-		if err != nil || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) {
+		if err != nil || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) {
 			t.Fatalf("re-decoding %+v gave %+v, %v", c, again, err)
 		}
 	})

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type ReadIndexer interface {
 // otherwise.
 type KV struct {
 	store    *Store
+	memberID uint64
 	proposeC chan<- raftnode.Proposal
 	reads    ReadIndexer
 	lg       *zap.Logger
@@ -35,6 +37,7 @@ type KV struct {
 	appliedC  chan struct{} // closed and replaced whenever applied grows
 
 	done chan struct{} // closed when the commit stream ends
+	err  error         // why applying stopped early; read after done
 }
 
 // New starts applying commits from commitC to store. memberID makes request
@@ -42,6 +45,7 @@ type KV struct {
 func New(lg *zap.Logger, store *Store, memberID uint64, proposeC chan<- raftnode.Proposal, commitC <-chan raftnode.Commit, reads ReadIndexer) *KV {
 	kv := &KV{
 		store:    store,
+		memberID: memberID,
 		proposeC: proposeC,
 		reads:    reads,
 		lg:       lg,
@@ -58,6 +62,13 @@ func New(lg *zap.Logger, store *Store, memberID uint64, proposeC chan<- raftnode
 // applied.
 func (kv *KV) Done() <-chan struct{} { return kv.done }
 
+// Err returns, after Done, why applying stopped before the commit stream
+// ended, or nil.
+func (kv *KV) Err() error {
+	<-kv.done
+	return kv.err
+}
+
 // Store returns the underlying state machine.
 func (kv *KV) Store() *Store { return kv.store }
 
@@ -73,9 +84,9 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 	for c := range commitC {
 		if c.Snapshot != nil {
 			if err := kv.store.Restore(c.Snapshot); err != nil {
-				// Every replica would fail alike; stopping is the only
-				// safe answer, and the node reports it.
-				kv.lg.Error("restore snapshot", zap.Uint64("index", c.Index), zap.Error(err))
+				// Applying anything on top of a state that failed to load
+				// would diverge from the other replicas: stop.
+				kv.err = fmt.Errorf("kvstore: restore snapshot at %d: %w", c.Index, err)
 				return
 			}
 		}
@@ -87,7 +98,9 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				continue
 			}
 			res := kv.store.Apply(e.Index, &cmd)
-			kv.waits.Trigger(cmd.ID, res)
+			if cmd.Origin == kv.memberID {
+				kv.waits.Trigger(cmd.ID, res)
+			}
 		}
 		kv.setApplied(c.Index)
 		close(c.Done)
@@ -171,7 +184,7 @@ func (kv *KV) linearize(ctx context.Context) error {
 
 // propose sends cmd through raft and waits until it is applied here.
 func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
-	cmd.ID = kv.ids.Next()
+	cmd.Origin, cmd.ID = kv.memberID, kv.ids.Next()
 	applied := kv.waits.Register(cmd.ID)
 	accepted := make(chan error, 1)
 	select {
@@ -189,6 +202,10 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 			kv.waits.Trigger(cmd.ID, nil)
 			return Result{}, err
 		}
+	case <-ctx.Done():
+		// Queued, so it may still be proposed and applied.
+		kv.waits.Trigger(cmd.ID, nil)
+		return Result{}, ErrTimeout
 	case <-kv.done:
 		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrStopped

@@ -12,6 +12,9 @@ import (
 // AddMember adds a voting member with the given id and peer URL, and returns
 // once the change is applied on this node.
 func (n *Node) AddMember(ctx context.Context, id uint64, peerURL string) error {
+	if err := ValidatePeerURL(peerURL); err != nil {
+		return err
+	}
 	cc := &raftpb.ConfChange{
 		Type:    raftpb.ConfChangeAddNode.Enum(),
 		NodeId:  proto.Uint64(id),
@@ -61,6 +64,9 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 			n.confWait.Trigger(reqID, nil)
 			return err
 		}
+	case <-ctx.Done():
+		n.confWait.Trigger(reqID, nil)
+		return fmt.Errorf("%w: the configuration change may or may not be applied", ErrTimeout)
 	case <-n.stopc:
 		n.confWait.Trigger(reqID, nil)
 		return ErrStopped

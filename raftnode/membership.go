@@ -53,7 +53,9 @@ func (m *membership) isRemoved(id uint64) bool {
 
 // check reports why cc cannot be applied to the table, or nil. It is called
 // both before proposing (for a quick, clear answer) and when the change is
-// applied (the authoritative decision, since two proposals may race).
+// applied (the authoritative decision, since two proposals may race). It only
+// looks things up in the table, so every replica, whatever its version,
+// decides alike; the URL's syntax is checked before proposing.
 func (m *membership) check(cc *raftpb.ConfChange) error {
 	id := cc.GetNodeId()
 	if id == 0 {
@@ -68,9 +70,6 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 			return fmt.Errorf("%w: %x", ErrMemberExists, id)
 		}
 		peerURL := string(cc.GetContext())
-		if err := ValidatePeerURL(peerURL); err != nil {
-			return err
-		}
 		for other, u := range m.members {
 			if u == peerURL {
 				return fmt.Errorf("%w: %s is member %x", ErrPeerURLExists, peerURL, other)
@@ -120,9 +119,15 @@ func ValidatePeerURL(s string) error {
 	return nil
 }
 
-// envelopeMagic starts the data of every raft snapshot raftkv writes: the
-// member table followed by the state machine's own snapshot.
-var envelopeMagic = []byte("RKVN1")
+// The data of every raft snapshot raftkv makes is an envelope: the member
+// table followed by the state machine's own snapshot. When a snapshot is sent
+// to a follower, the state machine's part is streamed beside the message (as
+// etcd streams its database) and the envelope travels without it, marked by a
+// different magic.
+var (
+	envelopeMagic         = []byte("RKVN1")
+	streamedEnvelopeMagic = []byte("RKVS1")
+)
 
 var (
 	errBadEnvelope           = errors.New("raftnode: corrupt snapshot envelope")
@@ -130,8 +135,12 @@ var (
 )
 
 func encodeEnvelope(m *membership, appData []byte) []byte {
-	buf := make([]byte, 0, len(envelopeMagic)+64*len(m.members)+len(appData)+16)
-	buf = append(buf, envelopeMagic...)
+	return appendEnvelope(envelopeMagic, m, appData)
+}
+
+func appendEnvelope(magic []byte, m *membership, appData []byte) []byte {
+	buf := make([]byte, 0, len(magic)+64*len(m.members)+len(appData)+16)
+	buf = append(buf, magic...)
 	members := m.list()
 	buf = codec.AppendUvarint(buf, uint64(len(members)))
 	for _, mem := range members {
@@ -146,12 +155,21 @@ func encodeEnvelope(m *membership, appData []byte) []byte {
 	return append(buf, appData...)
 }
 
-func decodeEnvelope(data []byte) (*membership, []byte, error) {
-	if !bytes.HasPrefix(data, envelopeMagic) {
-		return nil, nil, fmt.Errorf("%w: bad magic", errBadEnvelope)
+// decodeEnvelope splits an envelope into the member table and the state
+// machine's data. streamed reports an envelope whose state machine data was
+// sent separately.
+func decodeEnvelope(data []byte) (m *membership, appData []byte, streamed bool, err error) {
+	var magic []byte
+	switch {
+	case bytes.HasPrefix(data, envelopeMagic):
+		magic = envelopeMagic
+	case bytes.HasPrefix(data, streamedEnvelopeMagic):
+		magic, streamed = streamedEnvelopeMagic, true
+	default:
+		return nil, nil, false, fmt.Errorf("%w: bad magic", errBadEnvelope)
 	}
-	d := codec.NewDecoder(data[len(envelopeMagic):])
-	m := newMembership()
+	d := codec.NewDecoder(data[len(magic):])
+	m = newMembership()
 	for n := d.Uvarint(); n > 0 && d.Err() == nil; n-- {
 		id := d.Uvarint()
 		m.members[id] = string(d.Bytes())
@@ -160,7 +178,10 @@ func decodeEnvelope(data []byte) (*membership, []byte, error) {
 		m.removed[d.Uvarint()] = struct{}{}
 	}
 	if err := d.Err(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errBadEnvelope, err)
+		return nil, nil, false, fmt.Errorf("%w: %w", errBadEnvelope, err)
 	}
-	return m, d.Rest(), nil
+	if streamed && len(d.Rest()) != 0 {
+		return nil, nil, false, fmt.Errorf("%w: streamed envelope carries data", errBadEnvelope)
+	}
+	return m, d.Rest(), streamed, nil
 }

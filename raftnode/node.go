@@ -165,21 +165,21 @@ func Start(cfg Config) (*Node, error) {
 		StepDownOnRemoval:         true,
 		Logger:                    newRaftLogger(lg),
 	}
-	switch {
-	case !ds.fresh || cfg.Join:
-		n.node = raft.RestartNode(rc)
-	default:
-		peers := make([]raft.Peer, len(cfg.Peers))
-		for i, u := range cfg.Peers {
-			peers[i] = raft.Peer{ID: uint64(i + 1), Context: []byte(u)}
-		}
-		n.node = raft.StartNode(rc, peers)
+	if err := n.startRaft(rc, ds.fresh); err != nil {
+		st.close()
+		return nil, err
+	}
+	selfURLs, err := types.NewURLs([]string{cfg.Peers[cfg.ID-1]})
+	if err != nil {
+		n.node.Stop()
+		st.close()
+		return nil, fmt.Errorf("%w: own peer URL: %w", ErrInvalidConfig, err)
 	}
 
 	n.transport = &rafthttp.Transport{
 		Logger:      lg,
 		ID:          types.ID(cfg.ID),
-		URLs:        types.MustNewURLs([]string{cfg.Peers[cfg.ID-1]}),
+		URLs:        selfURLs,
 		ClusterID:   clusterID,
 		Raft:        transportRaft{n},
 		Snapshotter: st.snapshotter,
@@ -197,15 +197,11 @@ func Start(cfg Config) (*Node, error) {
 	// add the rest.
 	if ds.fresh {
 		for i, u := range cfg.Peers {
-			if id := uint64(i + 1); id != cfg.ID {
-				n.transport.AddPeer(types.ID(id), []string{u})
-			}
+			n.addPeer(uint64(i+1), u)
 		}
 	}
 	for _, m := range n.members.list() {
-		if m.ID != cfg.ID {
-			n.transport.AddPeer(types.ID(m.ID), []string{m.PeerURL})
-		}
+		n.addPeer(m.ID, m.PeerURL)
 	}
 
 	n.peerServer = &http.Server{Handler: n.transport.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -222,11 +218,49 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// startRaft starts or restarts raft. Raft panics on a log it cannot accept
+// (a hard state committed past the last entry, say); that is reported as an
+// error about the data dir, not as a crash.
+func (n *Node) startRaft(rc *raft.Config, fresh bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("raftnode: raft refused the state in %s: %v", n.cfg.DataDir, r)
+		}
+	}()
+	if !fresh || n.cfg.Join {
+		n.node = raft.RestartNode(rc)
+		return nil
+	}
+	peers := make([]raft.Peer, len(n.cfg.Peers))
+	for i, u := range n.cfg.Peers {
+		peers[i] = raft.Peer{ID: uint64(i + 1), Context: []byte(u)}
+	}
+	n.node = raft.StartNode(rc, peers)
+	return nil
+}
+
+// addPeer tells the transport how to reach a member. rafthttp panics on a
+// URL it cannot parse; such a URL never passes ValidatePeerURL, so this
+// only guards against a table written by something else.
+func (n *Node) addPeer(id uint64, peerURL string) {
+	if id == n.cfg.ID {
+		return
+	}
+	if _, err := types.NewURLs([]string{peerURL}); err != nil {
+		n.lg.Error("cannot reach member: bad peer URL", zap.Uint64("member", id), zap.String("url", peerURL), zap.Error(err))
+		return
+	}
+	n.transport.AddPeer(types.ID(id), []string{peerURL})
+}
+
 // replay rebuilds the in-memory log and the member table from disk and
 // refuses a member that was removed from the cluster.
 func (n *Node) replay(ds *diskState) error {
 	if ds.snapshot != nil {
-		members, appData, err := decodeEnvelope(ds.snapshot.GetData())
+		members, appData, streamed, err := decodeEnvelope(ds.snapshot.GetData())
+		if err == nil && streamed {
+			err = fmt.Errorf("%w: stored snapshot lacks its data", errBadEnvelope)
+		}
 		if err != nil {
 			return fmt.Errorf("raftnode: load snapshot: %w", err)
 		}
@@ -342,7 +376,18 @@ func (n *Node) Stop() {
 // the channels that tell the application.
 func (n *Node) run() {
 	err := n.serveChannels()
-	if err != nil && !errors.Is(err, ErrRemoved) {
+	select {
+	case <-n.stopc:
+		if errors.Is(err, ErrStopped) {
+			err = nil // stopped while handing over a commit
+		}
+	default:
+	}
+	if errors.Is(err, ErrRemoved) {
+		if merr := n.storage.markRemoved(); merr != nil {
+			n.lg.Error("record removal in the data dir", zap.Error(merr))
+		}
+	} else if err != nil {
 		n.lg.Error("raft node failed", zap.Error(err))
 	}
 	n.stopOnce.Do(func() { close(n.stopc) })
@@ -355,9 +400,11 @@ func (n *Node) run() {
 	if cerr := n.storage.close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	close(n.commitC)
+	// The reason goes out before commitC closes, so that whoever sees the
+	// state machine stop can already read why.
 	n.errorC <- err
 	close(n.errorC)
+	close(n.commitC)
 	close(n.done)
 }
 
@@ -427,7 +474,11 @@ func (n *Node) serveChannels() error {
 				return ErrRemoved
 			}
 		case err := <-n.transport.ErrorC:
-			return fmt.Errorf("raftnode: transport: %w", err)
+			// rafthttp reports only one critical error: a peer answered that
+			// this member was removed. That happens when the removal was
+			// committed while this member could not learn it.
+			n.lg.Info("a peer reports this member was removed from the cluster; stopping", zap.Error(err))
+			return ErrRemoved
 		case <-n.stopc:
 			return nil
 		}
@@ -439,6 +490,12 @@ func (n *Node) serveChannels() error {
 func (n *Node) persist(rd raft.Ready) error {
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
 	if hasSnap {
+		// Check the snapshot, and join it with its streamed data, before it
+		// is made durable: a stored snapshot that cannot be loaded would stop
+		// every later start.
+		if err := n.completeSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
 		if err := n.storage.saveSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
@@ -465,6 +522,26 @@ func (n *Node) persist(rd raft.Ready) error {
 	return nil
 }
 
+// completeSnapshot checks a snapshot received from the leader and, when its
+// state machine data was streamed, puts that data back into it from the file
+// rafthttp saved.
+func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) error {
+	index := snapshot.GetMetadata().GetIndex()
+	members, _, streamed, err := decodeEnvelope(snapshot.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+	}
+	if !streamed {
+		return nil
+	}
+	appData, err := n.storage.readSnapDB(index)
+	if err != nil {
+		return err
+	}
+	snapshot.Data = encodeEnvelope(members, appData)
+	return nil
+}
+
 // applySnapshot replaces the member table and the state machine's state with
 // a snapshot received from the leader.
 func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
@@ -472,19 +549,28 @@ func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
 	if md.GetIndex() <= n.appliedIndex {
 		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", md.GetIndex(), n.appliedIndex)
 	}
-	members, appData, err := decodeEnvelope(snapshot.GetData())
+	members, appData, _, err := decodeEnvelope(snapshot.GetData())
 	if err != nil {
 		return fmt.Errorf("raftnode: apply snapshot: %w", err)
 	}
 	n.lg.Info("applying snapshot from leader", zap.Uint64("index", md.GetIndex()))
-	n.storage.releaseSnapDB(md.GetIndex())
+	n.storage.releaseSnapDBs(md.GetIndex())
 	n.setMembers(members)
 	n.confState = md.GetConfState()
 	n.snapshotIndex = md.GetIndex()
 	if err := n.publish(Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}); err != nil {
 		return err
 	}
-	return n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs)
+	n.purge()
+	return nil
+}
+
+// purge removes old files. A failure costs disk space, not correctness, so it
+// is logged and tried again after the next snapshot.
+func (n *Node) purge() {
+	if err := n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs); err != nil {
+		n.lg.Warn("purge old snapshot and wal files", zap.Error(err))
+	}
 }
 
 // setMembers installs a new member table and tells the transport.
@@ -495,9 +581,7 @@ func (n *Node) setMembers(m *membership) {
 		}
 	}
 	for id, u := range m.members {
-		if id != n.cfg.ID {
-			n.transport.AddPeer(types.ID(id), []string{u})
-		}
+		n.addPeer(id, u)
 	}
 	n.members = m
 	n.view.Store(m.clone())
@@ -572,8 +656,8 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 			n.removedSelf = true
 		case cc.GetType() == raftpb.ConfChangeRemoveNode:
 			n.transport.RemovePeer(types.ID(id))
-		case id != n.cfg.ID:
-			n.transport.AddPeer(types.ID(id), []string{string(cc.GetContext())})
+		default:
+			n.addPeer(id, string(cc.GetContext()))
 		}
 	}
 	if cc.GetId() != 0 {
@@ -581,17 +665,26 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 	}
 }
 
-// send hands messages to the transport. Snapshots go through rafthttp's
-// streaming snapshot sender, which has no 64 KiB message limit; the snapshot
-// data travels in the message, so the streamed database part is empty.
+// send hands messages to the transport. A snapshot goes through rafthttp's
+// snapshot sender: the message carries the member table, and the state
+// machine's data is streamed after it, so its size is not bounded by
+// rafthttp's message limits.
 func (n *Node) send(msgs []*raftpb.Message) {
 	out := msgs[:0:0]
 	for _, m := range msgs {
-		if m.GetType() == raftpb.MsgSnap {
-			n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(nil)), 0))
+		if m.GetType() != raftpb.MsgSnap {
+			out = append(out, m)
 			continue
 		}
-		out = append(out, m)
+		members, appData, _, err := decodeEnvelope(m.GetSnapshot().GetData())
+		if err != nil {
+			n.lg.Error("cannot send snapshot", zap.Uint64("to", m.GetTo()), zap.Error(err))
+			n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+			continue
+		}
+		// Raft hands out a copy of its snapshot, so it is ours to change.
+		m.Snapshot.Data = appendEnvelope(streamedEnvelopeMagic, members, nil)
+		n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(appData)), int64(len(appData))))
 	}
 	n.transport.Send(out)
 }
@@ -628,7 +721,8 @@ func (n *Node) maybeSnapshot() error {
 	n.lg.Info("saved snapshot", zap.Uint64("index", n.appliedIndex), zap.Uint64("compacted-to", compactIndex),
 		zap.Int("bytes", len(snapshot.GetData())))
 	n.snapshotIndex = n.appliedIndex
-	return n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs)
+	n.purge()
+	return nil
 }
 
 // proposeLoop hands proposals and configuration changes to raft one at a
@@ -678,7 +772,20 @@ func (n *Node) electionTimeout() time.Duration {
 type transportRaft struct{ n *Node }
 
 func (t transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
+	if t.n.view.Load().isRemoved(m.GetFrom()) {
+		return errFromRemovedMember{}
+	}
 	return t.n.node.Step(ctx, m)
+}
+
+// errFromRemovedMember answers a removed member with 403, which its rafthttp
+// pipeline reports to it as "removed from the cluster", so it stops.
+type errFromRemovedMember struct{}
+
+func (errFromRemovedMember) Error() string { return "raftnode: message from a removed member" }
+
+func (errFromRemovedMember) WriteTo(w http.ResponseWriter) {
+	http.Error(w, "the sender was removed from the cluster", http.StatusForbidden)
 }
 func (t transportRaft) IsIDRemoved(id uint64) bool  { return t.n.view.Load().isRemoved(id) }
 func (t transportRaft) ReportUnreachable(id uint64) { t.n.node.ReportUnreachable(id) }

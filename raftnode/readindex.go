@@ -96,10 +96,14 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 		}
 		*seq++
 		rctx := binary.BigEndian.AppendUint64(nil, *seq)
+		// ReadIndex only hands the request to raft's goroutine; it fails
+		// when raft has stopped, and times out if raft is too busy to take
+		// it, in which case the retry below sends it again.
 		ctx, cancel := context.WithTimeout(context.Background(), readIndexRetry)
 		err := n.node.ReadIndex(ctx, rctx)
+		timedOut := ctx.Err() != nil
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err != nil && !timedOut {
 			return 0, ErrStopped
 		}
 	wait:

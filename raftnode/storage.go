@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -31,6 +32,7 @@ type diskState struct {
 // loop uses it after start.
 type storage struct {
 	lg          *zap.Logger
+	memberDir   string
 	walDir      string
 	snapDir     string
 	wal         *wal.WAL
@@ -42,9 +44,22 @@ func walMetadata(id uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, id)
 }
 
+// removedMarker is the file a member leaves in its data dir once it knows it
+// was removed, so that it refuses to start on that data again even when the
+// removal itself never reached its log.
+const removedMarker = "removed"
+
+func removedError(dataDir string) error {
+	return fmt.Errorf("%w: %s holds the data of a removed member; wipe it and add the node back under a new id", ErrRemoved, dataDir)
+}
+
 // CheckDataDir reports whether dataDir can be used by member id: it must be
-// empty or absent, or hold the WAL of that same member. It writes nothing.
+// empty or absent, or hold the WAL of that same member, not removed. It
+// writes nothing.
 func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
+	if fileutil.Exist(filepath.Join(dataDir, "member", removedMarker)) {
+		return removedError(dataDir)
+	}
 	walDir := filepath.Join(dataDir, "member", "wal")
 	if !wal.Exist(walDir) {
 		return nil
@@ -85,9 +100,13 @@ func checkMetadata(dataDir string, metadata []byte, id uint64) error {
 // under dataDir and reads back everything needed to restart raft.
 func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskState, error) {
 	s := &storage{
-		lg:      lg,
-		walDir:  filepath.Join(dataDir, "member", "wal"),
-		snapDir: filepath.Join(dataDir, "member", "snap"),
+		lg:        lg,
+		memberDir: filepath.Join(dataDir, "member"),
+		walDir:    filepath.Join(dataDir, "member", "wal"),
+		snapDir:   filepath.Join(dataDir, "member", "snap"),
+	}
+	if fileutil.Exist(filepath.Join(s.memberDir, removedMarker)) {
+		return nil, nil, removedError(dataDir)
 	}
 	if !wal.Exist(s.walDir) {
 		if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
@@ -149,6 +168,10 @@ func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskStat
 		s.wal.Close()
 		return nil, nil, err
 	}
+	// A crash right after the WAL was created leaves it without a single
+	// record of raft state: the member never took part, so it starts afresh.
+	ds.fresh = ds.snapshot == nil && len(ds.entries) == 0 && raft.IsEmptyHardState(ds.hardState)
+	s.sweepSnapDir()
 	return s, ds, nil
 }
 
@@ -165,6 +188,11 @@ func (s *storage) saveSnapshot(snapshot *raftpb.Snapshot) error {
 	}
 	if err := s.snapshotter.SaveSnap(snapshot); err != nil {
 		return fmt.Errorf("raftnode: save snapshot file: %w", err)
+	}
+	// The snapshotter syncs the file but not the directory entry; without
+	// this a power loss could keep the WAL record and lose the file.
+	if err := fsyncDir(s.snapDir); err != nil {
+		return err
 	}
 	if err := s.wal.SaveSnapshot(walSnap); err != nil {
 		return fmt.Errorf("raftnode: save wal snapshot record: %w", err)
@@ -219,14 +247,65 @@ func purgeFiles(dir, suffix string, keep int, locked bool) error {
 	return nil
 }
 
-// releaseSnapDB removes the empty database file rafthttp's snapshot receiver
-// saves for every incoming snapshot: raftkv carries its state in the snapshot
-// message itself.
-func (s *storage) releaseSnapDB(index uint64) {
-	path := filepath.Join(s.snapDir, fmt.Sprintf("%016x.snap.db", index))
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.lg.Warn("remove received snapshot db file", zap.String("path", path), zap.Error(err))
+// readSnapDB reads the state machine data that rafthttp's snapshot receiver
+// saved beside the snapshot message at index.
+func (s *storage) readSnapDB(index uint64) ([]byte, error) {
+	path, err := s.snapshotter.DBFilePath(index)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
 	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+	}
+	return data, nil
+}
+
+// releaseSnapDBs removes the data files rafthttp saved for received
+// snapshots up to index, once the snapshot itself is stored.
+func (s *storage) releaseSnapDBs(index uint64) {
+	md := &raftpb.SnapshotMetadata{Index: proto.Uint64(index + 1)}
+	if err := s.snapshotter.ReleaseSnapDBs(&raftpb.Snapshot{Metadata: md}); err != nil {
+		s.lg.Warn("remove received snapshot data files", zap.Error(err))
+	}
+}
+
+// sweepSnapDir removes what an interrupted snapshot transfer leaves behind:
+// rafthttp's temporary files and data files of snapshots never applied.
+func (s *storage) sweepSnapDir() {
+	names, err := fileutil.ReadDir(s.snapDir)
+	if err != nil {
+		s.lg.Warn("sweep snap dir", zap.Error(err))
+		return
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, "tmp") || strings.HasSuffix(name, ".snap.db") {
+			if err := os.Remove(filepath.Join(s.snapDir, name)); err != nil {
+				s.lg.Warn("sweep snap dir", zap.String("file", name), zap.Error(err))
+			}
+		}
+	}
+}
+
+// markRemoved records in the data dir that this member was removed.
+func (s *storage) markRemoved() error {
+	path := filepath.Join(s.memberDir, removedMarker)
+	if err := os.WriteFile(path, []byte("this member was removed from its cluster\n"), fileutil.PrivateFileMode); err != nil {
+		return fmt.Errorf("raftnode: %w", err)
+	}
+	return fsyncDir(s.memberDir)
+}
+
+func fsyncDir(dir string) error {
+	d, err := fileutil.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("raftnode: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := fileutil.Fsync(d); err != nil {
+		return fmt.Errorf("raftnode: sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 func (s *storage) close() error {

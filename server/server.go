@@ -102,7 +102,15 @@ func (s *Server) run(serveErr <-chan error) {
 	case <-s.stop:
 	case err = <-s.node.ErrorC():
 	case <-s.kv.Done():
-		err = errors.New("server: the state machine stopped applying")
+		// The node closes the commit stream after reporting why it stopped;
+		// if it is still running, the state machine failed on its own.
+		s.node.Stop()
+		if err = <-s.node.ErrorC(); err == nil {
+			err = s.kv.Err()
+		}
+		if err == nil {
+			err = errors.New("server: the state machine stopped applying")
+		}
 	case serr := <-serveErr:
 		err = fmt.Errorf("server: client API: %w", serr)
 	}
