@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -106,31 +107,43 @@ func (s *Store) Apply(index uint64, cmd *Command) Result {
 	}
 }
 
-// Snapshot encodes the whole store. Keys are written in order so that equal
-// stores encode to equal bytes.
-func (s *Store) Snapshot() ([]byte, error) {
+// Snapshot encodes the whole store.
+func (s *Store) Snapshot() ([]byte, error) { return s.Capture()() }
+
+// Capture freezes the store's current contents and returns a function that
+// encodes them, which may run while the store keeps changing: items are never
+// modified in place, so copying the map of pointers is enough.
+func (s *Store) Capture() func() ([]byte, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.items))
+	items := maps.Clone(s.items)
+	revision := s.revision
+	s.mu.RUnlock()
+	return func() ([]byte, error) { return encodeSnapshot(items, revision), nil }
+}
+
+// encodeSnapshot writes keys in order so that equal stores encode to equal
+// bytes.
+func encodeSnapshot(items map[string]*Item, revision uint64) []byte {
+	keys := make([]string, 0, len(items))
 	size := len(snapshotMagic) + 2*binary.MaxVarintLen64
-	for k, it := range s.items {
+	for k, it := range items {
 		keys = append(keys, k)
 		size += len(k) + len(it.Value) + 5*binary.MaxVarintLen64
 	}
 	slices.SortFunc(keys, strings.Compare)
 	buf := make([]byte, 0, size)
 	buf = append(buf, snapshotMagic...)
-	buf = binary.AppendUvarint(buf, s.revision)
+	buf = binary.AppendUvarint(buf, revision)
 	buf = binary.AppendUvarint(buf, uint64(len(keys)))
 	for _, k := range keys {
-		it := s.items[k]
-		buf = codec.AppendBytes(buf, []byte(k))
+		it := items[k]
+		buf = codec.AppendString(buf, k)
 		buf = codec.AppendBytes(buf, it.Value)
 		buf = binary.AppendUvarint(buf, it.CreateRevision)
 		buf = binary.AppendUvarint(buf, it.ModRevision)
 		buf = binary.AppendUvarint(buf, it.Version)
 	}
-	return buf, nil
+	return buf
 }
 
 // Restore replaces the store's contents with a snapshot made by Snapshot. On

@@ -8,12 +8,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// StateMachine is what the node needs from the application: a snapshot of
-// everything applied so far. The node calls Snapshot only after the
-// application has finished every Commit it was sent, so the snapshot covers
-// exactly the log up to the last Commit's Index.
+// StateMachine is what the node needs from the application: snapshots of
+// everything applied so far.
 type StateMachine interface {
-	Snapshot() ([]byte, error)
+	// Capture freezes the current state and returns a function that encodes
+	// it. The node calls Capture from its Ready loop only after the
+	// application has finished every Commit it was sent, so the snapshot
+	// covers exactly the log up to the last Commit's Index. Capture must be
+	// cheap; encode runs on another goroutine while applying goes on.
+	Capture() (encode func() ([]byte, error))
 }
 
 // Config configures a Node. Zero durations and counts take the defaults of

@@ -90,9 +90,13 @@ type Node struct {
 	snapshotIndex uint64
 	appliedIndex  uint64
 	lastDone      chan struct{}
-	members       *membership
-	removedSelf   bool
-	initialCommit *Commit // the loaded snapshot, sent before anything else
+	// snapshotInFlight is set while a snapshot is written in the
+	// background; its result arrives on snapshotDone.
+	snapshotInFlight bool
+	snapshotDone     chan snapshotResult
+	members          *membership
+	removedSelf      bool
+	initialCommit    *Commit // the loaded snapshot, sent before anything else
 
 	// Shared with request goroutines.
 	view       atomic.Pointer[membership] // a copy of members, replaced on change
@@ -129,21 +133,22 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:         cfg,
-		lg:          lg,
-		proposeC:    make(chan Proposal, 256),
-		confChangeC: make(chan confChangeRequest),
-		commitC:     make(chan Commit, 64),
-		errorC:      make(chan error, 1),
-		raftStorage: raft.NewMemoryStorage(),
-		storage:     st,
-		members:     newMembership(),
-		confWait:    wait.New(),
-		idGen:       idutil.NewGenerator(uint16(cfg.ID), time.Now()),
-		readNotify:  make(chan struct{}, 1),
-		readStates:  make(chan raft.ReadState, 16),
-		stopc:       make(chan struct{}),
-		done:        make(chan struct{}),
+		cfg:          cfg,
+		lg:           lg,
+		proposeC:     make(chan Proposal, 256),
+		confChangeC:  make(chan confChangeRequest),
+		commitC:      make(chan Commit, 64),
+		errorC:       make(chan error, 1),
+		raftStorage:  raft.NewMemoryStorage(),
+		storage:      st,
+		members:      newMembership(),
+		confWait:     wait.New(),
+		idGen:        idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		readNotify:   make(chan struct{}, 1),
+		readStates:   make(chan raft.ReadState, 16),
+		snapshotDone: make(chan snapshotResult),
+		stopc:        make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	if err := n.replay(ds); err != nil {
 		st.close()
@@ -473,6 +478,10 @@ func (n *Node) serveChannels() error {
 				n.lg.Info("this member was removed from the cluster; stopping")
 				return ErrRemoved
 			}
+		case res := <-n.snapshotDone:
+			if err := n.finishSnapshot(res); err != nil {
+				return err
+			}
 		case err := <-n.transport.ErrorC:
 			// rafthttp reports only one critical error: a peer answered that
 			// this member was removed. That happens when the removal was
@@ -490,6 +499,9 @@ func (n *Node) serveChannels() error {
 func (n *Node) persist(rd raft.Ready) error {
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
 	if hasSnap {
+		if err := n.awaitSnapshot(); err != nil {
+			return err
+		}
 		// Check the snapshot, and join it with its streamed data, before it
 		// is made durable: a stored snapshot that cannot be loaded would stop
 		// every later start.
@@ -689,10 +701,19 @@ func (n *Node) send(msgs []*raftpb.Message) {
 	n.transport.Send(out)
 }
 
-// maybeSnapshot takes a snapshot once SnapshotCount entries were applied
-// since the last one, compacts the in-memory log, and purges old files.
+// snapshotResult is the outcome of a snapshot written in the background.
+type snapshotResult struct {
+	index uint64
+	err   error
+}
+
+// maybeSnapshot starts a snapshot once SnapshotCount entries were applied
+// since the last one. The loop only captures the state, which is cheap;
+// encoding it and writing it to disk happen on another goroutine, so that a
+// large store does not stop the loop from ticking and heartbeating. One
+// snapshot is in flight at a time; finishSnapshot completes it.
 func (n *Node) maybeSnapshot() error {
-	if n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
+	if n.snapshotInFlight || n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
 		return nil
 	}
 	select {
@@ -700,29 +721,79 @@ func (n *Node) maybeSnapshot() error {
 	case <-n.stopc:
 		return ErrStopped
 	}
-	appData, err := n.cfg.StateMachine.Snapshot()
+	encode := n.cfg.StateMachine.Capture()
+	index := n.appliedIndex
+	confState := &raftpb.ConfState{}
+	if n.confState != nil {
+		confState = proto.Clone(n.confState).(*raftpb.ConfState)
+	}
+	members := n.members.clone()
+	n.snapshotInFlight = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		err := n.writeSnapshot(index, confState, members, encode)
+		select {
+		case n.snapshotDone <- snapshotResult{index: index, err: err}:
+		case <-n.stopc:
+		}
+	}()
+	return nil
+}
+
+// writeSnapshot encodes and persists a snapshot at index. MemoryStorage and
+// the WAL lock internally, so this may run beside the Ready loop.
+func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *membership, encode func() ([]byte, error)) error {
+	appData, err := encode()
 	if err != nil {
 		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
 	}
-	snapshot, err := n.raftStorage.CreateSnapshot(n.appliedIndex, n.confState, encodeEnvelope(n.members, appData))
+	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, encodeEnvelope(members, appData))
 	if err != nil {
 		return fmt.Errorf("raftnode: create snapshot: %w", err)
 	}
 	if err := n.storage.saveSnapshot(snapshot); err != nil {
 		return err
 	}
+	n.lg.Info("saved snapshot", zap.Uint64("index", index), zap.Int("bytes", len(snapshot.GetData())))
+	return nil
+}
+
+// finishSnapshot completes a background snapshot: it compacts the in-memory
+// log, keeping SnapshotCatchUpEntries for slow followers, and purges old
+// files.
+func (n *Node) finishSnapshot(res snapshotResult) error {
+	n.snapshotInFlight = false
+	if res.err != nil {
+		return res.err
+	}
+	if res.index <= n.snapshotIndex {
+		return nil
+	}
+	n.snapshotIndex = res.index
 	compactIndex := uint64(1)
-	if n.appliedIndex > n.cfg.SnapshotCatchUpEntries {
-		compactIndex = n.appliedIndex - n.cfg.SnapshotCatchUpEntries
+	if res.index > n.cfg.SnapshotCatchUpEntries {
+		compactIndex = res.index - n.cfg.SnapshotCatchUpEntries
 	}
 	if err := n.raftStorage.Compact(compactIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("raftnode: compact log: %w", err)
 	}
-	n.lg.Info("saved snapshot", zap.Uint64("index", n.appliedIndex), zap.Uint64("compacted-to", compactIndex),
-		zap.Int("bytes", len(snapshot.GetData())))
-	n.snapshotIndex = n.appliedIndex
 	n.purge()
 	return nil
+}
+
+// awaitSnapshot waits for the snapshot in flight, if any, so that a snapshot
+// received from the leader is never raced by an older local one.
+func (n *Node) awaitSnapshot() error {
+	if !n.snapshotInFlight {
+		return nil
+	}
+	select {
+	case res := <-n.snapshotDone:
+		return n.finishSnapshot(res)
+	case <-n.stopc:
+		return ErrStopped
+	}
 }
 
 // proposeLoop hands proposals and configuration changes to raft one at a

@@ -18,6 +18,12 @@ func AppendBytes(buf, b []byte) []byte {
 	return append(buf, b...)
 }
 
+// AppendString appends s with a uvarint length prefix.
+func AppendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
 // Decoder reads uvarints and length-prefixed byte strings from a buffer. It
 // remembers the first error, so a caller can read a whole record and check
 // Err once.

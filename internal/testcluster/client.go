@@ -1,0 +1,89 @@
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Consistency selects how a read is served.
+type Consistency string
+
+// The read consistencies of GET /{key}.
+const (
+	Linearizable Consistency = "linearizable"
+	Serializable Consistency = "serializable"
+)
+
+// HTTPError is a response with an unexpected status.
+type HTTPError struct {
+	Method, URL string
+	Status      int
+	Body        string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("%s %s: status %d: %s", e.Method, e.URL, e.Status, strings.TrimSpace(e.Body))
+}
+
+// Put writes key=value through member id's client API (PUT /{key}, 204
+// expected) and returns the write's revision, its raft log index.
+func (c *Cluster) Put(id uint64, key, value string) (uint64, error) {
+	var rev uint64
+	err := c.do(id, http.MethodPut, url.PathEscape(key), value, http.StatusNoContent, func(resp *http.Response) error {
+		var err error
+		rev, err = strconv.ParseUint(resp.Header.Get("X-Raftkv-Revision"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("X-Raftkv-Revision: %w", err)
+		}
+		return nil
+	})
+	return rev, err
+}
+
+// Get reads key through member id's client API (GET /{key}, 200 expected).
+func (c *Cluster) Get(id uint64, key string, consistency Consistency) (string, error) {
+	var value string
+	path := url.PathEscape(key) + "?consistency=" + string(consistency)
+	err := c.do(id, http.MethodGet, path, "", http.StatusOK, func(resp *http.Response) error {
+		b, err := io.ReadAll(resp.Body)
+		value = string(b)
+		return err
+	})
+	return value, err
+}
+
+// do sends one request to member id's client API and hands a response with
+// the wanted status to read.
+func (c *Cluster) do(id uint64, method, path, body string, want int, read func(*http.Response) error) error {
+	if id == 0 || id > uint64(len(c.members)) || c.members[id-1].srv == nil {
+		return fmt.Errorf("testcluster: member %d is not running", id)
+	}
+	// The server answers within its own request timeout; a little more
+	// here tells a hung server from a slow answer.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
+	defer cancel()
+	u := c.members[id-1].clientURL + "/" + path
+	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		b, _ := io.ReadAll(resp.Body)
+		return &HTTPError{Method: method, URL: u, Status: resp.StatusCode, Body: string(b)}
+	}
+	if read != nil {
+		return read(resp)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}

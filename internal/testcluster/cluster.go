@@ -1,0 +1,491 @@
+// Package testcluster runs real raftkv servers in-process for tests. Every
+// member is a server.Server with its own data dir (a real WAL and snapshot
+// files), loopback listeners on port 0 and a zaptest logger; members talk over
+// rafthttp exactly as separate processes would. Clients reach them over HTTP,
+// as curl would.
+//
+// The methods that start, stop or reconfigure members, and the waits, must be
+// called from the test's goroutine: they fail the test when something goes
+// wrong. Put and Get return errors instead, so tests can assert on them; they
+// may run on other goroutines while no member is being started or stopped.
+package testcluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/listener"
+	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/server"
+)
+
+// Defaults for the zero values of Config. Raft runs ten times faster than in
+// production (raftnode.DefaultConfig) so that elections take a fraction of a
+// second, yet slowly enough that -race on two cores does not miss heartbeats.
+const (
+	DefaultTickInterval  = 20 * time.Millisecond
+	DefaultElectionTicks = 10
+	DefaultWaitTimeout   = 15 * time.Second
+	requestTimeout       = 5 * time.Second
+	rebindTimeout        = 3 * time.Second
+)
+
+// Config configures a cluster. Zero values take the defaults above or, for
+// the snapshot settings, raftnode.DefaultConfig's, as the command does.
+type Config struct {
+	// Size is the number of initial members, with ids 1..Size.
+	Size int
+
+	SnapshotCount          uint64
+	SnapshotCatchUpEntries uint64
+	MaxSnapshots           int
+	MaxWALs                int
+
+	TickInterval  time.Duration
+	ElectionTicks int
+	// WaitTimeout bounds every wait of the harness.
+	WaitTimeout time.Duration
+	// LogLevel is the zaptest level; the zero value is Info.
+	LogLevel zapcore.Level
+}
+
+func (c *Config) withDefaults() {
+	d := raftnode.DefaultConfig()
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = d.SnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = d.SnapshotCatchUpEntries
+	}
+	if c.MaxSnapshots == 0 {
+		c.MaxSnapshots = d.MaxSnapshots
+	}
+	if c.MaxWALs == 0 {
+		c.MaxWALs = d.MaxWALs
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = DefaultWaitTimeout
+	}
+}
+
+// member is one member's fixed identity and, while it runs, its server.
+type member struct {
+	id      uint64
+	dataDir string
+	peerURL string
+	join    bool
+	// removed is set once the test removed the member: stopping with
+	// raftnode.ErrRemoved is then expected rather than a failure.
+	removed bool
+
+	peerLn    net.Listener // bound but not yet handed to a server
+	srv       *server.Server
+	clientURL string
+}
+
+// Cluster is a set of in-process raftkv members.
+type Cluster struct {
+	t       testing.TB
+	cfg     Config
+	baseDir string
+	members []*member // members[i] has id i+1
+	http    *http.Client
+}
+
+// New starts cfg.Size members and stops them all when the test ends. It does
+// not wait for a leader; see WaitLeader.
+func New(t testing.TB, cfg Config) *Cluster {
+	t.Helper()
+	cfg.withDefaults()
+	if cfg.Size < 1 {
+		t.Fatalf("testcluster: size %d: need at least one member", cfg.Size)
+	}
+	c := &Cluster{
+		t:   t,
+		cfg: cfg,
+		// The first TempDir call registers the removal of every later one,
+		// so it must come before the Cleanup below, which then runs first
+		// and stops the servers before their directories go.
+		baseDir: t.TempDir(),
+		// One connection per request, as curl does. Kept-alive connections
+		// would outlive the tests, and one the transport dialled but never
+		// used holds up the server's Shutdown for five seconds (net/http
+		// treats a connection in StateNew as active until then).
+		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+	t.Cleanup(c.cleanup)
+	// Every peer URL must be known before the first member starts, so all
+	// peer listeners are bound first.
+	for range cfg.Size {
+		if _, err := c.newMember(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range c.members {
+		if err := c.start(m); err != nil {
+			t.Fatalf("testcluster: start member %d: %v", m.id, err)
+		}
+	}
+	return c
+}
+
+// newMember binds a peer listener on a free loopback port for the next id.
+func (c *Cluster) newMember(join bool) (*member, error) {
+	id := uint64(len(c.members) + 1)
+	ln, err := listener.New("127.0.0.1:0", nil)
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: peer listener for member %d: %w", id, err)
+	}
+	m := &member{
+		id:      id,
+		dataDir: filepath.Join(c.baseDir, "raftkv-"+strconv.FormatUint(id, 10)),
+		peerURL: "http://" + ln.Addr().String(),
+		join:    join,
+		peerLn:  ln,
+	}
+	c.members = append(c.members, m)
+	return m, nil
+}
+
+func (c *Cluster) peerURLs() []string {
+	urls := make([]string, len(c.members))
+	for i, m := range c.members {
+		urls[i] = m.peerURL
+	}
+	return urls
+}
+
+// start starts m on the listener bound for it, wiring it as cmd/raftkv does.
+func (c *Cluster) start(m *member) error {
+	peerLn := m.peerLn
+	m.peerLn = nil
+	if peerLn == nil {
+		return errors.New("testcluster: no peer listener")
+	}
+	lg := zaptest.NewLogger(c.t, zaptest.Level(c.cfg.LogLevel)).Named("m" + strconv.FormatUint(m.id, 10))
+	if err := raftnode.CheckDataDir(lg, m.dataDir, m.id); err != nil {
+		peerLn.Close()
+		return err
+	}
+	clientLn, err := listener.New("127.0.0.1:0", nil)
+	if err != nil {
+		peerLn.Close()
+		return fmt.Errorf("testcluster: client listener: %w", err)
+	}
+	rc := raftnode.DefaultConfig()
+	rc.ID = m.id
+	rc.Peers = c.peerURLs()
+	rc.Join = m.join
+	rc.DataDir = m.dataDir
+	rc.PeerListener = peerLn
+	rc.SnapshotCount = c.cfg.SnapshotCount
+	rc.SnapshotCatchUpEntries = c.cfg.SnapshotCatchUpEntries
+	rc.MaxSnapshots = c.cfg.MaxSnapshots
+	rc.MaxWALs = c.cfg.MaxWALs
+	rc.TickInterval = c.cfg.TickInterval
+	rc.ElectionTicks = c.cfg.ElectionTicks
+	rc.RequestTimeout = requestTimeout
+	srv, err := server.Start(server.Config{
+		Raft:           rc,
+		API:            httpapi.Config{RequestTimeout: requestTimeout},
+		ClientListener: clientLn,
+		Logger:         lg,
+	})
+	if err != nil {
+		return err // Start closed both listeners
+	}
+	m.srv = srv
+	m.clientURL = "http://" + clientLn.Addr().String()
+	return nil
+}
+
+// member returns the member with id, failing the test if there is none.
+func (c *Cluster) member(id uint64) *member {
+	c.t.Helper()
+	if id == 0 || id > uint64(len(c.members)) {
+		c.t.Fatalf("testcluster: no member %d", id)
+	}
+	return c.members[id-1]
+}
+
+// running returns the member with id, failing the test if it is stopped.
+func (c *Cluster) running(id uint64) *member {
+	c.t.Helper()
+	m := c.member(id)
+	if m.srv == nil {
+		c.t.Fatalf("testcluster: member %d is not running", id)
+	}
+	return m
+}
+
+// Running returns the ids of the members whose servers were started and not
+// stopped through the harness, in order.
+func (c *Cluster) Running() []uint64 {
+	var ids []uint64
+	for _, m := range c.members {
+		if m.srv != nil {
+			ids = append(ids, m.id)
+		}
+	}
+	return ids
+}
+
+// Server returns member id's running server.
+func (c *Cluster) Server(id uint64) *server.Server {
+	c.t.Helper()
+	return c.running(id).srv
+}
+
+// Node returns member id's running raft node.
+func (c *Cluster) Node(id uint64) *raftnode.Node {
+	c.t.Helper()
+	return c.running(id).srv.Node()
+}
+
+// DataDir returns member id's data dir; it survives Stop and Restart.
+func (c *Cluster) DataDir(id uint64) string {
+	c.t.Helper()
+	return c.member(id).dataDir
+}
+
+// PeerURL returns member id's peer URL; it survives Stop and Restart.
+func (c *Cluster) PeerURL(id uint64) string {
+	c.t.Helper()
+	return c.member(id).peerURL
+}
+
+// ClientURL returns member id's client URL; it changes on Restart.
+func (c *Cluster) ClientURL(id uint64) string {
+	c.t.Helper()
+	return c.running(id).clientURL
+}
+
+// Stop stops member id and returns why its server ended: nil after a clean
+// stop, or the reason it had already stopped on its own.
+func (c *Cluster) Stop(id uint64) error {
+	c.t.Helper()
+	m := c.running(id)
+	err := m.srv.Stop()
+	m.srv = nil
+	return err
+}
+
+// Restart starts stopped member id again from its data dir, on the peer
+// address the member table knows, and fails the test if it cannot start.
+func (c *Cluster) Restart(id uint64) {
+	c.t.Helper()
+	if err := c.TryRestart(id); err != nil {
+		c.t.Fatalf("testcluster: restart member %d: %v", id, err)
+	}
+}
+
+// TryRestart is Restart for a start that is expected to fail: it returns
+// server.Start's error.
+func (c *Cluster) TryRestart(id uint64) error {
+	c.t.Helper()
+	m := c.member(id)
+	if m.srv != nil {
+		c.t.Fatalf("testcluster: member %d is already running", id)
+	}
+	if m.peerLn == nil {
+		ln, err := c.rebind(m.peerURL)
+		if err != nil {
+			return err
+		}
+		m.peerLn = ln
+	}
+	return c.start(m)
+}
+
+// rebind listens on a peer URL's address again. The stopped server released
+// it, but the kernel may take a moment.
+func (c *Cluster) rebind(peerURL string) (net.Listener, error) {
+	u, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.NewTimer(rebindTimeout)
+	defer deadline.Stop()
+	retry := time.NewTicker(20 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		ln, err := listener.New(u.Host, nil)
+		if err == nil {
+			return ln, nil
+		}
+		select {
+		case <-retry.C:
+		case <-deadline.C:
+			return nil, fmt.Errorf("testcluster: rebind %s: %w", u.Host, err)
+		}
+	}
+}
+
+// AddMember asks member via to add the next member id (which it returns)
+// with a fresh peer URL, through POST /{id}. Start it with StartJoining.
+func (c *Cluster) AddMember(via uint64) uint64 {
+	c.t.Helper()
+	m, err := c.newMember(true)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.do(via, http.MethodPost, strconv.FormatUint(m.id, 10), m.peerURL, http.StatusNoContent, nil); err != nil {
+		c.t.Fatalf("testcluster: add member %d via %d: %v", m.id, via, err)
+	}
+	return m.id
+}
+
+// StartJoining starts a member that AddMember added, with Join set and the
+// cluster list extended by its peer URL.
+func (c *Cluster) StartJoining(id uint64) {
+	c.t.Helper()
+	m := c.member(id)
+	if !m.join || m.srv != nil {
+		c.t.Fatalf("testcluster: member %d was not added with AddMember or is running", id)
+	}
+	if err := c.start(m); err != nil {
+		c.t.Fatalf("testcluster: start joining member %d: %v", id, err)
+	}
+}
+
+// RemoveMember asks member via to remove member id through DELETE /{id}. The
+// removed member's server stops on its own; wait for its Done.
+func (c *Cluster) RemoveMember(via, id uint64) {
+	c.t.Helper()
+	m := c.member(id)
+	if err := c.do(via, http.MethodDelete, strconv.FormatUint(id, 10), "", http.StatusNoContent, nil); err != nil {
+		c.t.Fatalf("testcluster: remove member %d via %d: %v", id, via, err)
+	}
+	m.removed = true
+}
+
+// WaitStopped waits for member id's server to stop on its own (after its
+// removal, say), forgets it, and returns why it stopped.
+func (c *Cluster) WaitStopped(id uint64) error {
+	c.t.Helper()
+	m := c.running(id)
+	c.WaitFor(fmt.Sprintf("member %d stops on its own", id), func() error {
+		select {
+		case <-m.srv.Done():
+			return nil
+		default:
+			return errors.New("still running")
+		}
+	})
+	err := m.srv.Err()
+	m.srv = nil
+	return err
+}
+
+// cleanup stops every running member and reports the ones that had stopped
+// on their own for an unexpected reason.
+func (c *Cluster) cleanup() {
+	for _, m := range c.members {
+		if m.peerLn != nil {
+			m.peerLn.Close()
+			m.peerLn = nil
+		}
+		if m.srv == nil {
+			continue
+		}
+		err := m.srv.Stop()
+		m.srv = nil
+		if err != nil && !(m.removed && errors.Is(err, raftnode.ErrRemoved)) {
+			c.t.Errorf("testcluster: member %d had stopped: %v", m.id, err)
+		}
+	}
+	c.http.CloseIdleConnections() // none are kept; this is belt and braces
+}
+
+// WaitFor polls cond until it returns nil and fails the test with cond's
+// last error if that does not happen within the cluster's WaitTimeout.
+func (c *Cluster) WaitFor(what string, cond func() error) {
+	c.t.Helper()
+	deadline := time.NewTimer(c.cfg.WaitTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		select {
+		case <-poll.C:
+		case <-deadline.C:
+			c.t.Fatalf("testcluster: %s: not within %v: %v", what, c.cfg.WaitTimeout, err)
+		}
+	}
+}
+
+// WaitLeader waits until every running member names the same leader, a
+// running member that knows it leads, and returns its id.
+func (c *Cluster) WaitLeader() uint64 {
+	c.t.Helper()
+	var leader uint64
+	c.WaitFor("wait for a leader", func() error {
+		leader = 0
+		for _, m := range c.members {
+			if m.srv == nil {
+				continue
+			}
+			l := m.srv.Node().Leader()
+			switch {
+			case l == 0:
+				return fmt.Errorf("member %d knows no leader", m.id)
+			case leader != 0 && l != leader:
+				return fmt.Errorf("members disagree: leader %d and %d", leader, l)
+			}
+			leader = l
+		}
+		if leader == 0 {
+			return errors.New("no member is running")
+		}
+		if !slices.Contains(c.Running(), leader) {
+			return fmt.Errorf("leader %d is not running", leader)
+		}
+		if st := c.members[leader-1].srv.Node().Status(); st.RaftState != raft.StateLeader.String() {
+			return fmt.Errorf("member %d is named leader but is %s", leader, st.RaftState)
+		}
+		return nil
+	})
+	return leader
+}
+
+// WaitApplied waits until the state machine of each of ids (every running
+// member when none are given) has applied index, so that serializable reads
+// there see every write up to it.
+func (c *Cluster) WaitApplied(index uint64, ids ...uint64) {
+	c.t.Helper()
+	if len(ids) == 0 {
+		ids = c.Running()
+	}
+	for _, id := range ids {
+		kv := c.Server(id).KV()
+		c.WaitFor(fmt.Sprintf("member %d applies index %d", id, index), func() error {
+			if got := kv.Applied(); got < index {
+				return fmt.Errorf("applied %d", got)
+			}
+			return nil
+		})
+	}
+}
