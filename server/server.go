@@ -19,9 +19,11 @@ import (
 	"github.com/raftkv/raftkv/raftnode"
 )
 
-// shutdownTimeout bounds how long Stop waits for client requests to finish
-// after raft has stopped; they fail fast then, so this is rarely reached.
-const shutdownTimeout = 10 * time.Second
+// drainTimeout bounds how long Stop waits, once raft has stopped, for client
+// connections to go idle before closing them. Requests fail at once then, so
+// only a connection that never sent a request (which net/http counts as busy
+// for five seconds) or a slow reader lasts that long.
+const drainTimeout = time.Second
 
 // Config configures a server.
 type Config struct {
@@ -114,14 +116,22 @@ func (s *Server) run(serveErr <-chan error) {
 	case serr := <-serveErr:
 		err = fmt.Errorf("server: client API: %w", serr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- s.http.Shutdown(ctx) }()
 	s.node.Stop()
 	<-s.kv.Done()
-	if serr := <-shutdownDone; serr != nil {
-		s.lg.Warn("client API shutdown", zap.Error(serr))
+	drain := time.NewTimer(drainTimeout)
+	defer drain.Stop()
+	select {
+	case <-shutdownDone:
+	case <-drain.C:
+		cancel()
+		<-shutdownDone
+		if cerr := s.http.Close(); cerr != nil {
+			s.lg.Warn("close client API", zap.Error(cerr))
+		}
 	}
 	s.err = err
 }

@@ -32,9 +32,9 @@ import (
 	"github.com/raftkv/raftkv/server"
 )
 
-// Defaults for the zero values of Config. Raft runs ten times faster than in
-// production (raftnode.DefaultConfig) so that elections take a fraction of a
-// second, yet slowly enough that -race on two cores does not miss heartbeats.
+// Defaults for the zero values of Config. Raft ticks five times faster than
+// raftnode.DefaultConfig, so that an election takes a fraction of a second,
+// yet slowly enough that -race on two cores does not miss heartbeats.
 const (
 	DefaultTickInterval  = 20 * time.Millisecond
 	DefaultElectionTicks = 10
@@ -122,9 +122,9 @@ func New(t testing.TB, cfg Config) *Cluster {
 	c := &Cluster{
 		t:   t,
 		cfg: cfg,
-		// The first TempDir call registers the removal of every later one,
-		// so it must come before the Cleanup below, which then runs first
-		// and stops the servers before their directories go.
+		// t.TempDir registers the removal of its directories on its first
+		// call; calling it before the Cleanup below makes that Cleanup run
+		// first, so the servers stop before their directories go.
 		baseDir: t.TempDir(),
 		// One connection per request, as curl does. Kept-alive connections
 		// would outlive the tests, and one the transport dialled but never
@@ -298,8 +298,8 @@ func (c *Cluster) Restart(id uint64) {
 	}
 }
 
-// TryRestart is Restart for a start that is expected to fail: it returns
-// server.Start's error.
+// TryRestart is Restart for starts that are expected to fail: it returns
+// the start's error instead of failing the test.
 func (c *Cluster) TryRestart(id uint64) error {
 	c.t.Helper()
 	m := c.member(id)
@@ -417,7 +417,9 @@ func (c *Cluster) cleanup() {
 }
 
 // WaitFor polls cond until it returns nil and fails the test with cond's
-// last error if that does not happen within the cluster's WaitTimeout.
+// last error if that does not happen within the cluster's WaitTimeout. It
+// fails at once if a member that was not removed stops on its own, since
+// that is a failure of its own and most waits could then only time out.
 func (c *Cluster) WaitFor(what string, cond func() error) {
 	c.t.Helper()
 	deadline := time.NewTimer(c.cfg.WaitTimeout)
@@ -429,12 +431,31 @@ func (c *Cluster) WaitFor(what string, cond func() error) {
 		if err == nil {
 			return
 		}
+		if m := c.crashed(); m != nil {
+			c.t.Fatalf("testcluster: %s: member %d stopped on its own: %v", what, m.id, m.srv.Err())
+		}
 		select {
 		case <-poll.C:
 		case <-deadline.C:
 			c.t.Fatalf("testcluster: %s: not within %v: %v", what, c.cfg.WaitTimeout, err)
 		}
 	}
+}
+
+// crashed returns a member that stopped although the harness did not stop
+// it and the test did not remove it, or nil.
+func (c *Cluster) crashed() *member {
+	for _, m := range c.members {
+		if m.srv == nil || m.removed {
+			continue
+		}
+		select {
+		case <-m.srv.Done():
+			return m
+		default:
+		}
+	}
+	return nil
 }
 
 // WaitLeader waits until every running member names the same leader, a
