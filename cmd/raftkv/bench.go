@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+type benchFlags struct {
+	endpoints   string
+	op          string
+	clients     int
+	requests    int
+	keys        int
+	valueSize   int
+	consistency string
+}
+
+func newBenchCommand() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Generate load against a cluster and report throughput and latency",
+		Long: `Send --requests requests from --clients concurrent clients, spread over the
+--endpoints, and print throughput and latency percentiles. Writes use the root
+API (PUT /{key}); reads use GET /{key} with the chosen consistency.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return runBench(cmd.Context(), cmd.OutOrStdout(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.endpoints, "endpoints", "http://127.0.0.1:12380,http://127.0.0.1:22380,http://127.0.0.1:32380", "comma-separated client URLs")
+	fl.StringVar(&f.op, "op", "put", "put or get")
+	fl.IntVar(&f.clients, "clients", 64, "concurrent clients")
+	fl.IntVar(&f.requests, "requests", 10000, "total requests")
+	fl.IntVar(&f.keys, "keys", 1000, "distinct keys written or read")
+	fl.IntVar(&f.valueSize, "value-size", 128, "bytes per value")
+	fl.StringVar(&f.consistency, "consistency", "linearizable", "linearizable or serializable (get)")
+	return cmd
+}
+
+func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
+	if f.clients <= 0 || f.requests <= 0 || f.keys <= 0 || f.valueSize < 0 {
+		return errors.New("--clients, --requests and --keys must be positive")
+	}
+	if f.op != "put" && f.op != "get" {
+		return fmt.Errorf("--op %q: use put or get", f.op)
+	}
+	endpoints := strings.Split(f.endpoints, ",")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.clients}}
+	defer client.CloseIdleConnections()
+	value := strings.Repeat("v", f.valueSize)
+
+	var next atomic.Int64
+	var failed atomic.Int64
+	latencies := make([][]time.Duration, f.clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range f.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(f.requests) || ctx.Err() != nil {
+					return
+				}
+				url := fmt.Sprintf("%s/bench-%d", endpoints[int(i)%len(endpoints)], i%int64(f.keys))
+				t0 := time.Now()
+				if err := benchRequest(ctx, client, f.op, url, value, f.consistency); err != nil {
+					failed.Add(1)
+					continue
+				}
+				latencies[c] = append(latencies[c], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	pct := func(p float64) time.Duration {
+		if len(all) == 0 {
+			return 0
+		}
+		return all[min(len(all)-1, int(p*float64(len(all))))]
+	}
+	_, err := fmt.Fprintf(out, "%s: %d ok, %d failed in %v: %.0f req/s; latency p50 %v p90 %v p99 %v max %v\n",
+		f.op, len(all), failed.Load(), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(),
+		pct(0.50), pct(0.90), pct(0.99), pct(1))
+	return err
+}
+
+func benchRequest(ctx context.Context, client *http.Client, op, url, value, consistency string) error {
+	method, body, want := http.MethodGet, io.Reader(nil), http.StatusOK
+	if op == "put" {
+		method, body, want = http.MethodPut, strings.NewReader(value), http.StatusNoContent
+	} else {
+		url += "?consistency=" + consistency
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != want && !(op == "get" && resp.StatusCode == http.StatusNotFound) {
+		return fmt.Errorf("%s %s: status %d", method, url, resp.StatusCode)
+	}
+	return nil
+}
