@@ -30,7 +30,7 @@ func New(addr string, tlsConfig *tls.Config) (*Listener, error) {
 	lc := net.ListenConfig{KeepAlive: keepAlivePeriod}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listener: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listener: %w", err)
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)

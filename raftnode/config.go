@@ -104,12 +104,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: id must be positive", ErrInvalidConfig)
 	}
 	if c.ID > uint64(len(c.Peers)) {
-		return fmt.Errorf("%w: id %d is outside the cluster list of %d peers", ErrInvalidConfig, c.ID, len(c.Peers))
+		return fmt.Errorf("%w: id %d is outside the cluster list of %d peer URLs (member i has the i-th URL)", ErrInvalidConfig, c.ID, len(c.Peers))
 	}
 	seen := make(map[string]int, len(c.Peers))
 	for i, p := range c.Peers {
 		if err := ValidatePeerURL(p); err != nil {
-			return fmt.Errorf("%w: peer %d: %w", ErrInvalidConfig, i+1, err)
+			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
 		}
 		if j, dup := seen[p]; dup {
 			return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)

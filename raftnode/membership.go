@@ -103,6 +103,9 @@ func (m *membership) apply(cc *raftpb.ConfChange) {
 // ValidatePeerURL accepts an absolute http or https URL with a host and a
 // port and nothing else, which is what rafthttp can dial.
 func ValidatePeerURL(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidPeerURL)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("%w: %q: %w", ErrInvalidPeerURL, s, err)

@@ -83,8 +83,13 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	if f.port <= 0 || f.port > 65535 {
 		return raftnode.Config{}, fmt.Errorf("--port %d is not a valid port", f.port)
 	}
-	if f.maxKeyBytes <= 0 || f.maxRequestBytes <= 0 || f.requestTimeout <= 0 {
-		return raftnode.Config{}, errors.New("--max-key-bytes, --max-request-bytes and --request-timeout must be positive")
+	switch {
+	case f.maxKeyBytes <= 0:
+		return raftnode.Config{}, fmt.Errorf("--max-key-bytes %d must be positive", f.maxKeyBytes)
+	case f.maxRequestBytes <= 0:
+		return raftnode.Config{}, fmt.Errorf("--max-request-bytes %d must be positive", f.maxRequestBytes)
+	case f.requestTimeout <= 0:
+		return raftnode.Config{}, fmt.Errorf("--request-timeout %v must be positive", f.requestTimeout)
 	}
 	if f.dataDir == "" {
 		f.dataDir = "raftkv-" + strconv.FormatUint(f.id, 10)
@@ -100,7 +105,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.MaxWALs = f.maxWALs
 	cfg.RequestTimeout = f.requestTimeout
 	if err := cfg.Validate(); err != nil {
-		return raftnode.Config{}, err
+		return raftnode.Config{}, fmt.Errorf("--id %d, --cluster %q: %w", f.id, f.cluster, err)
 	}
 	return cfg, nil
 }
