@@ -65,7 +65,7 @@ func (c *Cluster) do(id uint64, method, path, body string, want int, read func(*
 	}
 	// The server answers within its own request timeout; a little more
 	// here tells a hung server from a slow answer.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.RequestTimeout)
 	defer cancel()
 	u := c.members[id-1].clientURL + "/" + path
 	req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))

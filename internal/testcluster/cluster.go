@@ -36,11 +36,11 @@ import (
 // raftnode.DefaultConfig, so that an election takes a fraction of a second,
 // yet slowly enough that -race on two cores does not miss heartbeats.
 const (
-	DefaultTickInterval  = 20 * time.Millisecond
-	DefaultElectionTicks = 10
-	DefaultWaitTimeout   = 15 * time.Second
-	requestTimeout       = 5 * time.Second
-	rebindTimeout        = 3 * time.Second
+	DefaultTickInterval   = 20 * time.Millisecond
+	DefaultElectionTicks  = 10
+	DefaultWaitTimeout    = 15 * time.Second
+	DefaultRequestTimeout = 5 * time.Second
+	rebindTimeout         = 3 * time.Second
 )
 
 // Config configures a cluster. Zero values take the defaults above or, for
@@ -58,6 +58,8 @@ type Config struct {
 	ElectionTicks int
 	// WaitTimeout bounds every wait of the harness.
 	WaitTimeout time.Duration
+	// RequestTimeout is the members' --request-timeout.
+	RequestTimeout time.Duration
 	// LogLevel is the zaptest level; the zero value is Info.
 	LogLevel zapcore.Level
 }
@@ -84,6 +86,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.WaitTimeout == 0 {
 		c.WaitTimeout = DefaultWaitTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 }
 
@@ -203,10 +208,10 @@ func (c *Cluster) start(m *member) error {
 	rc.MaxWALs = c.cfg.MaxWALs
 	rc.TickInterval = c.cfg.TickInterval
 	rc.ElectionTicks = c.cfg.ElectionTicks
-	rc.RequestTimeout = requestTimeout
+	rc.RequestTimeout = c.cfg.RequestTimeout
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
-		API:            httpapi.Config{RequestTimeout: requestTimeout},
+		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
