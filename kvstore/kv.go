@@ -186,28 +186,24 @@ func (kv *KV) linearize(ctx context.Context) error {
 func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 	cmd.Origin, cmd.ID = kv.memberID, kv.ids.Next()
 	applied := kv.waits.Register(cmd.ID)
+	// Unregisters the waiter on every early return; a no-op once triggered.
+	defer kv.waits.Trigger(cmd.ID, nil)
 	accepted := make(chan error, 1)
 	select {
 	case kv.proposeC <- raftnode.Proposal{Data: cmd.Marshal(), Result: accepted}:
 	case <-ctx.Done():
-		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrBusy
 	case <-kv.done:
-		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrStopped
 	}
 	select {
 	case err := <-accepted:
 		if err != nil {
-			kv.waits.Trigger(cmd.ID, nil)
 			return Result{}, err
 		}
 	case <-ctx.Done():
-		// Queued, so it may still be proposed and applied.
-		kv.waits.Trigger(cmd.ID, nil)
-		return Result{}, ErrTimeout
+		return Result{}, ErrTimeout // queued, so it may still be applied
 	case <-kv.done:
-		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrStopped
 	}
 	select {
@@ -217,10 +213,8 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 		}
 		return Result{}, ErrStopped
 	case <-ctx.Done():
-		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrTimeout
 	case <-kv.done:
-		kv.waits.Trigger(cmd.ID, nil)
 		return Result{}, ErrStopped
 	}
 }

@@ -48,27 +48,25 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	reqID := n.idGen.Next()
 	cc.Id = proto.Uint64(reqID)
 	applied := n.confWait.Register(reqID)
+	// Unregisters the waiter on every early return; a no-op once triggered.
+	defer n.confWait.Trigger(reqID, nil)
+	unknown := fmt.Errorf("%w: the configuration change may or may not be applied", ErrTimeout)
 	req := confChangeRequest{cc: cc, result: make(chan error, 1)}
 	select {
 	case n.confChangeC <- req:
 	case <-ctx.Done():
-		n.confWait.Trigger(reqID, nil)
 		return contextError(ctx)
 	case <-n.stopc:
-		n.confWait.Trigger(reqID, nil)
 		return ErrStopped
 	}
 	select {
 	case err := <-req.result:
 		if err != nil {
-			n.confWait.Trigger(reqID, nil)
 			return err
 		}
 	case <-ctx.Done():
-		n.confWait.Trigger(reqID, nil)
-		return fmt.Errorf("%w: the configuration change may or may not be applied", ErrTimeout)
+		return unknown
 	case <-n.stopc:
-		n.confWait.Trigger(reqID, nil)
 		return ErrStopped
 	}
 	select {
@@ -78,10 +76,8 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 		}
 		return nil
 	case <-ctx.Done():
-		n.confWait.Trigger(reqID, nil)
-		return fmt.Errorf("%w: the configuration change may or may not be applied", ErrTimeout)
+		return unknown
 	case <-n.stopc:
-		n.confWait.Trigger(reqID, nil)
 		return ErrStopped
 	}
 }
