@@ -3,6 +3,7 @@ module github.com/raftkv/raftkv
 go 1.26.8
 
 require (
+	github.com/google/btree v1.1.3
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
 	go.etcd.io/etcd/client/pkg/v3 v3.7.3

@@ -21,10 +21,14 @@ import (
 	"github.com/raftkv/raftkv/raftnode"
 )
 
-// KV is the key-value service the API serves.
+// KV is the key-value service the API serves; kvstore.KV implements it.
 type KV interface {
-	Put(ctx context.Context, key, value []byte) (uint64, error)
-	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, error)
+	Put(ctx context.Context, key, value []byte, cond kvstore.Condition) (kvstore.Result, error)
+	Delete(ctx context.Context, key []byte, cond kvstore.Condition) (kvstore.Result, error)
+	DeleteRange(ctx context.Context, prefix []byte) (kvstore.Result, error)
+	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
+	List(ctx context.Context, prefix, after []byte, limit int, serializable bool) (kvstore.ListResult, error)
+	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
 }
 
 // Cluster changes the membership.
@@ -153,7 +157,7 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	it, err := s.cfg.KV.Get(ctx, []byte(key), serializable)
+	it, _, err := s.cfg.KV.Get(ctx, []byte(key), serializable)
 	if err != nil {
 		return err
 	}
@@ -176,11 +180,11 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	rev, err := s.cfg.KV.Put(ctx, []byte(key), value)
+	res, err := s.cfg.KV.Put(ctx, []byte(key), value, kvstore.Condition{})
 	if err != nil {
 		return err
 	}
-	w.Header().Set("X-Raftkv-Revision", strconv.FormatUint(rev, 10))
+	w.Header().Set("X-Raftkv-Revision", strconv.FormatUint(res.Revision, 10))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

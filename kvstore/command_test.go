@@ -12,13 +12,18 @@ func TestCommandRoundTrip(t *testing.T) {
 		{ID: 1 << 63, Op: OpPut, Key: []byte("bin\x00\xff"), Value: []byte{}},
 		{ID: 42, Op: OpPut, Key: []byte("k"), Value: bytes.Repeat([]byte("x"), 1<<16)},
 		{ID: 7, Op: OpDelete, Key: []byte("gone")},
+		{ID: 8, Op: OpPut, Cond: Condition{Kind: CondModRevision, ModRevision: 1 << 40}, Key: []byte("k"), Value: []byte("v")},
+		{ID: 9, Op: OpPut, Cond: Condition{Kind: CondAbsent}, Key: []byte("k"), Value: []byte("v")},
+		{ID: 10, Op: OpDelete, Cond: Condition{Kind: CondExists}, Key: []byte("k")},
+		{ID: 11, Op: OpDeleteRange, Key: []byte("prefix/")},
+		{ID: 12, Op: OpDeleteRange, Key: []byte{}},
 	}
 	for _, c := range cases {
 		got, err := UnmarshalCommand(c.Marshal())
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
-		if got.Origin != c.Origin || got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) {
+		if got.Cond != c.Cond || got.Origin != c.Origin || got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) {
 			t.Fatalf("round trip of %+v gave %+v", c, got)
 		}
 	}
@@ -57,7 +62,7 @@ func FuzzUnmarshalCommand(f *testing.F) {
 		// Whatever decodes must survive a re-encoding unchanged (the
 		// bytes may differ: uvarints have non-minimal encodings).
 		again, err := UnmarshalCommand(c.Marshal())
-		if err != nil || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) {
+		if err != nil || again.Cond != c.Cond || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) {
 			t.Fatalf("re-decoding %+v gave %+v, %v", c, again, err)
 		}
 	})

@@ -1,6 +1,9 @@
 package kvstore
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by the store and by KV operations. The HTTP layer maps them
 // to status codes with errors.Is.
@@ -22,3 +25,25 @@ var (
 	// ErrCorruptSnapshot means a snapshot could not be decoded.
 	ErrCorruptSnapshot = errors.New("kvstore: corrupt snapshot")
 )
+
+// ErrPreconditionFailed means a conditional write's condition did not hold;
+// the error is a *PreconditionError.
+var ErrPreconditionFailed = errors.New("kvstore: precondition failed")
+
+// PreconditionError describes a failed condition and the key's state when it
+// was checked.
+type PreconditionError struct {
+	Condition Condition
+	Exists    bool
+	Current   Item // valid when Exists
+}
+
+func (e *PreconditionError) Error() string {
+	if !e.Exists {
+		return "kvstore: precondition failed: the key does not exist"
+	}
+	return fmt.Sprintf("kvstore: precondition failed: the key is at mod revision %d", e.Current.ModRevision)
+}
+
+// Unwrap makes errors.Is(err, ErrPreconditionFailed) hold.
+func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }

@@ -31,6 +31,7 @@ type KV struct {
 	lg       *zap.Logger
 	ids      *idutil.Generator
 	waits    wait.Wait
+	hub      *hub
 
 	appliedMu sync.Mutex
 	applied   uint64
@@ -40,21 +41,52 @@ type KV struct {
 	err  error         // why applying stopped early; read after done
 }
 
-// New starts applying commits from commitC to store. memberID makes request
-// ids unique across the cluster.
-func New(lg *zap.Logger, store *Store, memberID uint64, proposeC chan<- raftnode.Proposal, commitC <-chan raftnode.Commit, reads ReadIndexer) *KV {
+// Default watch limits.
+const (
+	DefaultWatchHistory = 10000 // events kept for watchers that resume
+	DefaultWatchBuffer  = 256   // changes a watcher may have pending
+)
+
+// Config configures a KV.
+type Config struct {
+	Logger *zap.Logger
+	Store  *Store
+	// MemberID is this member's raft id; it tells this member's commands
+	// from the others'.
+	MemberID uint64
+	ProposeC chan<- raftnode.Proposal
+	CommitC  <-chan raftnode.Commit
+	Reads    ReadIndexer
+	// WatchHistory bounds the events kept for resuming watchers;
+	// WatchBuffer the changes one watcher may have pending.
+	WatchHistory int
+	WatchBuffer  int
+}
+
+// New starts applying commits from cfg.CommitC to cfg.Store.
+func New(cfg Config) *KV {
+	if cfg.WatchHistory <= 0 {
+		cfg.WatchHistory = DefaultWatchHistory
+	}
+	if cfg.WatchBuffer <= 0 {
+		cfg.WatchBuffer = DefaultWatchBuffer
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
 	kv := &KV{
-		store:    store,
-		memberID: memberID,
-		proposeC: proposeC,
-		reads:    reads,
-		lg:       lg,
-		ids:      idutil.NewGenerator(uint16(memberID), time.Now()),
+		store:    cfg.Store,
+		memberID: cfg.MemberID,
+		proposeC: cfg.ProposeC,
+		reads:    cfg.Reads,
+		lg:       cfg.Logger,
+		ids:      idutil.NewGenerator(uint16(cfg.MemberID), time.Now()),
 		waits:    wait.New(),
+		hub:      newHub(cfg.WatchHistory, cfg.WatchBuffer),
 		appliedC: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	go kv.applyCommits(commitC)
+	go kv.applyCommits(cfg.CommitC)
 	return kv
 }
 
@@ -81,6 +113,8 @@ func (kv *KV) Applied() uint64 {
 
 func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 	defer close(kv.done)
+	defer kv.hub.stop()
+	var changes []Change
 	for c := range commitC {
 		if c.Snapshot != nil {
 			if err := kv.store.Restore(c.Snapshot); err != nil {
@@ -89,7 +123,9 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				kv.err = fmt.Errorf("kvstore: restore snapshot at %d: %w", c.Index, err)
 				return
 			}
+			kv.hub.reset(kv.store.Revision())
 		}
+		changes = changes[:0]
 		for _, e := range c.Entries {
 			cmd, err := UnmarshalCommand(e.Data)
 			if err != nil {
@@ -98,10 +134,14 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				continue
 			}
 			res := kv.store.Apply(e.Index, &cmd)
+			if len(res.Change.Events) > 0 {
+				changes = append(changes, res.Change)
+			}
 			if cmd.Origin == kv.memberID {
 				kv.waits.Trigger(cmd.ID, res)
 			}
 		}
+		kv.hub.publish(changes)
 		kv.setApplied(c.Index)
 		close(c.Done)
 	}
@@ -137,39 +177,67 @@ func (kv *KV) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// Put stores value under key and returns the new revision.
-func (kv *KV) Put(ctx context.Context, key, value []byte) (uint64, error) {
-	res, err := kv.propose(ctx, Command{Op: OpPut, Key: key, Value: value})
-	if err != nil {
-		return 0, err
-	}
-	return res.Revision, res.Err
+// Put stores value under key if cond holds and returns the result: the new
+// revision and item. A failed condition is a *PreconditionError.
+func (kv *KV) Put(ctx context.Context, key, value []byte, cond Condition) (Result, error) {
+	return kv.propose(ctx, Command{Op: OpPut, Cond: cond, Key: key, Value: value})
 }
 
-// Delete removes key and returns the new revision.
-func (kv *KV) Delete(ctx context.Context, key []byte) (uint64, error) {
-	res, err := kv.propose(ctx, Command{Op: OpDelete, Key: key})
-	if err != nil {
-		return 0, err
-	}
-	return res.Revision, res.Err
+// Delete removes key if cond holds. A missing key is ErrKeyNotFound.
+func (kv *KV) Delete(ctx context.Context, key []byte, cond Condition) (Result, error) {
+	return kv.propose(ctx, Command{Op: OpDelete, Cond: cond, Key: key})
 }
 
-// Get returns the item under key. A linearizable read first confirms with
-// the leader which index it must reflect; a serializable one reads the local
-// state as it is.
-func (kv *KV) Get(ctx context.Context, key []byte, serializable bool) (Item, error) {
+// DeleteRange removes every key with the prefix in one change.
+func (kv *KV) DeleteRange(ctx context.Context, prefix []byte) (Result, error) {
+	return kv.propose(ctx, Command{Op: OpDeleteRange, Key: prefix})
+}
+
+// Get returns the item under key and the store revision it was read at. A
+// linearizable read first confirms with the leader which index it must
+// reflect; a serializable one reads the local state as it is.
+func (kv *KV) Get(ctx context.Context, key []byte, serializable bool) (Item, uint64, error) {
 	if !serializable {
 		if err := kv.linearize(ctx); err != nil {
-			return Item{}, err
+			return Item{}, 0, err
 		}
 	}
-	it, ok := kv.store.Get(key)
+	it, rev, ok := kv.store.Get(key)
 	if !ok {
-		return Item{}, ErrKeyNotFound
+		return Item{}, rev, ErrKeyNotFound
 	}
-	return it, nil
+	return it, rev, nil
 }
+
+// ListResult is one page of a listing.
+type ListResult struct {
+	KVs      []KeyValue
+	More     bool
+	Revision uint64
+}
+
+// List returns up to limit keys with the prefix, after the key after (nil:
+// from the start), in key order.
+func (kv *KV) List(ctx context.Context, prefix, after []byte, limit int, serializable bool) (ListResult, error) {
+	if !serializable {
+		if err := kv.linearize(ctx); err != nil {
+			return ListResult{}, err
+		}
+	}
+	kvs, more, rev := kv.store.List(prefix, after, limit)
+	return ListResult{KVs: kvs, More: more, Revision: rev}, nil
+}
+
+// Watch returns a watcher of key (of every key with that prefix when prefix
+// is set) that delivers the changes from revision from on; 0 means from the
+// next change. A revision older than the kept history is a *CompactedError.
+// The caller must Close the watcher.
+func (kv *KV) Watch(key []byte, prefix bool, from uint64) (*Watcher, error) {
+	return kv.hub.watch(key, prefix, from)
+}
+
+// Watchers returns the number of open watchers.
+func (kv *KV) Watchers() int { return kv.hub.count() }
 
 func (kv *KV) linearize(ctx context.Context) error {
 	index, err := kv.reads.ReadIndex(ctx)
@@ -209,7 +277,7 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 	select {
 	case res := <-applied:
 		if r, ok := res.(Result); ok {
-			return r, nil
+			return r, r.Err
 		}
 		return Result{}, ErrStopped
 	case <-ctx.Done():

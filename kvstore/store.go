@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"sync"
+
+	"github.com/google/btree"
 
 	"github.com/raftkv/raftkv/internal/codec"
 )
@@ -15,6 +15,9 @@ import (
 // snapshotMagic starts every encoded store snapshot; the digit is the format
 // version.
 var snapshotMagic = []byte("RKV1")
+
+// btreeDegree suits in-memory trees of pointers (etcd's index uses 32).
+const btreeDegree = 32
 
 // Item is a stored value with its revisions. Revisions are raft log indexes:
 // CreateRevision is the index of the write that created the key, ModRevision
@@ -26,39 +29,88 @@ type Item struct {
 	Version        uint64
 }
 
+// KeyValue is a key with its item.
+type KeyValue struct {
+	Key []byte
+	Item
+}
+
 // Result is the outcome of applying one command.
 type Result struct {
 	// Revision is the store revision after the command: the log index of the
 	// command when it changed something.
 	Revision uint64
-	// Err is the command's own failure (for example ErrKeyNotFound for a
-	// delete of a missing key); the store is unchanged when it is set.
+	// Item is the key's new state after a put, or its last state before a
+	// delete.
+	Item Item
+	// Created reports a put that created the key.
+	Created bool
+	// Deleted counts the keys a delete removed.
+	Deleted int
+	// Err is the command's own failure (ErrKeyNotFound, a
+	// *PreconditionError); the store is unchanged when it is set.
 	Err error
+	// Change lists what the command changed, for watchers.
+	Change Change
 }
 
+// entry is what the tree holds. Entries are never modified once inserted, so
+// a cloned tree is a consistent snapshot.
+type entry struct {
+	key string
+	Item
+}
+
+func lessEntry(a, b *entry) bool { return a.key < b.key }
+
 // Store is the deterministic state machine: every replica that applies the
-// same commands in the same order holds the same data. It is safe for
-// concurrent use; one goroutine applies while many read.
+// same commands in the same order holds the same data. Keys are kept in
+// order, so a prefix scan costs O(log n + k). It is safe for concurrent use;
+// one goroutine applies while many read.
 type Store struct {
 	mu       sync.RWMutex
-	items    map[string]*Item
+	tree     *btree.BTreeG[*entry]
 	revision uint64
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{items: make(map[string]*Item)}
+	return &Store{tree: btree.NewG(btreeDegree, lessEntry)}
 }
 
-// Get returns the item stored under key. Item.Value must not be modified.
-func (s *Store) Get(key []byte) (Item, bool) {
+// Get returns the item stored under key and the store's revision. Item.Value
+// must not be modified.
+func (s *Store) Get(key []byte) (Item, uint64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	it, ok := s.items[string(key)]
+	e, ok := s.tree.Get(&entry{key: string(key)})
 	if !ok {
-		return Item{}, false
+		return Item{}, s.revision, false
 	}
-	return *it, true
+	return e.Item, s.revision, true
+}
+
+// List returns up to limit keys with the prefix that sort after after (all
+// of them when after is nil), whether more remain, and the store's revision.
+func (s *Store) List(prefix, after []byte, limit int) (kvs []KeyValue, more bool, revision uint64) {
+	start := string(prefix)
+	if after != nil && string(after) >= start {
+		start = string(after) + "\x00" // the smallest key after it
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.tree.AscendGreaterOrEqual(&entry{key: start}, func(e *entry) bool {
+		if !strings.HasPrefix(e.key, string(prefix)) {
+			return false
+		}
+		if len(kvs) == limit {
+			more = true
+			return false
+		}
+		kvs = append(kvs, KeyValue{Key: []byte(e.key), Item: e.Item})
+		return true
+	})
+	return kvs, more, s.revision
 }
 
 // Revision returns the revision of the last change.
@@ -72,7 +124,7 @@ func (s *Store) Revision() uint64 {
 func (s *Store) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.items)
+	return s.tree.Len()
 }
 
 // Apply applies cmd, committed at log index, and returns its result.
@@ -81,85 +133,147 @@ func (s *Store) Apply(index uint64, cmd *Command) Result {
 	defer s.mu.Unlock()
 	switch cmd.Op {
 	case OpPut:
-		key := string(cmd.Key)
-		// Copy the value: cmd aliases a raft entry that raft may reuse.
-		value := bytes.Clone(cmd.Value)
-		if value == nil {
-			value = []byte{}
-		}
-		if it, ok := s.items[key]; ok {
-			s.items[key] = &Item{Value: value, CreateRevision: it.CreateRevision, ModRevision: index, Version: it.Version + 1}
-		} else {
-			s.items[key] = &Item{Value: value, CreateRevision: index, ModRevision: index, Version: 1}
-		}
-		s.revision = index
-		return Result{Revision: index}
+		return s.put(index, cmd)
 	case OpDelete:
-		key := string(cmd.Key)
-		if _, ok := s.items[key]; !ok {
-			return Result{Revision: s.revision, Err: ErrKeyNotFound}
-		}
-		delete(s.items, key)
-		s.revision = index
-		return Result{Revision: index}
+		return s.delete(index, cmd)
+	case OpDeleteRange:
+		return s.deleteRange(index, cmd.Key)
 	default:
 		return Result{Revision: s.revision, Err: fmt.Errorf("%w: unknown op %d", ErrCorruptCommand, cmd.Op)}
 	}
+}
+
+// check evaluates a condition against the current entry (nil when absent).
+func check(cond Condition, cur *entry) error {
+	var ok bool
+	switch cond.Kind {
+	case CondNone:
+		return nil
+	case CondModRevision:
+		ok = cur != nil && cur.ModRevision == cond.ModRevision
+	case CondExists:
+		ok = cur != nil
+	case CondAbsent:
+		ok = cur == nil
+	}
+	if ok {
+		return nil
+	}
+	pe := &PreconditionError{Condition: cond}
+	if cur != nil {
+		pe.Exists, pe.Current = true, cur.Item
+	}
+	return pe
+}
+
+func (s *Store) put(index uint64, cmd *Command) Result {
+	key := string(cmd.Key)
+	cur, _ := s.tree.Get(&entry{key: key})
+	if err := check(cmd.Cond, cur); err != nil {
+		return Result{Revision: s.revision, Err: err}
+	}
+	// Copy the value: cmd aliases a raft entry that raft may reuse.
+	value := bytes.Clone(cmd.Value)
+	if value == nil {
+		value = []byte{}
+	}
+	e := &entry{key: key, Item: Item{Value: value, CreateRevision: index, ModRevision: index, Version: 1}}
+	if cur != nil {
+		e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
+	}
+	s.tree.ReplaceOrInsert(e)
+	s.revision = index
+	ev := &Event{Type: EventPut, Key: []byte(key), Item: e.Item}
+	return Result{Revision: index, Item: e.Item, Created: cur == nil, Change: Change{Revision: index, Events: []*Event{ev}}}
+}
+
+func (s *Store) delete(index uint64, cmd *Command) Result {
+	key := string(cmd.Key)
+	cur, ok := s.tree.Get(&entry{key: key})
+	if err := check(cmd.Cond, cur); err != nil {
+		return Result{Revision: s.revision, Err: err}
+	}
+	if !ok {
+		return Result{Revision: s.revision, Err: ErrKeyNotFound}
+	}
+	s.tree.Delete(cur)
+	s.revision = index
+	ev := &Event{Type: EventDelete, Key: []byte(key), Item: Item{ModRevision: index}}
+	return Result{Revision: index, Item: cur.Item, Deleted: 1, Change: Change{Revision: index, Events: []*Event{ev}}}
+}
+
+func (s *Store) deleteRange(index uint64, prefix []byte) Result {
+	var doomed []*entry
+	s.tree.AscendGreaterOrEqual(&entry{key: string(prefix)}, func(e *entry) bool {
+		if !strings.HasPrefix(e.key, string(prefix)) {
+			return false
+		}
+		doomed = append(doomed, e)
+		return true
+	})
+	if len(doomed) == 0 {
+		return Result{Revision: s.revision}
+	}
+	events := make([]*Event, len(doomed))
+	for i, e := range doomed {
+		s.tree.Delete(e)
+		events[i] = &Event{Type: EventDelete, Key: []byte(e.key), Item: Item{ModRevision: index}}
+	}
+	s.revision = index
+	return Result{Revision: index, Deleted: len(doomed), Change: Change{Revision: index, Events: events}}
 }
 
 // Snapshot encodes the whole store.
 func (s *Store) Snapshot() ([]byte, error) { return s.Capture()() }
 
 // Capture freezes the store's current contents and returns a function that
-// encodes them, which may run while the store keeps changing: items are never
-// modified in place, so copying the map of pointers is enough.
+// encodes them, which may run while the store keeps changing: the tree is
+// cloned copy-on-write, which costs O(1) now and a node copy per later write.
 func (s *Store) Capture() func() ([]byte, error) {
-	s.mu.RLock()
-	items := maps.Clone(s.items)
+	s.mu.Lock() // Clone updates the tree's copy-on-write state
+	tree := s.tree.Clone()
 	revision := s.revision
-	s.mu.RUnlock()
-	return func() ([]byte, error) { return encodeSnapshot(items, revision), nil }
+	s.mu.Unlock()
+	return func() ([]byte, error) { return encodeSnapshot(tree, revision), nil }
 }
 
-// encodeSnapshot writes keys in order so that equal stores encode to equal
-// bytes.
-func encodeSnapshot(items map[string]*Item, revision uint64) []byte {
-	keys := make([]string, 0, len(items))
+// encodeSnapshot writes entries in key order, so equal stores encode to
+// equal bytes.
+func encodeSnapshot(tree *btree.BTreeG[*entry], revision uint64) []byte {
 	size := len(snapshotMagic) + 2*binary.MaxVarintLen64
-	for k, it := range items {
-		keys = append(keys, k)
-		size += len(k) + len(it.Value) + 5*binary.MaxVarintLen64
-	}
-	slices.SortFunc(keys, strings.Compare)
+	tree.Ascend(func(e *entry) bool {
+		size += len(e.key) + len(e.Value) + 5*binary.MaxVarintLen64
+		return true
+	})
 	buf := make([]byte, 0, size)
 	buf = append(buf, snapshotMagic...)
 	buf = binary.AppendUvarint(buf, revision)
-	buf = binary.AppendUvarint(buf, uint64(len(keys)))
-	for _, k := range keys {
-		it := items[k]
-		buf = codec.AppendString(buf, k)
-		buf = codec.AppendBytes(buf, it.Value)
-		buf = binary.AppendUvarint(buf, it.CreateRevision)
-		buf = binary.AppendUvarint(buf, it.ModRevision)
-		buf = binary.AppendUvarint(buf, it.Version)
-	}
+	buf = binary.AppendUvarint(buf, uint64(tree.Len()))
+	tree.Ascend(func(e *entry) bool {
+		buf = codec.AppendString(buf, e.key)
+		buf = codec.AppendBytes(buf, e.Value)
+		buf = binary.AppendUvarint(buf, e.CreateRevision)
+		buf = binary.AppendUvarint(buf, e.ModRevision)
+		buf = binary.AppendUvarint(buf, e.Version)
+		return true
+	})
 	return buf
 }
 
 // Restore replaces the store's contents with a snapshot made by Snapshot. On
 // error the store is unchanged.
 func (s *Store) Restore(data []byte) error {
-	items, revision, err := decodeSnapshot(data)
+	tree, revision, err := decodeSnapshot(data)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.items, s.revision = items, revision
+	s.tree, s.revision = tree, revision
 	return nil
 }
 
-func decodeSnapshot(data []byte) (map[string]*Item, uint64, error) {
+func decodeSnapshot(data []byte) (*btree.BTreeG[*entry], uint64, error) {
 	if !bytes.HasPrefix(data, snapshotMagic) {
 		return nil, 0, fmt.Errorf("%w: bad magic", ErrCorruptSnapshot)
 	}
@@ -167,25 +281,30 @@ func decodeSnapshot(data []byte) (map[string]*Item, uint64, error) {
 	revision := d.Uvarint()
 	count := d.Uvarint()
 	// Every item takes at least five bytes, which bounds count before it sizes
-	// an allocation.
+	// anything.
 	if d.Err() != nil || count > uint64(len(d.Rest()))/5 {
 		return nil, 0, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
 	}
-	items := make(map[string]*Item, count)
-	for range count {
-		key := d.Bytes()
+	tree := btree.NewG(btreeDegree, lessEntry)
+	prev := ""
+	for i := range count {
+		key := string(d.Bytes())
 		value := bytes.Clone(d.Bytes())
 		if value == nil {
 			value = []byte{}
 		}
-		it := &Item{Value: value, CreateRevision: d.Uvarint(), ModRevision: d.Uvarint(), Version: d.Uvarint()}
+		e := &entry{key: key, Item: Item{Value: value, CreateRevision: d.Uvarint(), ModRevision: d.Uvarint(), Version: d.Uvarint()}}
 		if d.Err() != nil {
 			return nil, 0, fmt.Errorf("%w: %w", ErrCorruptSnapshot, d.Err())
 		}
-		items[string(key)] = it
+		if i > 0 && key <= prev {
+			return nil, 0, fmt.Errorf("%w: keys out of order", ErrCorruptSnapshot)
+		}
+		prev = key
+		tree.ReplaceOrInsert(e)
 	}
 	if len(d.Rest()) != 0 {
 		return nil, 0, fmt.Errorf("%w: %d trailing bytes", ErrCorruptSnapshot, len(d.Rest()))
 	}
-	return items, revision, nil
+	return tree, revision, nil
 }

@@ -18,7 +18,7 @@ func TestApplyTracksRevisions(t *testing.T) {
 	put(t, s, 5, "b", "x")
 	put(t, s, 7, "a", "2")
 
-	it, ok := s.Get([]byte("a"))
+	it, _, ok := s.Get([]byte("a"))
 	if !ok {
 		t.Fatal("key a missing")
 	}
@@ -34,12 +34,12 @@ func TestApplyTracksRevisions(t *testing.T) {
 	if res.Err != nil || res.Revision != 9 {
 		t.Fatalf("delete a = %+v, want revision 9", res)
 	}
-	if _, ok := s.Get([]byte("a")); ok {
+	if _, _, ok := s.Get([]byte("a")); ok {
 		t.Fatal("a still present after delete")
 	}
 	// Recreating a key starts a new life: new create revision, version 1.
 	put(t, s, 11, "a", "3")
-	it, _ = s.Get([]byte("a"))
+	it, _, _ = s.Get([]byte("a"))
 	if want := (Item{Value: []byte("3"), CreateRevision: 11, ModRevision: 11, Version: 1}); !equalItems(it, want) {
 		t.Fatalf("recreated a = %+v, want %+v", it, want)
 	}
@@ -62,7 +62,7 @@ func TestApplyCopiesValue(t *testing.T) {
 	buf := []byte("value")
 	s.Apply(1, &Command{Op: OpPut, Key: []byte("k"), Value: buf})
 	copy(buf, "XXXXX")
-	if it, _ := s.Get([]byte("k")); string(it.Value) != "value" {
+	if it, _, _ := s.Get([]byte("k")); string(it.Value) != "value" {
 		t.Fatalf("stored value changed with the proposal buffer: %q", it.Value)
 	}
 }
@@ -87,13 +87,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if r.Revision() != s.Revision() || r.Len() != s.Len() {
 		t.Fatalf("restored revision %d len %d, want %d %d", r.Revision(), r.Len(), s.Revision(), s.Len())
 	}
-	if _, ok := r.Get([]byte("stale")); ok {
+	if _, _, ok := r.Get([]byte("stale")); ok {
 		t.Fatal("restore kept a key that was not in the snapshot")
 	}
-	for k, it := range s.items {
-		got, ok := r.Get([]byte(k))
-		if !ok || !equalItems(got, *it) {
-			t.Fatalf("key %q: restored %+v, want %+v", k, got, *it)
+	all, _, _ := s.List(nil, nil, 1000)
+	for _, kv := range all {
+		got, _, ok := r.Get(kv.Key)
+		if !ok || !equalItems(got, kv.Item) {
+			t.Fatalf("key %q: restored %+v, want %+v", kv.Key, got, kv.Item)
 		}
 	}
 	// Equal stores encode to equal bytes, whatever the map order.
@@ -124,7 +125,7 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 			if !errors.Is(err, ErrCorruptSnapshot) {
 				t.Fatalf("err = %v, want ErrCorruptSnapshot", err)
 			}
-			if _, ok := r.Get([]byte("keep")); !ok || r.Revision() != 9 {
+			if _, _, ok := r.Get([]byte("keep")); !ok || r.Revision() != 9 {
 				t.Fatal("a failed restore changed the store")
 			}
 		})

@@ -30,6 +30,9 @@ type Config struct {
 	// Raft configures the raft node; its Logger is set from Logger and its
 	// StateMachine by the server.
 	Raft raftnode.Config
+	// KV configures the key-value service (watch limits); its channels,
+	// store and logger are set by the server.
+	KV kvstore.Config
 	// API configures the client API; its KV, Cluster and Logger are set by
 	// the server.
 	API httpapi.Config
@@ -65,7 +68,13 @@ func Start(cfg Config) (*Server, error) {
 		closeListeners(cfg)
 		return nil, err
 	}
-	kv := kvstore.New(cfg.Logger, store, cfg.Raft.ID, node.ProposeC(), node.CommitC(), node)
+	cfg.KV.Logger = cfg.Logger
+	cfg.KV.Store = store
+	cfg.KV.MemberID = cfg.Raft.ID
+	cfg.KV.ProposeC = node.ProposeC()
+	cfg.KV.CommitC = node.CommitC()
+	cfg.KV.Reads = node
+	kv := kvstore.New(cfg.KV)
 	cfg.API.KV = kv
 	cfg.API.Cluster = node
 	cfg.API.Logger = cfg.Logger

@@ -1,0 +1,267 @@
+package kvstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// EventType is the kind of change an event reports.
+type EventType uint8
+
+// The kinds of events.
+const (
+	EventPut    EventType = 1
+	EventDelete EventType = 2
+)
+
+func (t EventType) String() string {
+	if t == EventDelete {
+		return "delete"
+	}
+	return "put"
+}
+
+// Event is one change to one key. For a put, Item is the key's new state; for
+// a delete, only Item.ModRevision (the deletion's revision) is set. Events are
+// shared between watchers and must not be modified.
+type Event struct {
+	Type EventType
+	Key  []byte
+	Item Item
+}
+
+// Change is everything one revision did (or, from a Watcher, everything it
+// did that the watcher asked for), in key order.
+type Change struct {
+	Revision uint64
+	Events   []*Event
+}
+
+// Watch errors. A watcher ends with a *WatchError wrapping one of these, or
+// with ErrStopped.
+var (
+	// ErrCompacted means the requested revision is older than the history
+	// the node keeps; the error is a *CompactedError.
+	ErrCompacted = errors.New("kvstore: revision compacted")
+	// ErrWatcherLagged means the watcher fell too far behind and was closed.
+	ErrWatcherLagged = errors.New("kvstore: watcher fell behind")
+	// ErrWatchResync means the node replaced its state with a snapshot, so
+	// its history no longer joins up with what the watcher saw.
+	ErrWatchResync = errors.New("kvstore: state replaced by a snapshot; re-list and watch again")
+)
+
+// CompactedError reports the oldest revision a watch can start from.
+type CompactedError struct {
+	Requested, Oldest uint64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("kvstore: revision %d is compacted; the oldest available is %d", e.Requested, e.Oldest)
+}
+
+// Unwrap makes errors.Is(err, ErrCompacted) hold.
+func (e *CompactedError) Unwrap() error { return ErrCompacted }
+
+// WatchError ends a watcher: Reason says why, ResumeFrom is the first
+// revision it did not deliver.
+type WatchError struct {
+	Reason     error
+	ResumeFrom uint64
+}
+
+func (e *WatchError) Error() string {
+	return fmt.Sprintf("%v (resume from revision %d)", e.Reason, e.ResumeFrom)
+}
+
+func (e *WatchError) Unwrap() error { return e.Reason }
+
+// Watcher delivers the changes to a key or a prefix, in revision order,
+// without gaps or duplicates. It is used by one goroutine.
+type Watcher struct {
+	key    []byte
+	prefix bool
+	from   uint64 // the first revision it wants
+
+	backlog []Change    // history it must deliver before c
+	c       chan Change // live changes; closed when the watcher ends
+	hub     *hub
+	err     error // why c was closed; written before the close
+}
+
+// Next returns the next change. It returns ctx's error when ctx ends first
+// (the watcher stays usable), and the watcher's end reason once it has
+// ended and everything before the end was delivered.
+func (w *Watcher) Next(ctx context.Context) (Change, error) {
+	if len(w.backlog) > 0 {
+		c := w.backlog[0]
+		w.backlog = w.backlog[1:]
+		return c, nil
+	}
+	select {
+	case c, ok := <-w.c:
+		if !ok {
+			return Change{}, w.err
+		}
+		return c, nil
+	case <-ctx.Done():
+		return Change{}, ctx.Err()
+	}
+}
+
+// Close stops the watcher and releases it. It is idempotent.
+func (w *Watcher) Close() { w.hub.remove(w) }
+
+// filter returns what of ch the watcher wants, sharing ch when it wants all.
+func (w *Watcher) filter(ch Change) (Change, bool) {
+	if ch.Revision < w.from {
+		return Change{}, false
+	}
+	n := 0
+	for _, ev := range ch.Events {
+		if w.matches(ev.Key) {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return Change{}, false
+	case len(ch.Events):
+		return ch, true
+	}
+	out := Change{Revision: ch.Revision, Events: make([]*Event, 0, n)}
+	for _, ev := range ch.Events {
+		if w.matches(ev.Key) {
+			out.Events = append(out.Events, ev)
+		}
+	}
+	return out, true
+}
+
+func (w *Watcher) matches(key []byte) bool {
+	if w.prefix {
+		return bytes.HasPrefix(key, w.key)
+	}
+	return bytes.Equal(key, w.key)
+}
+
+// hub keeps a bounded history of recent changes and fans new ones out to
+// watchers. The applier publishes; it never blocks on a watcher: one whose
+// buffer is full is closed instead.
+type hub struct {
+	mu        sync.Mutex
+	history   []Change // oldest first
+	events    int      // events in history
+	maxEvents int
+	compacted uint64 // revisions up to this one are not (all) in history
+	last      uint64 // the newest published revision
+	watchers  map[*Watcher]struct{}
+	bufSize   int
+	stopped   bool
+}
+
+func newHub(maxEvents, bufSize int) *hub {
+	return &hub{maxEvents: maxEvents, bufSize: bufSize, watchers: make(map[*Watcher]struct{})}
+}
+
+// watch registers a watcher for changes from revision from on (0: the next
+// revision).
+func (h *hub) watch(key []byte, prefix bool, from uint64) (*Watcher, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return nil, ErrStopped
+	}
+	if from == 0 {
+		from = h.last + 1
+	}
+	if from <= h.compacted {
+		return nil, &CompactedError{Requested: from, Oldest: h.compacted + 1}
+	}
+	w := &Watcher{key: bytes.Clone(key), prefix: prefix, from: from, c: make(chan Change, h.bufSize), hub: h}
+	for _, ch := range h.history {
+		if fc, ok := w.filter(ch); ok {
+			w.backlog = append(w.backlog, fc)
+		}
+	}
+	h.watchers[w] = struct{}{}
+	return w, nil
+}
+
+// publish records changes, in revision order, and delivers them.
+func (h *hub) publish(changes []Change) {
+	if len(changes) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ch := range changes {
+		h.history = append(h.history, ch)
+		h.events += len(ch.Events)
+		h.last = ch.Revision
+		for w := range h.watchers {
+			fc, ok := w.filter(ch)
+			if !ok {
+				continue
+			}
+			select {
+			case w.c <- fc:
+			default:
+				h.end(w, &WatchError{Reason: ErrWatcherLagged, ResumeFrom: ch.Revision})
+			}
+		}
+	}
+	// Keep at least the newest change, however large.
+	for len(h.history) > 1 && h.events > h.maxEvents {
+		h.events -= len(h.history[0].Events)
+		h.compacted = h.history[0].Revision
+		h.history[0] = Change{}
+		h.history = h.history[1:]
+	}
+}
+
+// reset forgets the history after the state was replaced at revision, and
+// ends every watcher: what they saw does not join up with the new state.
+func (h *hub) reset(revision uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.watchers {
+		h.end(w, &WatchError{Reason: ErrWatchResync, ResumeFrom: max(h.last+1, w.from)})
+	}
+	h.history, h.events = nil, 0
+	h.compacted, h.last = revision, revision
+}
+
+// stop ends every watcher and refuses new ones.
+func (h *hub) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	for w := range h.watchers {
+		h.end(w, &WatchError{Reason: ErrStopped, ResumeFrom: max(h.last+1, w.from)})
+	}
+}
+
+func (h *hub) remove(w *Watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.watchers[w]; ok {
+		h.end(w, &WatchError{Reason: context.Canceled, ResumeFrom: max(h.last+1, w.from)})
+	}
+}
+
+// end closes a registered watcher; h.mu is held.
+func (h *hub) end(w *Watcher, err error) {
+	delete(h.watchers, w)
+	w.err = err
+	close(w.c)
+}
+
+// count returns the number of watchers.
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.watchers)
+}
