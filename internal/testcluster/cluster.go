@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/server"
@@ -60,6 +61,10 @@ type Config struct {
 	WaitTimeout time.Duration
 	// RequestTimeout is the members' --request-timeout.
 	RequestTimeout time.Duration
+	// WatchHistory and WatchBuffer are the members' watch limits (zero:
+	// kvstore's defaults).
+	WatchHistory int
+	WatchBuffer  int
 	// LogLevel is the zaptest level; the zero value is Info.
 	LogLevel zapcore.Level
 }
@@ -211,6 +216,7 @@ func (c *Cluster) start(m *member) error {
 	rc.RequestTimeout = c.cfg.RequestTimeout
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
+		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
 		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout},
 		ClientListener: clientLn,
 		Logger:         lg,
