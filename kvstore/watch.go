@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -157,13 +158,78 @@ type hub struct {
 	maxEvents int
 	compacted uint64 // revisions up to this one are not (all) in history
 	last      uint64 // the newest published revision
-	watchers  map[*Watcher]struct{}
 	bufSize   int
 	stopped   bool
+
+	// Watchers of one key are found by the key, so a change costs a lookup
+	// per event rather than a look at every watcher; prefix watchers are
+	// few and checked one by one.
+	keyWatchers    map[string]map[*Watcher]struct{}
+	prefixWatchers map[*Watcher]struct{}
+	n              int
 }
 
 func newHub(maxEvents, bufSize int) *hub {
-	return &hub{maxEvents: maxEvents, bufSize: bufSize, watchers: make(map[*Watcher]struct{})}
+	return &hub{
+		maxEvents:      maxEvents,
+		bufSize:        bufSize,
+		keyWatchers:    make(map[string]map[*Watcher]struct{}),
+		prefixWatchers: make(map[*Watcher]struct{}),
+	}
+}
+
+func (h *hub) add(w *Watcher) {
+	h.n++
+	if w.prefix {
+		h.prefixWatchers[w] = struct{}{}
+		return
+	}
+	set := h.keyWatchers[string(w.key)]
+	if set == nil {
+		set = make(map[*Watcher]struct{}, 1)
+		h.keyWatchers[string(w.key)] = set
+	}
+	set[w] = struct{}{}
+}
+
+func (h *hub) registered(w *Watcher) bool {
+	if w.prefix {
+		_, ok := h.prefixWatchers[w]
+		return ok
+	}
+	_, ok := h.keyWatchers[string(w.key)][w]
+	return ok
+}
+
+// each calls fn for every watcher; fn may end the watcher.
+func (h *hub) each(fn func(*Watcher)) {
+	for w := range h.prefixWatchers {
+		fn(w)
+	}
+	for _, set := range h.keyWatchers {
+		for w := range set {
+			fn(w)
+		}
+	}
+}
+
+// interested returns the watchers that may want ch, each once.
+func (h *hub) interested(ch Change) []*Watcher {
+	var ws []*Watcher
+	for w := range h.prefixWatchers {
+		ws = append(ws, w)
+	}
+	for i, ev := range ch.Events {
+		for w := range h.keyWatchers[string(ev.Key)] {
+			// A key appears once per change, except in hand-made changes;
+			// skip a watcher already listed for an earlier event.
+			if i > 0 && slices.Contains(ws, w) {
+				continue
+			}
+			ws = append(ws, w)
+		}
+	}
+	return ws
 }
 
 // watch registers a watcher for changes from revision from on (0: the next
@@ -186,7 +252,7 @@ func (h *hub) watch(key []byte, prefix bool, from uint64) (*Watcher, error) {
 			w.backlog = append(w.backlog, fc)
 		}
 	}
-	h.watchers[w] = struct{}{}
+	h.add(w)
 	return w, nil
 }
 
@@ -201,7 +267,7 @@ func (h *hub) publish(changes []Change) {
 		h.history = append(h.history, ch)
 		h.events += len(ch.Events)
 		h.last = ch.Revision
-		for w := range h.watchers {
+		for _, w := range h.interested(ch) {
 			fc, ok := w.filter(ch)
 			if !ok {
 				continue
@@ -227,9 +293,9 @@ func (h *hub) publish(changes []Change) {
 func (h *hub) reset(revision uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for w := range h.watchers {
+	h.each(func(w *Watcher) {
 		h.end(w, &WatchError{Reason: ErrWatchResync, ResumeFrom: max(h.last+1, w.from)})
-	}
+	})
 	h.history, h.events = nil, 0
 	h.compacted, h.last = revision, revision
 }
@@ -239,22 +305,30 @@ func (h *hub) stop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stopped = true
-	for w := range h.watchers {
+	h.each(func(w *Watcher) {
 		h.end(w, &WatchError{Reason: ErrStopped, ResumeFrom: max(h.last+1, w.from)})
-	}
+	})
 }
 
 func (h *hub) remove(w *Watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.watchers[w]; ok {
+	if h.registered(w) {
 		h.end(w, &WatchError{Reason: context.Canceled, ResumeFrom: max(h.last+1, w.from)})
 	}
 }
 
 // end closes a registered watcher; h.mu is held.
 func (h *hub) end(w *Watcher, err error) {
-	delete(h.watchers, w)
+	h.n--
+	if w.prefix {
+		delete(h.prefixWatchers, w)
+	} else if set := h.keyWatchers[string(w.key)]; set != nil {
+		delete(set, w)
+		if len(set) == 0 {
+			delete(h.keyWatchers, string(w.key))
+		}
+	}
 	w.err = err
 	close(w.c)
 }
@@ -263,5 +337,5 @@ func (h *hub) end(w *Watcher, err error) {
 func (h *hub) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.watchers)
+	return h.n
 }
