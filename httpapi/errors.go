@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
@@ -17,6 +18,12 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// ETag, when set, is sent as the ETag header: the key's current state
+	// on a failed precondition.
+	ETag string
+	// OldestRevision, when set, is the oldest revision a watch can start
+	// from, sent with a compacted error.
+	OldestRevision uint64
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -27,8 +34,9 @@ func badRequest(code, msg string) *Error {
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+	Error          string `json:"error"`
+	Code           string `json:"code"`
+	OldestRevision uint64 `json:"oldest_revision,omitempty"`
 }
 
 // statuses maps the sentinel errors of kvstore and raftnode to responses, in
@@ -39,6 +47,8 @@ var statuses = []struct {
 	code   string
 }{
 	{kvstore.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
+	{kvstore.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
+	{kvstore.ErrCompacted, http.StatusGone, "compacted"},
 	{kvstore.ErrTimeout, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
 	{kvstore.ErrReadTimeout, http.StatusGatewayTimeout, "read_timeout"},
 	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
@@ -66,10 +76,48 @@ func toError(err error) *Error {
 	}
 	for _, s := range statuses {
 		if errors.Is(err, s.err) {
-			return &Error{Status: s.status, Code: s.code, Message: err.Error()}
+			e := &Error{Status: s.status, Code: s.code, Message: err.Error()}
+			var pe *kvstore.PreconditionError
+			if errors.As(err, &pe) && pe.Exists {
+				e.ETag = etag(pe.Current.ModRevision)
+			}
+			var ce *kvstore.CompactedError
+			if errors.As(err, &ce) {
+				e.OldestRevision = ce.Oldest
+			}
+			return e
 		}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+}
+
+// etag is the entity tag of a key at a mod revision.
+func etag(modRevision uint64) string {
+	return strconv.Quote(strconv.FormatUint(modRevision, 10))
+}
+
+// watchEnds maps the reasons a watcher ends to the code and message of the
+// final error event of a watch stream. The first match wins.
+var watchEnds = []struct {
+	err     error
+	code    string
+	message string
+}{
+	{kvstore.ErrWatcherLagged, "lagged", "watcher fell behind"},
+	{kvstore.ErrWatchResync, "resync", "the node replaced its state with a snapshot; list again and watch from the listing's revision + 1"},
+	{kvstore.ErrStopped, "stopping", "the node is shutting down"},
+	{raftnode.ErrStopped, "stopping", "the node is shutting down"},
+}
+
+// watchEnd returns the code and message of the final event of a watch that
+// ended with err.
+func watchEnd(err error) (code, message string) {
+	for _, e := range watchEnds {
+		if errors.Is(err, e.err) {
+			return e.code, e.message
+		}
+	}
+	return "internal", err.Error()
 }
 
 // writeError writes err as a JSON error response. Unavailability comes with
@@ -82,6 +130,9 @@ func writeError(w http.ResponseWriter, err error) {
 	if e.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
 	}
+	if e.ETag != "" {
+		h.Set("ETag", e.ETag)
+	}
 	w.WriteHeader(e.Status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: e.Message, Code: e.Code})
+	_ = json.NewEncoder(w).Encode(errorBody{Error: e.Message, Code: e.Code, OldestRevision: e.OldestRevision})
 }

@@ -1,5 +1,6 @@
 // Package httpapi serves raftkv's client API over HTTP: raftexample's root
-// API (PUT/GET /{key}, POST/DELETE /{id}) and the reserved paths beside it.
+// API (PUT/GET /{key}, POST/DELETE /{id}), the versioned API under /v1/ (see
+// docs/API.md) and the reserved paths beside them.
 // It validates requests and maps errors to status codes; it knows nothing of
 // raft beyond the small interfaces it consumes.
 package httpapi
@@ -43,6 +44,9 @@ const (
 	DefaultMaxRequestBytes = 3 << 19         // 1.5 MiB, etcd's request limit
 	maxPeerURLBytes        = 4 << 10         // a peer URL body
 	defaultRequestTimeout  = 5 * time.Second // etcd's default
+	// DefaultWatchKeepalive is how long a watch stream stays silent before
+	// the server sends a keepalive comment.
+	DefaultWatchKeepalive = 10 * time.Second
 )
 
 // Config configures the API. Zero values take the defaults above.
@@ -53,8 +57,12 @@ type Config struct {
 	// MaxKeyBytes bounds a key; MaxRequestBytes bounds a request body.
 	MaxKeyBytes     int
 	MaxRequestBytes int64
-	// RequestTimeout bounds how long a request waits for raft.
+	// RequestTimeout bounds how long a request waits for raft. Watch
+	// streams are not bound by it.
 	RequestTimeout time.Duration
+	// WatchKeepalive is how long a watch stream stays silent before a
+	// keepalive comment is sent.
+	WatchKeepalive time.Duration
 }
 
 // Server is the client API's http.Handler.
@@ -62,9 +70,9 @@ type Server struct {
 	cfg Config
 }
 
-// reservedRoots are root paths that belong to the server, not to keys. Keys
-// with these names are reached through /v1/kv/.
-var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true, "v1": true}
+// reservedRoots are root paths that belong to the server, not to keys, and
+// are not served yet. Keys with these names are reached through /v1/kv/.
+var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true}
 
 // New returns the API handler.
 func New(cfg Config) *Server {
@@ -77,6 +85,9 @@ func New(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = defaultRequestTimeout
 	}
+	if cfg.WatchKeepalive <= 0 {
+		cfg.WatchKeepalive = DefaultWatchKeepalive
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -88,7 +99,11 @@ func New(cfg Config) *Server {
 // legal keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
-	first, _, _ := strings.Cut(raw, "/")
+	first, rest, _ := strings.Cut(raw, "/")
+	if first == "v1" {
+		s.serveV1(w, r, rest)
+		return
+	}
 	if reservedRoots[first] {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
 			Message: fmt.Sprintf("/%s is reserved by the server and not served yet", first)})
@@ -103,6 +118,13 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath strin
 	path, err := url.PathUnescape(rawPath)
 	if err != nil {
 		writeError(w, badRequest("invalid_key", "the path is not valid URL encoding: "+err.Error()))
+		return
+	}
+	// An escaped path such as /v1%2Fkv or /%761 decodes to a reserved name;
+	// such keys are reached through /v1/kv/ only.
+	if first, _, _ := strings.Cut(path, "/"); reservedRoots[first] {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("keys starting with %q are reserved on the root API; use /v1/kv/", first)})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
@@ -126,9 +148,10 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath strin
 	}
 }
 
-func (s *Server) checkKey(key string) error {
+// checkKey checks a key's size; usage tells how to name a key.
+func (s *Server) checkKey(key, usage string) error {
 	if key == "" {
-		return badRequest("empty_key", "the key is empty: use /{key}")
+		return badRequest("empty_key", "the key is empty: use "+usage)
 	}
 	if len(key) > s.cfg.MaxKeyBytes {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "key_too_large",
@@ -139,7 +162,11 @@ func (s *Server) checkKey(key string) error {
 
 // consistency reads ?consistency=linearizable|serializable.
 func consistency(r *http.Request) (serializable bool, err error) {
-	switch c := r.URL.Query().Get("consistency"); c {
+	return parseConsistency(r.URL.Query().Get("consistency"))
+}
+
+func parseConsistency(c string) (serializable bool, err error) {
+	switch c {
 	case "", "linearizable":
 		return false, nil
 	case "serializable":
@@ -150,7 +177,7 @@ func consistency(r *http.Request) (serializable bool, err error) {
 }
 
 func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
-	if err := s.checkKey(key); err != nil {
+	if err := s.checkKey(key, "/{key}"); err != nil {
 		return err
 	}
 	serializable, err := consistency(r)
@@ -164,7 +191,7 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.Itoa(len(it.Value)))
-	h.Set("ETag", strconv.Quote(strconv.FormatUint(it.ModRevision, 10)))
+	h.Set("ETag", etag(it.ModRevision))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(it.Value)
@@ -173,7 +200,7 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 }
 
 func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
-	if err := s.checkKey(key); err != nil {
+	if err := s.checkKey(key, "/{key}"); err != nil {
 		return err
 	}
 	value, err := readBody(w, r, s.cfg.MaxRequestBytes)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/server"
@@ -33,22 +35,45 @@ type node struct {
 	http *http.Client
 }
 
+// nodeOptions are the settings tests vary; zero values take the defaults.
+type nodeOptions struct {
+	requestTimeout time.Duration
+	kv             kvstore.Config // watch limits
+	watchKeepalive time.Duration
+	// wrapClientListener, when set, wraps the client API's listener.
+	wrapClientListener func(net.Listener) net.Listener
+}
+
 // startNode starts member id of a cluster whose peer URLs are peers; peers[id-1]
 // is served by peerLn.
 func startNode(t *testing.T, id uint64, peers []string, peerLn *listener.Listener, requestTimeout time.Duration) *node {
 	t.Helper()
+	return startNodeWith(t, id, peers, peerLn, nodeOptions{requestTimeout: requestTimeout})
+}
+
+func startNodeWith(t *testing.T, id uint64, peers []string, peerLn *listener.Listener, o nodeOptions) *node {
+	t.Helper()
+	if o.requestTimeout == 0 {
+		o.requestTimeout = 5 * time.Second
+	}
 	clientLn, err := listener.New("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ln net.Listener = clientLn
+	if o.wrapClientListener != nil {
+		ln = o.wrapClientListener(clientLn)
+	}
 	cfg := raftnode.DefaultConfig()
 	cfg.ID, cfg.Peers, cfg.DataDir, cfg.PeerListener = id, peers, t.TempDir(), peerLn
 	cfg.TickInterval = 10 * time.Millisecond
-	cfg.RequestTimeout = requestTimeout
+	cfg.RequestTimeout = o.requestTimeout
 	srv, err := server.Start(server.Config{
-		Raft:           cfg,
-		API:            httpapi.Config{MaxKeyBytes: testMaxKey, MaxRequestBytes: testMaxRequest, RequestTimeout: requestTimeout},
-		ClientListener: clientLn,
+		Raft: cfg,
+		KV:   o.kv,
+		API: httpapi.Config{MaxKeyBytes: testMaxKey, MaxRequestBytes: testMaxRequest,
+			RequestTimeout: o.requestTimeout, WatchKeepalive: o.watchKeepalive},
+		ClientListener: ln,
 		Logger:         zaptest.NewLogger(t),
 	})
 	if err != nil {
@@ -67,11 +92,16 @@ func startNode(t *testing.T, id uint64, peers []string, peerLn *listener.Listene
 // startSingleNode starts a one-member cluster and waits until it leads.
 func startSingleNode(t *testing.T) *node {
 	t.Helper()
+	return startSingleNodeWith(t, nodeOptions{})
+}
+
+func startSingleNodeWith(t *testing.T, o nodeOptions) *node {
+	t.Helper()
 	peerLn, err := listener.New("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := startNode(t, 1, []string{"http://" + peerLn.Addr().String()}, peerLn, 5*time.Second)
+	n := startNodeWith(t, 1, []string{"http://" + peerLn.Addr().String()}, peerLn, o)
 	deadline := time.Now().Add(10 * time.Second)
 	for n.srv.Node().Leader() != 1 {
 		if time.Now().After(deadline) {
@@ -90,9 +120,18 @@ type response struct {
 
 func (n *node) do(t *testing.T, method, path string, body []byte) response {
 	t.Helper()
+	return n.doHeader(t, method, path, nil, body)
+}
+
+// doHeader sends a request with extra headers.
+func (n *node) doHeader(t *testing.T, method, path string, header http.Header, body []byte) response {
+	t.Helper()
 	req, err := http.NewRequest(method, n.url+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	resp, err := n.http.Do(req)
 	if err != nil {
@@ -188,7 +227,7 @@ func TestBadInput(t *testing.T) {
 		{http.MethodDelete, "/abc", nil, 400, "invalid_member_id"},
 		{http.MethodDelete, "/7", nil, 404, "member_not_found"},
 		{http.MethodDelete, "/1", nil, 409, "last_voter"},
-		{http.MethodGet, "/v1/kv/x", nil, 404, "not_found"},
+		{http.MethodGet, "/v1", nil, 404, "not_found"},
 		{http.MethodGet, "/metrics", nil, 404, "not_found"},
 	}
 	for _, c := range cases {

@@ -114,7 +114,12 @@ func (kv *KV) Applied() uint64 {
 func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 	defer close(kv.done)
 	defer kv.hub.stop()
+	type waiter struct {
+		id  uint64
+		res Result
+	}
 	var changes []Change
+	var mine []waiter
 	for c := range commitC {
 		if c.Snapshot != nil {
 			if err := kv.store.Restore(c.Snapshot); err != nil {
@@ -125,7 +130,7 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 			}
 			kv.hub.reset(kv.store.Revision())
 		}
-		changes = changes[:0]
+		changes, mine = changes[:0], mine[:0]
 		for _, e := range c.Entries {
 			cmd, err := UnmarshalCommand(e.Data)
 			if err != nil {
@@ -138,10 +143,15 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				changes = append(changes, res.Change)
 			}
 			if cmd.Origin == kv.memberID {
-				kv.waits.Trigger(cmd.ID, res)
+				mine = append(mine, waiter{cmd.ID, res})
 			}
 		}
+		// Watchers hear of a change before its writer is answered, so a
+		// watch opened after a write's response never sees that write.
 		kv.hub.publish(changes)
+		for _, w := range mine {
+			kv.waits.Trigger(w.id, w.res)
+		}
 		kv.setApplied(c.Index)
 		close(c.Done)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/server"
@@ -41,6 +42,8 @@ type serveFlags struct {
 	requestTimeout         time.Duration
 	maxKeyBytes            int
 	maxRequestBytes        int64
+	watchHistory           int
+	watchBuffer            int
 }
 
 func newServeCommand() *cobra.Command {
@@ -74,6 +77,8 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.DurationVar(&f.requestTimeout, "request-timeout", 5*time.Second, "how long a request waits for raft before 504")
 	fl.IntVar(&f.maxKeyBytes, "max-key-bytes", httpapi.DefaultMaxKeyBytes, "largest key accepted, in bytes")
 	fl.Int64Var(&f.maxRequestBytes, "max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body (value) accepted, in bytes")
+	fl.IntVar(&f.watchHistory, "watch-history", kvstore.DefaultWatchHistory, "recent change events kept for watches that resume")
+	fl.IntVar(&f.watchBuffer, "watch-buffer", kvstore.DefaultWatchBuffer, "revisions a watcher may have pending before it is closed as lagging")
 	return cmd
 }
 
@@ -90,6 +95,10 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 		return raftnode.Config{}, fmt.Errorf("--max-request-bytes %d must be positive", f.maxRequestBytes)
 	case f.requestTimeout <= 0:
 		return raftnode.Config{}, fmt.Errorf("--request-timeout %v must be positive", f.requestTimeout)
+	case f.watchHistory <= 0:
+		return raftnode.Config{}, fmt.Errorf("--watch-history %d must be positive", f.watchHistory)
+	case f.watchBuffer <= 0:
+		return raftnode.Config{}, fmt.Errorf("--watch-buffer %d must be positive", f.watchBuffer)
 	}
 	if f.dataDir == "" {
 		f.dataDir = "raftkv-" + strconv.FormatUint(f.id, 10)
@@ -161,6 +170,7 @@ func serve(f serveFlags) error {
 
 	srv, err := server.Start(server.Config{
 		Raft: cfg,
+		KV:   kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer},
 		API: httpapi.Config{
 			MaxKeyBytes:     f.maxKeyBytes,
 			MaxRequestBytes: f.maxRequestBytes,

@@ -1,0 +1,413 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/raftkv/raftkv/kvstore"
+)
+
+// Listing limits.
+const (
+	defaultListLimit = 1000
+	maxListLimit     = 10000
+)
+
+// The methods each /v1 resource allows, for 405 answers.
+const (
+	kvAllow    = "GET, HEAD, PUT, DELETE"
+	watchAllow = "GET"
+)
+
+// serveV1 serves the versioned API; rest is the escaped path after "/v1/".
+func (s *Server) serveV1(w http.ResponseWriter, r *http.Request, rest string) {
+	section, rawKey, ok := strings.Cut(rest, "/")
+	var err error
+	switch {
+	case ok && section == "kv":
+		err = s.serveKV(w, r, rawKey)
+	case ok && section == "watch":
+		// A watch writes its own errors once the stream has started.
+		err = s.serveWatch(w, r, rawKey)
+	default:
+		err = &Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("%s is not part of the API: use /v1/kv/{key} or /v1/watch/{key}", r.URL.EscapedPath())}
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+// serveKV serves /v1/kv/{key}, and the listing and range deletes of /v1/kv/.
+func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+	default:
+		w.Header().Set("Allow", kvAllow)
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Message: r.Method + " is not allowed on /v1/kv/; use " + kvAllow}
+	}
+	key, err := unescapeKey(rawKey)
+	if err != nil {
+		return err
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	if key == "" {
+		switch {
+		case r.Method == http.MethodGet || r.Method == http.MethodHead:
+			return s.list(ctx, w, q)
+		case r.Method == http.MethodDelete && q.Has("prefix"):
+			return s.deleteRange(ctx, w, r, q)
+		}
+		return badRequest("empty_key", "the key is empty: use /v1/kv/{key}, or /v1/kv/?prefix=P to list or delete a range")
+	}
+	// On a key, a prefix would be a mistake waiting to happen: a client that
+	// meant a range delete must not delete one key instead, or vice versa.
+	if q.Has("prefix") {
+		return badRequest("invalid_parameter", "prefix applies to /v1/kv/ only, not to a key")
+	}
+	if err := s.checkKey(key, "/v1/kv/{key}"); err != nil {
+		return err
+	}
+	switch r.Method {
+	case http.MethodPut:
+		return s.putV1(ctx, w, r, key)
+	case http.MethodDelete:
+		return s.deleteV1(ctx, w, r, key)
+	default:
+		return s.getV1(ctx, w, r, q, key)
+	}
+}
+
+// unescapeKey percent-decodes a key from the escaped path.
+func unescapeKey(raw string) (string, error) {
+	key, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", badRequest("invalid_key", "the key is not valid URL encoding: "+err.Error())
+	}
+	return key, nil
+}
+
+// parseQuery parses the query string strictly: a malformed one is refused
+// rather than partly ignored, since a dropped prefix would widen a range
+// delete.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest("invalid_parameter", "the query string is malformed: "+err.Error())
+	}
+	return q, nil
+}
+
+// param returns the one value of a query parameter and whether it is there.
+// A repeated parameter is refused.
+func param(q url.Values, name string) (string, bool, error) {
+	vs, ok := q[name]
+	switch {
+	case !ok:
+		return "", false, nil
+	case len(vs) > 1:
+		return "", false, badRequest("invalid_parameter", fmt.Sprintf("%s is given %d times", name, len(vs)))
+	}
+	return vs[0], true, nil
+}
+
+// boolParam reads a true|false parameter; absent is false.
+func boolParam(q url.Values, name string) (bool, error) {
+	v, ok, err := param(q, name)
+	switch {
+	case err != nil:
+		return false, err
+	case !ok:
+		return false, nil
+	case v == "true":
+		return true, nil
+	case v == "false":
+		return false, nil
+	}
+	return false, badRequest("invalid_parameter", fmt.Sprintf("%s=%q: use true or false", name, v))
+}
+
+func consistencyParam(q url.Values) (serializable bool, err error) {
+	c, _, err := param(q, "consistency")
+	if err != nil {
+		return false, err
+	}
+	return parseConsistency(c)
+}
+
+// condition reads If-Match and If-None-Match into the condition the state
+// machine checks atomically with the write; the handler never checks it.
+func condition(h http.Header, method string) (kvstore.Condition, error) {
+	match, hasMatch := h["If-Match"]
+	none, hasNone := h["If-None-Match"]
+	bad := func(format string, args ...any) error {
+		return badRequest("invalid_precondition", fmt.Sprintf(format, args...))
+	}
+	switch {
+	case hasMatch && hasNone:
+		return kvstore.Condition{}, bad("If-Match and If-None-Match cannot be combined")
+	case hasNone:
+		if method == http.MethodDelete {
+			return kvstore.Condition{}, bad("If-None-Match: * cannot hold for a key that DELETE removes; use If-Match")
+		}
+		if len(none) != 1 || strings.TrimSpace(none[0]) != "*" {
+			return kvstore.Condition{}, bad("If-None-Match %q: only * (create only) is supported", strings.Join(none, ", "))
+		}
+		return kvstore.Condition{Kind: kvstore.CondAbsent}, nil
+	case hasMatch:
+		if len(match) != 1 {
+			return kvstore.Condition{}, bad("If-Match %q: give one revision", strings.Join(match, ", "))
+		}
+		v := strings.TrimSpace(match[0])
+		if v == "*" {
+			return kvstore.Condition{Kind: kvstore.CondExists}, nil
+		}
+		rev, ok := parseRevisionTag(v)
+		if !ok {
+			return kvstore.Condition{}, bad(`If-Match %q: use "<mod revision>" (a positive integer, quotes optional) or *`, match[0])
+		}
+		return kvstore.Condition{Kind: kvstore.CondModRevision, ModRevision: rev}, nil
+	}
+	return kvstore.Condition{}, nil
+}
+
+// parseRevisionTag parses a strong entity tag holding a revision, quoted or
+// not. Weak tags and lists are not revisions.
+func parseRevisionTag(v string) (uint64, bool) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return parsePositive(v)
+}
+
+// parsePositive parses a positive decimal integer of digits only (no sign,
+// no spaces, no 0x).
+func parsePositive(v string) (uint64, bool) {
+	if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+func setRevision(h http.Header, revision uint64) {
+	h.Set("X-Raftkv-Revision", strconv.FormatUint(revision, 10))
+}
+
+// writeJSON writes a 200 JSON answer.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) getV1(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values, key string) error {
+	serializable, err := consistencyParam(q)
+	if err != nil {
+		return err
+	}
+	it, rev, err := s.cfg.KV.Get(ctx, []byte(key), serializable)
+	if errors.Is(err, kvstore.ErrKeyNotFound) {
+		setRevision(w.Header(), rev) // the key is missing at that revision
+	}
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(it.Value)))
+	h.Set("ETag", etag(it.ModRevision))
+	h.Set("X-Raftkv-Create-Revision", strconv.FormatUint(it.CreateRevision, 10))
+	h.Set("X-Raftkv-Mod-Revision", strconv.FormatUint(it.ModRevision, 10))
+	h.Set("X-Raftkv-Version", strconv.FormatUint(it.Version, 10))
+	setRevision(h, rev)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(it.Value)
+	}
+	return nil
+}
+
+// putResponse answers PUT /v1/kv/{key}.
+type putResponse struct {
+	Revision       uint64 `json:"revision"`
+	CreateRevision uint64 `json:"create_revision"`
+	ModRevision    uint64 `json:"mod_revision"`
+	Version        uint64 `json:"version"`
+	Created        bool   `json:"created"`
+}
+
+func (s *Server) putV1(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	cond, err := condition(r.Header, r.Method)
+	if err != nil {
+		return err
+	}
+	value, err := readBody(w, r, s.cfg.MaxRequestBytes)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.KV.Put(ctx, []byte(key), value, cond)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("ETag", etag(res.Item.ModRevision))
+	setRevision(h, res.Revision)
+	writeJSON(w, putResponse{
+		Revision:       res.Revision,
+		CreateRevision: res.Item.CreateRevision,
+		ModRevision:    res.Item.ModRevision,
+		Version:        res.Item.Version,
+		Created:        res.Created,
+	})
+	return nil
+}
+
+// deleteResponse answers DELETE /v1/kv/{key} and DELETE /v1/kv/?prefix=P.
+type deleteResponse struct {
+	Revision uint64 `json:"revision"`
+	Deleted  int    `json:"deleted"`
+}
+
+func (s *Server) deleteV1(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	cond, err := condition(r.Header, r.Method)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.KV.Delete(ctx, []byte(key), cond)
+	if err != nil {
+		return err
+	}
+	setRevision(w.Header(), res.Revision)
+	writeJSON(w, deleteResponse{Revision: res.Revision, Deleted: res.Deleted})
+	return nil
+}
+
+func (s *Server) deleteRange(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values) error {
+	prefix, _, err := param(q, "prefix")
+	if err != nil {
+		return err
+	}
+	if err := s.checkPrefix(prefix); err != nil {
+		return err
+	}
+	if _, ok := r.Header["If-Match"]; ok {
+		return badRequest("invalid_precondition", "a range delete takes no If-Match")
+	}
+	if _, ok := r.Header["If-None-Match"]; ok {
+		return badRequest("invalid_precondition", "a range delete takes no If-None-Match")
+	}
+	res, err := s.cfg.KV.DeleteRange(ctx, []byte(prefix))
+	if err != nil {
+		return err
+	}
+	setRevision(w.Header(), res.Revision)
+	writeJSON(w, deleteResponse{Revision: res.Revision, Deleted: res.Deleted})
+	return nil
+}
+
+// checkPrefix bounds a prefix like a key: a longer one matches nothing.
+func (s *Server) checkPrefix(prefix string) error {
+	if len(prefix) > s.cfg.MaxKeyBytes {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "key_too_large",
+			Message: fmt.Sprintf("the prefix is %d bytes; the limit for keys is %d", len(prefix), s.cfg.MaxKeyBytes)}
+	}
+	return nil
+}
+
+// listResponse answers GET /v1/kv/.
+type listResponse struct {
+	Revision   uint64     `json:"revision"`
+	KVs        []listedKV `json:"kvs"`
+	More       bool       `json:"more"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+// listedKV is one key of a listing; key and value are base64 (standard,
+// padded). Value is a pointer so that an empty value is "" and keys_only
+// omits it.
+type listedKV struct {
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"`
+	CreateRevision uint64  `json:"create_revision"`
+	ModRevision    uint64  `json:"mod_revision"`
+	Version        uint64  `json:"version"`
+}
+
+func (s *Server) list(ctx context.Context, w http.ResponseWriter, q url.Values) error {
+	prefix, _, err := param(q, "prefix")
+	if err != nil {
+		return err
+	}
+	if err := s.checkPrefix(prefix); err != nil {
+		return err
+	}
+	limit := defaultListLimit
+	if v, ok, err := param(q, "limit"); err != nil {
+		return err
+	} else if ok {
+		n, ok := parsePositive(v)
+		if !ok || n > maxListLimit {
+			return badRequest("invalid_limit", fmt.Sprintf("limit %q: use 1 to %d", v, maxListLimit))
+		}
+		limit = int(n)
+	}
+	var after []byte
+	if v, ok, err := param(q, "cursor"); err != nil {
+		return err
+	} else if ok {
+		// The cursor is the last key of the previous page; no key is empty
+		// or longer than the limit, so neither is a cursor.
+		after, err = base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(after) == 0 || len(after) > s.cfg.MaxKeyBytes {
+			return badRequest("invalid_cursor", fmt.Sprintf("cursor %q is not one this API returned", v))
+		}
+	}
+	keysOnly, err := boolParam(q, "keys_only")
+	if err != nil {
+		return err
+	}
+	serializable, err := consistencyParam(q)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.KV.List(ctx, []byte(prefix), after, limit, serializable)
+	if err != nil {
+		return err
+	}
+	out := listResponse{Revision: res.Revision, KVs: make([]listedKV, len(res.KVs)), More: res.More}
+	for i, kv := range res.KVs {
+		out.KVs[i] = listedKV{
+			Key:            base64.StdEncoding.EncodeToString(kv.Key),
+			CreateRevision: kv.CreateRevision,
+			ModRevision:    kv.ModRevision,
+			Version:        kv.Version,
+		}
+		if !keysOnly {
+			v := base64.StdEncoding.EncodeToString(kv.Value)
+			out.KVs[i].Value = &v
+		}
+	}
+	if res.More && len(res.KVs) > 0 {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(res.KVs[len(res.KVs)-1].Key)
+	}
+	setRevision(w.Header(), res.Revision)
+	writeJSON(w, out)
+	return nil
+}

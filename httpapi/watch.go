@@ -1,0 +1,212 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/raftkv/raftkv/kvstore"
+)
+
+// serveWatch serves GET /v1/watch/{key} as a stream of Server-Sent Events.
+// It returns an error only before the stream starts; after that, the stream
+// ends with an error event or when the client goes away. The request timeout
+// does not apply: a watch lasts as long as the client wants.
+func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey string) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", watchAllow)
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Message: r.Method + " is not allowed on /v1/watch/; use " + watchAllow}
+	}
+	key, err := unescapeKey(rawKey)
+	if err != nil {
+		return err
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	prefix, err := boolParam(q, "prefix")
+	if err != nil {
+		return err
+	}
+	if key != "" || !prefix {
+		if err := s.checkKey(key, "/v1/watch/{key}, or /v1/watch/?prefix=true to watch every key"); err != nil {
+			return err
+		}
+	}
+	from, err := watchStart(q, r.Header)
+	if err != nil {
+		return err
+	}
+	if from == 0 {
+		// Start after the revision the local state is at, and say so in
+		// X-Raftkv-Revision: a client that knows it can resume without a gap
+		// even before the first event. Changes applied but not yet handed to
+		// watchers are below from and thus not delivered twice.
+		_, rev, err := s.cfg.KV.Get(r.Context(), []byte(key), true)
+		if err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) {
+			return err
+		}
+		from = rev + 1
+	}
+	watcher, err := s.cfg.KV.Watch([]byte(key), prefix, from)
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+	s.stream(w, r, watcher, from)
+	return nil
+}
+
+// watchStart returns the first revision a watch asks for: from=R, else the
+// revision after Last-Event-ID (sent by reconnecting EventSources), else 0.
+func watchStart(q url.Values, h http.Header) (uint64, error) {
+	v, ok, err := param(q, "from")
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		from, ok := parsePositive(v)
+		if !ok {
+			return 0, badRequest("invalid_revision", fmt.Sprintf("from=%q: use a positive revision", v))
+		}
+		return from, nil
+	}
+	ids := h.Values("Last-Event-ID")
+	if len(ids) == 0 || (len(ids) == 1 && strings.TrimSpace(ids[0]) == "") {
+		return 0, nil
+	}
+	id := strings.TrimSpace(ids[0])
+	if len(ids) > 1 || strings.TrimLeft(id, "0123456789") != "" {
+		return 0, badRequest("invalid_revision", fmt.Sprintf("Last-Event-ID %q: use the id of an event", strings.Join(ids, ", ")))
+	}
+	rev, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || rev == math.MaxUint64 {
+		return 0, badRequest("invalid_revision", fmt.Sprintf("Last-Event-ID %q: use the id of an event", id))
+	}
+	return rev + 1, nil
+}
+
+// eventData is the JSON of one put or delete event. Value is a pointer so
+// that an empty value is "" while deletes omit it.
+type eventData struct {
+	Type           string  `json:"type"`
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"`
+	CreateRevision uint64  `json:"create_revision,omitempty"`
+	ModRevision    uint64  `json:"mod_revision,omitempty"`
+	Version        uint64  `json:"version,omitempty"`
+	Revision       uint64  `json:"revision"`
+}
+
+// errorEventData is the JSON of the final error event.
+type errorEventData struct {
+	Error      string `json:"error"`
+	Code       string `json:"code"`
+	ResumeFrom uint64 `json:"resume_from"`
+}
+
+// stream writes the watcher's changes as events until it ends or the client
+// goes away, flushing after every event. The handler's goroutine is the only
+// one: the keepalive is a deadline on the wait for the next change.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, from uint64) {
+	rc := http.NewResponseController(w)
+	// A stream outlives any write timeout the server may have.
+	_ = rc.SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	setRevision(h, from-1)
+	w.WriteHeader(http.StatusOK)
+	if rc.Flush() != nil {
+		return
+	}
+	var buf []byte
+	for {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WatchKeepalive)
+		ch, err := watcher.Next(ctx)
+		cancel()
+		var we *kvstore.WatchError
+		switch {
+		case err == nil:
+		case errors.As(err, &we):
+			code, msg := watchEnd(we.Reason)
+			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code, ResumeFrom: we.ResumeFrom})
+			_ = writeFlush(w, rc, buf)
+			return
+		case r.Context().Err() != nil:
+			return // the client went away; the deferred Close releases the watcher
+		case errors.Is(err, context.DeadlineExceeded):
+			if writeFlush(w, rc, []byte(": keepalive\n\n")) != nil {
+				return
+			}
+			continue
+		default:
+			s.cfg.Logger.Warn("watch ended unexpectedly", zap.Error(err))
+			code, msg := watchEnd(err)
+			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code})
+			_ = writeFlush(w, rc, buf)
+			return
+		}
+		for i, ev := range ch.Events {
+			buf = appendEvent(buf[:0], ch.Revision, ev, i == len(ch.Events)-1)
+			if writeFlush(w, rc, buf) != nil {
+				return
+			}
+		}
+	}
+}
+
+func writeFlush(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
+// appendEvent appends one event block. The id line comes only after the
+// last event of a revision, so that Last-Event-ID never names a revision
+// whose events were not all received.
+func appendEvent(buf []byte, revision uint64, ev *kvstore.Event, last bool) []byte {
+	d := eventData{Type: ev.Type.String(), Key: base64.StdEncoding.EncodeToString(ev.Key), Revision: revision}
+	if ev.Type == kvstore.EventPut {
+		v := base64.StdEncoding.EncodeToString(ev.Item.Value)
+		d.Value = &v
+		d.CreateRevision, d.ModRevision, d.Version = ev.Item.CreateRevision, ev.Item.ModRevision, ev.Item.Version
+	}
+	buf = append(buf, "event: "...)
+	buf = append(buf, d.Type...)
+	buf = append(buf, "\ndata: "...)
+	buf = appendJSON(buf, d)
+	buf = append(buf, '\n')
+	if last {
+		buf = append(buf, "id: "...)
+		buf = strconv.AppendUint(buf, revision, 10)
+		buf = append(buf, '\n')
+	}
+	return append(buf, '\n')
+}
+
+func appendErrorEvent(buf []byte, d errorEventData) []byte {
+	buf = append(buf, "event: error\ndata: "...)
+	buf = appendJSON(buf, d)
+	return append(buf, "\n\n"...)
+}
+
+// appendJSON appends v as one line of JSON (encoding/json escapes newlines
+// in strings, so data never spans lines).
+func appendJSON(buf []byte, v any) []byte {
+	b, _ := json.Marshal(v) // cannot fail: the event types hold strings and integers
+	return append(buf, b...)
+}
