@@ -1,0 +1,334 @@
+// Package client is a Go client for the versioned HTTP API (/v1) of a raftkv
+// cluster: see docs/API.md for the contract it speaks.
+//
+// # Endpoints and retries
+//
+// A Client knows several endpoints (the client URLs of the cluster's nodes)
+// and sends each request to one of them, starting with the last one that
+// answered. It moves on to the next endpoint, round robin, only when that
+// cannot change the outcome of the request:
+//
+//   - the request never reached a server (the connection could not be
+//     made: refused, unreachable, DNS or TLS failure);
+//   - the server answered 503: the request was not applied;
+//   - for reads and watches, which change nothing, also any connection
+//     failure and a 504.
+//
+// After every endpoint was tried once, the client waits (the server's
+// Retry-After, or a short growing backoff) before the next round; it gives up
+// after WithMaxAttempts attempts in all (default: three rounds), when the
+// context ends, or when a wait would outlast the context's deadline, and then
+// returns the last error. A write whose outcome is unknown (a 504, or a
+// connection that broke, or a context that ended, after the request was
+// sent) is never retried: it is returned as an error matching
+// ErrOutcomeUnknown, for the caller to decide.
+//
+// # Errors
+//
+// Error responses are *APIError values (a 412 is a *PreconditionFailedError,
+// a 410 a *CompactedError) that also match ErrNotFound, ErrUnavailable or
+// ErrOutcomeUnknown with errors.Is. See errors.go.
+//
+// # Keys
+//
+// Keys and values are byte slices and may hold any bytes. Keys are
+// percent-encoded into the URL path byte by byte, so '%', '?', '#', spaces
+// and bytes that are not UTF-8 all round-trip.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the options.
+const (
+	// DefaultDialTimeout bounds connecting to one endpoint, so that a dead
+	// host does not use up the whole deadline before the next is tried.
+	DefaultDialTimeout = 2 * time.Second
+	// DefaultWatchIdleTimeout is three of the server's 10 s keepalives: a
+	// watch stream silent for that long is taken as dead and resumed.
+	DefaultWatchIdleTimeout = 30 * time.Second
+
+	// roundsPerRequest is the default number of times each endpoint is
+	// tried for one request.
+	roundsPerRequest = 3
+	// firstBackoff and maxBackoff bound the pause between rounds when the
+	// server gave no Retry-After; maxRetryAfter caps the one it gave.
+	firstBackoff  = 100 * time.Millisecond
+	maxBackoff    = time.Second
+	maxRetryAfter = 5 * time.Second
+	// maxErrorBody bounds how much of an error response is read.
+	maxErrorBody = 64 << 10
+)
+
+// Client talks to a raftkv cluster. It is safe for concurrent use.
+type Client struct {
+	endpoints        []string
+	http             *http.Client
+	ownHTTP          bool // the client made http and closes its connections
+	maxAttempts      int
+	watchIdleTimeout time.Duration
+	// preferred is the index of the endpoint that answered last: requests
+	// start there.
+	preferred atomic.Int64
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient makes the client send its requests with hc instead of its
+// own. The caller then owns hc's connections: Close leaves them alone. hc
+// should not follow redirects and should have no overall Timeout (watches
+// stream for as long as their context lives); contexts bound requests.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) { c.http, c.ownHTTP = hc, false }
+}
+
+// WithMaxAttempts bounds how many times one request is sent, over all
+// endpoints (default: three per endpoint). A value below 1 means 1.
+func WithMaxAttempts(n int) Option {
+	return func(c *Client) { c.maxAttempts = max(n, 1) }
+}
+
+// WithWatchIdleTimeout sets how long a watch stream may stay silent (no
+// event, no keepalive) before the watcher takes it as dead and resumes on
+// another connection (default DefaultWatchIdleTimeout).
+func WithWatchIdleTimeout(d time.Duration) Option {
+	return func(c *Client) { c.watchIdleTimeout = d }
+}
+
+// New returns a client for the cluster reachable at endpoints, the nodes'
+// client URLs (http://host:port, or https, optionally with a path prefix).
+func New(endpoints []string, opts ...Option) (*Client, error) {
+	if len(endpoints) == 0 {
+		return nil, errors.New("client: no endpoints")
+	}
+	c := &Client{
+		maxAttempts:      roundsPerRequest * len(endpoints),
+		watchIdleTimeout: DefaultWatchIdleTimeout,
+	}
+	for _, e := range endpoints {
+		u, err := url.Parse(strings.TrimSpace(e))
+		if err != nil {
+			return nil, fmt.Errorf("client: endpoint %q: %w", e, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("client: endpoint %q: want http(s)://host:port", e)
+		}
+		c.endpoints = append(c.endpoints, strings.TrimRight(u.String(), "/"))
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.http == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		c.http = &http.Client{
+			Transport: tr,
+			// A redirect would be a server or proxy rewriting the key.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		c.ownHTTP = true
+	}
+	return c, nil
+}
+
+// Endpoints returns the client's endpoints, normalized.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// Close releases the idle connections of the client's own HTTP client. It
+// does not stop watchers: close those first.
+func (c *Client) Close() error {
+	if c.ownHTTP {
+		c.http.CloseIdleConnections()
+	}
+	return nil
+}
+
+// request is one API call, sent to one endpoint after another as needed.
+type request struct {
+	method string
+	path   string // escaped, from /v1/
+	query  url.Values
+	header http.Header
+	body   []byte
+	// idempotent requests change nothing and may be sent again after any
+	// failure.
+	idempotent bool
+}
+
+// do sends r until an endpoint answers with a 2xx status, which it returns
+// with the unread body and the endpoint's index, or until the retry policy
+// of the package comment gives up. Every other answer becomes an error.
+func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error) {
+	n := len(c.endpoints)
+	first := int(c.preferred.Load())
+	var lastErr error
+	var retryAfter time.Duration
+	for attempt := range c.maxAttempts {
+		if attempt > 0 && attempt%n == 0 {
+			if err := pause(ctx, backoff(attempt/n, retryAfter)); err != nil {
+				if ctx.Err() != nil {
+					return nil, 0, fmt.Errorf("%w; last error: %w", ctx.Err(), lastErr)
+				}
+				return nil, 0, lastErr
+			}
+			retryAfter = 0
+		}
+		i := (first + attempt) % n
+		resp, sent, err := c.send(ctx, c.endpoints[i], r)
+		if err != nil {
+			switch {
+			case sent && !r.idempotent:
+				return nil, 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			case ctx.Err() != nil:
+				return nil, 0, err
+			}
+			lastErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			continue
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			c.preferred.Store(int64(i))
+			return resp, i, nil
+		}
+		apiErr := readError(resp)
+		if resp.StatusCode == http.StatusServiceUnavailable ||
+			(r.idempotent && resp.StatusCode == http.StatusGatewayTimeout) {
+			lastErr = apiErr
+			retryAfter = max(retryAfter, parseRetryAfter(resp.Header.Get("Retry-After")))
+			continue
+		}
+		return nil, 0, apiErr
+	}
+	return nil, 0, lastErr
+}
+
+// send sends r to one endpoint. sent reports whether a failed request may
+// have reached the server: it did not if no connection was ever obtained.
+func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *http.Response, sent bool, err error) {
+	u := endpoint + r.path
+	if q := r.query.Encode(); q != "" {
+		u += "?" + q
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	var gotConn atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		return nil, false, fmt.Errorf("client: %w", err)
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
+	resp, err = c.http.Do(req)
+	if err != nil {
+		return nil, gotConn.Load() && !isDialError(err), err
+	}
+	return resp, true, nil
+}
+
+// isDialError reports whether err is a failure to connect, so the request
+// never left the client.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// backoff is the pause before round (from 1) of a request.
+func backoff(round int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, maxRetryAfter)
+	}
+	return min(firstBackoff<<(round-1), maxBackoff)
+}
+
+// pause waits d, or fails at once if ctx ends first or would end during it.
+func pause(ctx context.Context, d time.Duration) error {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return context.DeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// readError turns an error response into an *APIError (or a more specific
+// type) and closes its body.
+func readError(resp *http.Response) error {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	var body struct {
+		Error          string `json:"error"`
+		Code           string `json:"code"`
+		OldestRevision uint64 `json:"oldest_revision"`
+	}
+	apiErr := APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	if json.Unmarshal(b, &body) == nil && body.Code != "" {
+		apiErr.Code, apiErr.Message = body.Code, body.Error
+	}
+	switch resp.StatusCode {
+	case http.StatusPreconditionFailed:
+		rev, _ := parseETag(resp.Header.Get("ETag"))
+		return &PreconditionFailedError{APIError: apiErr, ModRevision: rev}
+	case http.StatusGone:
+		if apiErr.Code == "compacted" {
+			return &CompactedError{APIError: apiErr, OldestRevision: body.OldestRevision}
+		}
+	}
+	return &apiErr
+}
+
+// parseETag reads a revision from an ETag, quoted or not.
+func parseETag(v string) (uint64, bool) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+	v = strings.Trim(v, `"`)
+	rev, err := strconv.ParseUint(v, 10, 64)
+	return rev, err == nil
+}
+
+// headerUint reads a revision-like header; absent or malformed is 0.
+func headerUint(h http.Header, name string) uint64 {
+	v, _ := strconv.ParseUint(h.Get(name), 10, 64)
+	return v
+}
+
+// decodeJSON decodes a success response's JSON body into v and closes it.
+func decodeJSON(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("client: decode response: %w", err)
+	}
+	return nil
+}

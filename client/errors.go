@@ -1,0 +1,98 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Errors the client returns, alone or wrapped; compare them with errors.Is.
+// A response with an error status is an *APIError (or one of the more
+// specific types below, which unwrap to one), and errors.Is matches it
+// against the sentinels that describe it.
+var (
+	// ErrNotFound means the key does not exist (404 key_not_found).
+	ErrNotFound = errors.New("client: key not found")
+	// ErrUnavailable means the request was not applied: every endpoint
+	// tried was unreachable or answered 503 (or 504 read_timeout for a
+	// read). Retrying later is safe.
+	ErrUnavailable = errors.New("client: cluster unavailable")
+	// ErrOutcomeUnknown means a write reached a server but its result did
+	// not come back (504 timeout_outcome_unknown, or the connection broke or
+	// the context ended after the request was sent): it may or may not have
+	// been applied. The client never retries such a write by itself.
+	ErrOutcomeUnknown = errors.New("client: outcome unknown")
+	// ErrClosed is returned by Watcher.Next after Close.
+	ErrClosed = errors.New("client: watcher closed")
+)
+
+// APIError is an error response of the server: its HTTP status and the
+// code and message of its JSON body. Code is empty when the body was not
+// raftkv's JSON (a proxy's error page, say); Message then holds the body.
+// Status is 0 for the final error event of a watch stream that could not be
+// resumed.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Status == 0 { // an error event that ended a watch
+		return fmt.Sprintf("server: %s (%s)", e.Message, e.Code)
+	}
+	if e.Code == "" {
+		return fmt.Sprintf("server: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	}
+	return fmt.Sprintf("server: %s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// Is reports whether the response means one of the package's sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound && e.Code == "key_not_found"
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable ||
+			(e.Status == http.StatusGatewayTimeout && e.Code == "read_timeout")
+	case ErrOutcomeUnknown:
+		return e.Status == http.StatusGatewayTimeout && e.Code != "read_timeout"
+	}
+	return false
+}
+
+// PreconditionFailedError is a 412: the condition of a conditional write
+// did not hold and nothing changed.
+type PreconditionFailedError struct {
+	APIError
+	// ModRevision is the key's current mod revision, from the response's
+	// ETag; 0 when the key does not exist. IfModRevision(ModRevision) is
+	// thus the condition that would have held.
+	ModRevision uint64
+}
+
+func (e *PreconditionFailedError) Error() string {
+	if e.ModRevision == 0 {
+		return "server: precondition failed: the key does not exist"
+	}
+	return fmt.Sprintf("server: precondition failed: the key's mod revision is %d", e.ModRevision)
+}
+
+// Unwrap gives the underlying *APIError.
+func (e *PreconditionFailedError) Unwrap() error { return &e.APIError }
+
+// CompactedError is a 410: a watch asked for revisions older than the
+// server's history. List the keys again and watch from the listing's
+// revision + 1.
+type CompactedError struct {
+	APIError
+	// OldestRevision is the oldest revision the server can still watch from.
+	OldestRevision uint64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("server: the requested revision is compacted; the oldest available is %d", e.OldestRevision)
+}
+
+// Unwrap gives the underlying *APIError.
+func (e *CompactedError) Unwrap() error { return &e.APIError }
