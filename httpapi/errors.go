@@ -32,6 +32,12 @@ func badRequest(code, msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: code, Message: msg}
 }
 
+// methodNotAllowed answers 405 with the Allow header a client needs.
+func methodNotAllowed(w http.ResponseWriter, msg, allow string) *Error {
+	w.Header().Set("Allow", allow)
+	return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: msg + "; use " + allow}
+}
+
 // errorBody is the JSON body of every error response.
 type errorBody struct {
 	Error          string `json:"error"`

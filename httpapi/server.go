@@ -139,9 +139,7 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath strin
 	case http.MethodDelete:
 		err = s.removeMember(ctx, w, path)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
-		err = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Message: r.Method + " is not allowed; use GET or PUT for keys, POST or DELETE for members"}
+		err = methodNotAllowed(w, r.Method+" is not allowed (GET or PUT for keys, POST or DELETE for members)", "GET, HEAD, PUT, POST, DELETE")
 	}
 	if err != nil {
 		writeError(w, err)

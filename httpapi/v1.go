@@ -50,9 +50,7 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
 	default:
-		w.Header().Set("Allow", kvAllow)
-		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Message: r.Method + " is not allowed on /v1/kv/; use " + kvAllow}
+		return methodNotAllowed(w, r.Method+" is not allowed on /v1/kv/", kvAllow)
 	}
 	key, err := unescapeKey(rawKey)
 	if err != nil {

@@ -24,9 +24,7 @@ import (
 // does not apply: a watch lasts as long as the client wants.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey string) error {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", watchAllow)
-		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
-			Message: r.Method + " is not allowed on /v1/watch/; use " + watchAllow}
+		return methodNotAllowed(w, r.Method+" is not allowed on /v1/watch/", watchAllow)
 	}
 	key, err := unescapeKey(rawKey)
 	if err != nil {
