@@ -70,6 +70,12 @@ var statuses = []struct {
 	{raftnode.ErrLastVoter, http.StatusConflict, "last_voter"},
 	{raftnode.ErrMemberNotFound, http.StatusNotFound, "member_not_found"},
 	{raftnode.ErrMemberRemoved, http.StatusGone, "member_removed"},
+	{raftnode.ErrNotLearner, http.StatusConflict, "not_learner"},
+	{raftnode.ErrLearnerNotReady, http.StatusConflict, "learner_not_ready"},
+	{raftnode.ErrNotEnoughStarted, http.StatusConflict, "not_enough_started"},
+	{raftnode.ErrConfChangePending, http.StatusConflict, "conf_change_pending"},
+	{raftnode.ErrNotVoter, http.StatusConflict, "not_voter"},
+	{raftnode.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{context.Canceled, http.StatusServiceUnavailable, "canceled"},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "timeout"},
 }

@@ -32,9 +32,13 @@ type KV interface {
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
 }
 
-// Cluster changes the membership.
+// Cluster is the raft member the API serves: membership, leadership and
+// status. raftnode.Node implements it.
 type Cluster interface {
-	AddMember(ctx context.Context, id uint64, peerURL string) error
+	ID() uint64
+	Leader() uint64
+	Term() uint64
+	AddMember(ctx context.Context, id uint64, peerURLs []string, learner bool) (raftnode.Member, error)
 	RemoveMember(ctx context.Context, id uint64) error
 }
 
@@ -227,7 +231,7 @@ func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.R
 	if peerURL == "" {
 		return badRequest("invalid_peer_url", "the body must be the new member's peer URL, e.g. http://127.0.0.1:42379")
 	}
-	if err := s.cfg.Cluster.AddMember(ctx, id, peerURL); err != nil {
+	if _, err := s.cfg.Cluster.AddMember(ctx, id, []string{peerURL}, false); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -197,7 +197,7 @@ func TestBadInput(t *testing.T) {
 	if r := n.do(t, http.MethodPut, "/existing", []byte("v")); r.status != http.StatusNoContent {
 		t.Fatalf("seed PUT = %d", r.status)
 	}
-	peerURL := n.srv.Node().Members()[0].PeerURL
+	peerURL := n.srv.Node().Members()[0].PeerURLs[0]
 	cases := []struct {
 		method, path string
 		body         []byte

@@ -4,46 +4,208 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
 
-// AddMember adds a voting member with the given id and peer URL, and returns
-// once the change is applied on this node.
-func (n *Node) AddMember(ctx context.Context, id uint64, peerURL string) error {
-	if err := ValidatePeerURL(peerURL); err != nil {
-		return err
+// learnerReadyLag is how far, in entries, a learner may trail the leader's
+// commit index and still be promoted: under load a healthy follower trails by
+// a few in-flight batches, never by thousands.
+const learnerReadyLag = 1000
+
+// Progress is the leader's view of a member's replication.
+type Progress struct {
+	Match uint64 `json:"match"`
+	Next  uint64 `json:"next"`
+	State string `json:"state"` // probe, replicate or snapshot
+}
+
+// Progress returns the leader's view of every member's replication, or nil
+// when this node is not the leader.
+func (n *Node) Progress() map[uint64]Progress {
+	st := n.node.Status()
+	if st.RaftState != raft.StateLeader {
+		return nil
 	}
-	cc := &raftpb.ConfChange{
-		Type:    raftpb.ConfChangeAddNode.Enum(),
-		NodeId:  proto.Uint64(id),
-		Context: []byte(peerURL),
+	out := make(map[uint64]Progress, len(st.Progress))
+	for id, pr := range st.Progress {
+		out[id] = Progress{Match: pr.Match, Next: pr.Next, State: pr.State.String()}
 	}
-	return n.changeMembership(ctx, cc)
+	return out
+}
+
+// IsLeader reports whether this node leads.
+func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
+
+// Started reports whether the node has a live connection to member id (this
+// node itself counts as started).
+func (n *Node) Started(id uint64) bool {
+	return id == n.cfg.ID || !n.transport.ActiveSince(types.ID(id)).IsZero()
+}
+
+// AddMember adds a member with the given peer URLs (a learner when learner
+// is set) and returns it once the change is applied on this node. An id of 0
+// picks an unused one.
+func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, learner bool) (Member, error) {
+	if err := validatePeerURLs(peerURLs); err != nil {
+		return Member{}, err
+	}
+	if id == 0 {
+		id = n.unusedID()
+	}
+	typ := raftpb.ConfChangeAddNode
+	if learner {
+		typ = raftpb.ConfChangeAddLearnerNode
+	}
+	cc := &raftpb.ConfChange{Type: typ.Enum(), NodeId: proto.Uint64(id), Context: encodeContext(peerURLs)}
+	if err := n.changeMembership(ctx, cc); err != nil {
+		return Member{}, err
+	}
+	return n.member(id)
+}
+
+// PromoteMember makes a learner a voter once it has caught up with the
+// leader. Only the leader can tell; elsewhere it returns ErrNotLeader.
+func (n *Node) PromoteMember(ctx context.Context, id uint64) (Member, error) {
+	mem, ok := n.view.Load().members[id]
+	if !ok {
+		if n.view.Load().isRemoved(id) {
+			return Member{}, fmt.Errorf("%w: %d", ErrMemberRemoved, id)
+		}
+		return Member{}, fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+	}
+	if !mem.IsLearner {
+		return Member{}, fmt.Errorf("%w: %d", ErrNotLearner, id)
+	}
+	if err := n.checkLearnerReady(id); err != nil {
+		return Member{}, err
+	}
+	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext(mem.PeerURLs)}
+	if err := n.changeMembership(ctx, cc); err != nil {
+		return Member{}, err
+	}
+	return n.member(id)
+}
+
+// UpdateMember replaces a member's peer URLs.
+func (n *Node) UpdateMember(ctx context.Context, id uint64, peerURLs []string) (Member, error) {
+	if err := validatePeerURLs(peerURLs); err != nil {
+		return Member{}, err
+	}
+	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext(peerURLs)}
+	if err := n.changeMembership(ctx, cc); err != nil {
+		return Member{}, err
+	}
+	return n.member(id)
 }
 
 // RemoveMember removes a member and returns once the change is applied on
-// this node. Removing this node itself makes it stop after the change.
+// this node. A leader removing itself first hands leadership to the most
+// caught-up voter, so that writes keep flowing; it then stops.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
-	cc := &raftpb.ConfChange{
-		Type:   raftpb.ConfChangeRemoveNode.Enum(),
-		NodeId: proto.Uint64(id),
+	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id)}
+	if id == n.cfg.ID && n.IsLeader() && n.view.Load().voters() > 1 {
+		if err := n.view.Load().check(cc); err != nil {
+			return err
+		}
+		if _, err := n.TransferLeadership(ctx, 0); err != nil {
+			return fmt.Errorf("raftnode: hand over leadership before removing the leader: %w", err)
+		}
 	}
 	return n.changeMembership(ctx, cc)
 }
 
+func (n *Node) member(id uint64) (Member, error) {
+	m, ok := n.view.Load().members[id]
+	if !ok {
+		return Member{}, fmt.Errorf("%w: %d (removed again meanwhile)", ErrMemberNotFound, id)
+	}
+	return m.clone(), nil
+}
+
+// unusedID picks a random id that is neither a member nor removed.
+func (n *Node) unusedID() uint64 {
+	view := n.view.Load()
+	for {
+		id := rand.Uint64() >> 1 // keep ids positive in signed JSON readers too
+		if _, ok := view.members[id]; !ok && id != 0 && !view.isRemoved(id) {
+			return id
+		}
+	}
+}
+
+// checkLearnerReady refuses to promote a learner that trails the leader.
+func (n *Node) checkLearnerReady(id uint64) error {
+	st := n.node.Status()
+	if st.RaftState != raft.StateLeader {
+		return ErrNotLeader
+	}
+	pr, ok := st.Progress[id]
+	if !ok {
+		return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+	}
+	commit := st.HardState.GetCommit()
+	if pr.State != tracker.StateReplicate || pr.Match+learnerReadyLag < commit {
+		return fmt.Errorf("%w: member %d has %d of %d committed entries (state %s)", ErrLearnerNotReady, id, pr.Match, commit, pr.State)
+	}
+	return nil
+}
+
+// checkQuorum is etcd's strict reconfiguration check: after the change, the
+// voters this node is connected to (itself included) must still form a
+// quorum, or the cluster would stop making progress.
+func (n *Node) checkQuorum(cc *raftpb.ConfChange) error {
+	view := n.view.Load()
+	voters, started := 0, 0
+	for id, m := range view.members {
+		if m.IsLearner && !(cc.GetType() == raftpb.ConfChangeAddNode && id == cc.GetNodeId()) {
+			continue
+		}
+		if cc.GetType() == raftpb.ConfChangeRemoveNode && id == cc.GetNodeId() {
+			continue
+		}
+		voters++
+		if n.Started(id) {
+			started++
+		}
+	}
+	if cc.GetType() == raftpb.ConfChangeAddNode {
+		if _, exists := view.members[cc.GetNodeId()]; !exists {
+			voters++ // a new voter, not started yet
+		}
+	}
+	if quorum := voters/2 + 1; started < quorum {
+		return fmt.Errorf("%w: %d of %d voters would be started, %d needed", ErrNotEnoughStarted, started, voters, quorum)
+	}
+	return nil
+}
+
 func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) error {
+	if n.leader.Load() == raft.None {
+		return ErrNoLeader
+	}
 	// Check against the current table first for a clear answer; the Ready
 	// loop checks again when the change is applied, which is what counts.
 	if err := n.view.Load().check(cc); err != nil {
 		return err
 	}
-	// Raft refuses a second configuration change while one is pending, and
+	if err := n.checkQuorum(cc); err != nil {
+		return err
+	}
+	// Raft refuses a second configuration change while one is pending and
 	// silently turns it into an empty entry; serialising this node's changes
-	// avoids that from this node.
+	// and refusing while one is in the log avoids that.
 	n.confMu.Lock()
 	defer n.confMu.Unlock()
+	if n.lastConfIndex.Load() > n.applied.Load() {
+		return ErrConfChangePending
+	}
 
 	reqID := n.idGen.Next()
 	cc.Id = proto.Uint64(reqID)
@@ -79,6 +241,73 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 		return unknown
 	case <-n.stopc:
 		return ErrStopped
+	}
+}
+
+// TransferLeadership hands leadership to member to (0: the most caught-up
+// voter) and returns the new leader once it leads. Only the leader can.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) (uint64, error) {
+	st := n.node.Status()
+	if st.RaftState != raft.StateLeader {
+		return 0, ErrNotLeader
+	}
+	view := n.view.Load()
+	if to == 0 {
+		var best uint64
+		for id, pr := range st.Progress {
+			if m, ok := view.members[id]; ok && id != n.cfg.ID && !m.IsLearner && n.Started(id) && (best == 0 || pr.Match > st.Progress[best].Match) {
+				best = id
+			}
+		}
+		if best == 0 {
+			return 0, fmt.Errorf("%w: no other started voter to hand leadership to", ErrNotEnoughStarted)
+		}
+		to = best
+	}
+	m, ok := view.members[to]
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("%w: %d", ErrMemberNotFound, to)
+	case m.IsLearner:
+		return 0, fmt.Errorf("%w: %d is a learner", ErrNotVoter, to)
+	case to == n.cfg.ID:
+		return to, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*n.electionTimeout())
+	defer cancel()
+	lead, changed := n.leaderChanged()
+	n.node.TransferLeadership(ctx, n.cfg.ID, to)
+	for lead != to {
+		select {
+		case <-changed:
+			lead, changed = n.leaderChanged()
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: leadership did not move to %d within %v", ErrTimeout, to, 2*n.electionTimeout())
+		case <-n.stopc:
+			return 0, ErrStopped
+		}
+	}
+	return to, nil
+}
+
+// handOverLeadership moves leadership away before a graceful stop, so the
+// cluster does not wait out an election timeout. Failing is harmless: the
+// others elect a leader on their own.
+func (n *Node) handOverLeadership() {
+	select {
+	case <-n.stopc:
+		return // already stopping or stopped
+	default:
+	}
+	if !n.IsLeader() || n.view.Load().voters() < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
+	defer cancel()
+	if to, err := n.TransferLeadership(ctx, 0); err != nil {
+		n.lg.Warn("could not hand over leadership before stopping", zap.Error(err))
+	} else {
+		n.lg.Info("handed over leadership before stopping", zap.Uint64("to", to))
 	}
 }
 

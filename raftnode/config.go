@@ -28,8 +28,15 @@ type Config struct {
 	// On a restart the member table in the data dir is used instead.
 	Peers []string
 	// Join starts a member that was added to a running cluster: it
-	// bootstraps nothing and learns the configuration from the leader.
+	// bootstraps nothing, asks the peers for the cluster's id, and learns
+	// the configuration from the leader.
 	Join bool
+	// ClusterToken distinguishes clusters started with the same peer URLs;
+	// the cluster id is derived from it and the initial peers.
+	ClusterToken string
+	// Name and ClientURLs are what this member publishes about itself.
+	Name       string
+	ClientURLs []string
 	// DataDir holds the WAL and snapshots.
 	DataDir string
 	// PeerListener serves the raft transport; the node closes it on stop.
@@ -94,7 +101,16 @@ func (c *Config) withDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.Name == "" {
+		c.Name = fmt.Sprintf("raftkv-%d", c.ID)
+	}
+	if c.ClusterToken == "" {
+		c.ClusterToken = DefaultClusterToken
+	}
 }
+
+// DefaultClusterToken is the cluster token when none is given.
+const DefaultClusterToken = "raftkv"
 
 // Validate reports the first problem with c's settings. It needs neither the
 // listener nor the state machine, so a command line can be checked before

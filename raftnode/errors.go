@@ -39,4 +39,20 @@ var (
 	ErrMemberRemoved = errors.New("raftnode: member id was removed and cannot be reused")
 	// ErrLastVoter means the change would remove the last voting member.
 	ErrLastVoter = errors.New("raftnode: cannot remove the last voting member")
+	// ErrNotLearner means promoting a member that already votes.
+	ErrNotLearner = errors.New("raftnode: member is not a learner")
+	// ErrLearnerNotReady means promoting a learner that has not caught up.
+	ErrLearnerNotReady = errors.New("raftnode: learner has not caught up with the leader")
+	// ErrNotEnoughStarted means the change would leave fewer started voters
+	// than a quorum needs.
+	ErrNotEnoughStarted = errors.New("raftnode: the change would leave too few started voters for a quorum")
+	// ErrConfChangePending means another configuration change is not
+	// applied yet.
+	ErrConfChangePending = errors.New("raftnode: another configuration change is pending")
+	// ErrNotLeader means the request needs the leader; ask it instead.
+	ErrNotLeader = errors.New("raftnode: not the leader")
+	// ErrNotVoter means leadership cannot go to a learner.
+	ErrNotVoter = errors.New("raftnode: member is not a voter")
+	// ErrClusterIDMismatch means the peers belong to another cluster.
+	ErrClusterIDMismatch = errors.New("raftnode: cluster id mismatch")
 )

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,34 +15,73 @@ import (
 	"github.com/raftkv/raftkv/internal/codec"
 )
 
-// Member is one member of the cluster.
+// Member is one member of the cluster. PeerURLs come with the configuration
+// change that added it; Name and ClientURLs are published by the member
+// itself once it runs.
 type Member struct {
-	ID      uint64 `json:"id"`
-	PeerURL string `json:"peer_url"`
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peer_urls"`
+	ClientURLs []string `json:"client_urls"`
+	IsLearner  bool     `json:"is_learner"`
+}
+
+// Started reports whether the member has run and published itself.
+func (m Member) Started() bool { return m.Name != "" || len(m.ClientURLs) > 0 }
+
+func (m Member) clone() Member {
+	m.PeerURLs = slices.Clone(m.PeerURLs)
+	m.ClientURLs = slices.Clone(m.ClientURLs)
+	return m
+}
+
+// confChangeContext is the JSON a raftkv configuration change carries.
+type confChangeContext struct {
+	PeerURLs []string `json:"peer_urls"`
+}
+
+func encodeContext(peerURLs []string) []byte {
+	b, _ := json.Marshal(confChangeContext{PeerURLs: peerURLs}) // cannot fail on strings
+	return b
+}
+
+// peerURLsOf reads the peer URLs of an add or update; a change whose context
+// cannot be read carries none, which check refuses on every replica alike.
+func peerURLsOf(cc *raftpb.ConfChange) []string {
+	var c confChangeContext
+	if json.Unmarshal(cc.GetContext(), &c) != nil {
+		return nil
+	}
+	return c.PeerURLs
 }
 
 // membership is the replicated member table: which ids are members, their
-// peer URLs, and which ids were removed (raft never lets an id come back). It
-// is changed only by committed configuration changes, so every replica holds
-// the same table at the same log index, and it travels inside snapshots.
+// URLs and attributes, and which ids were removed (raft never lets an id
+// come back). It is changed only by committed entries, so every replica
+// holds the same table at the same log index, and it travels inside
+// snapshots.
 type membership struct {
-	members map[uint64]string
+	members map[uint64]Member
 	removed map[uint64]struct{}
 }
 
 func newMembership() *membership {
-	return &membership{members: map[uint64]string{}, removed: map[uint64]struct{}{}}
+	return &membership{members: map[uint64]Member{}, removed: map[uint64]struct{}{}}
 }
 
 func (m *membership) clone() *membership {
-	return &membership{members: maps.Clone(m.members), removed: maps.Clone(m.removed)}
+	c := &membership{members: make(map[uint64]Member, len(m.members)), removed: maps.Clone(m.removed)}
+	for id, mem := range m.members {
+		c.members[id] = mem.clone()
+	}
+	return c
 }
 
 // list returns the members ordered by id.
 func (m *membership) list() []Member {
 	out := make([]Member, 0, len(m.members))
 	for _, id := range slices.Sorted(maps.Keys(m.members)) {
-		out = append(out, Member{ID: id, PeerURL: m.members[id]})
+		out = append(out, m.members[id].clone())
 	}
 	return out
 }
@@ -51,39 +91,76 @@ func (m *membership) isRemoved(id uint64) bool {
 	return ok
 }
 
+func (m *membership) voters() int {
+	n := 0
+	for _, mem := range m.members {
+		if !mem.IsLearner {
+			n++
+		}
+	}
+	return n
+}
+
+// urlOwner returns the member other than id that uses u, if any.
+func (m *membership) urlOwner(u string, id uint64) (uint64, bool) {
+	for other, mem := range m.members {
+		if other != id && slices.Contains(mem.PeerURLs, u) {
+			return other, true
+		}
+	}
+	return 0, false
+}
+
 // check reports why cc cannot be applied to the table, or nil. It is called
 // both before proposing (for a quick, clear answer) and when the change is
 // applied (the authoritative decision, since two proposals may race). It only
 // looks things up in the table, so every replica, whatever its version,
-// decides alike; the URL's syntax is checked before proposing.
+// decides alike; the URLs' syntax is checked before proposing.
 func (m *membership) check(cc *raftpb.ConfChange) error {
 	id := cc.GetNodeId()
 	if id == 0 {
 		return ErrInvalidMemberID
 	}
 	if m.isRemoved(id) {
-		return fmt.Errorf("%w: %x", ErrMemberRemoved, id)
+		return fmt.Errorf("%w: %d", ErrMemberRemoved, id)
 	}
+	cur, exists := m.members[id]
 	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
-		if _, ok := m.members[id]; ok {
-			return fmt.Errorf("%w: %x", ErrMemberExists, id)
-		}
-		peerURL := string(cc.GetContext())
-		for other, u := range m.members {
-			if u == peerURL {
-				return fmt.Errorf("%w: %s is member %x", ErrPeerURLExists, peerURL, other)
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if exists {
+			// Adding a learner as a voter is raft's promotion.
+			if cc.GetType() == raftpb.ConfChangeAddNode && cur.IsLearner {
+				return nil
 			}
+			return fmt.Errorf("%w: %d", ErrMemberExists, id)
 		}
+		return m.checkPeerURLs(id, peerURLsOf(cc))
+	case raftpb.ConfChangeUpdateNode:
+		if !exists {
+			return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+		}
+		return m.checkPeerURLs(id, peerURLsOf(cc))
 	case raftpb.ConfChangeRemoveNode:
-		if _, ok := m.members[id]; !ok {
-			return fmt.Errorf("%w: %x", ErrMemberNotFound, id)
+		if !exists {
+			return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
 		}
-		if len(m.members) == 1 {
+		if !cur.IsLearner && m.voters() == 1 {
 			return ErrLastVoter
 		}
+		return nil
 	default:
 		return fmt.Errorf("%w: %s", errUnsupportedConfChange, cc.GetType())
+	}
+}
+
+func (m *membership) checkPeerURLs(id uint64, urls []string) error {
+	if len(urls) == 0 {
+		return fmt.Errorf("%w: no peer URL", ErrInvalidPeerURL)
+	}
+	for _, u := range urls {
+		if other, ok := m.urlOwner(u, id); ok {
+			return fmt.Errorf("%w: %s is member %d's", ErrPeerURLExists, u, other)
+		}
 	}
 	return nil
 }
@@ -92,11 +169,29 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 func (m *membership) apply(cc *raftpb.ConfChange) {
 	id := cc.GetNodeId()
 	switch cc.GetType() {
-	case raftpb.ConfChangeAddNode:
-		m.members[id] = string(cc.GetContext())
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		if cur, ok := m.members[id]; ok { // a promotion
+			cur.IsLearner = false
+			m.members[id] = cur
+			return
+		}
+		m.members[id] = Member{ID: id, PeerURLs: peerURLsOf(cc), IsLearner: cc.GetType() == raftpb.ConfChangeAddLearnerNode}
+	case raftpb.ConfChangeUpdateNode:
+		cur := m.members[id]
+		cur.PeerURLs = peerURLsOf(cc)
+		m.members[id] = cur
 	case raftpb.ConfChangeRemoveNode:
 		delete(m.members, id)
 		m.removed[id] = struct{}{}
+	}
+}
+
+// applyAttributes records what a member published about itself; a member
+// that is gone by then is ignored.
+func (m *membership) applyAttributes(a attributes) {
+	if cur, ok := m.members[a.ID]; ok {
+		cur.Name, cur.ClientURLs = a.Name, a.ClientURLs
+		m.members[a.ID] = cur
 	}
 }
 
@@ -122,14 +217,30 @@ func ValidatePeerURL(s string) error {
 	return nil
 }
 
+// validatePeerURLs checks a member's peer URL list.
+func validatePeerURLs(urls []string) error {
+	if len(urls) == 0 {
+		return fmt.Errorf("%w: at least one is needed", ErrInvalidPeerURL)
+	}
+	for i, u := range urls {
+		if err := ValidatePeerURL(u); err != nil {
+			return err
+		}
+		if slices.Contains(urls[:i], u) {
+			return fmt.Errorf("%w: %s is listed twice", ErrInvalidPeerURL, u)
+		}
+	}
+	return nil
+}
+
 // The data of every raft snapshot raftkv makes is an envelope: the member
 // table followed by the state machine's own snapshot. When a snapshot is sent
 // to a follower, the state machine's part is streamed beside the message (as
 // etcd streams its database) and the envelope travels without it, marked by a
 // different magic.
 var (
-	envelopeMagic         = []byte("RKVN1")
-	streamedEnvelopeMagic = []byte("RKVS1")
+	envelopeMagic         = []byte("RKVN2")
+	streamedEnvelopeMagic = []byte("RKVS2")
 )
 
 var (
@@ -142,13 +253,12 @@ func encodeEnvelope(m *membership, appData []byte) []byte {
 }
 
 func appendEnvelope(magic []byte, m *membership, appData []byte) []byte {
-	buf := make([]byte, 0, len(magic)+64*len(m.members)+len(appData)+16)
+	buf := make([]byte, 0, len(magic)+128*len(m.members)+len(appData)+16)
 	buf = append(buf, magic...)
 	members := m.list()
 	buf = codec.AppendUvarint(buf, uint64(len(members)))
 	for _, mem := range members {
-		buf = codec.AppendUvarint(buf, mem.ID)
-		buf = codec.AppendBytes(buf, []byte(mem.PeerURL))
+		buf = appendMember(buf, mem)
 	}
 	removed := slices.Sorted(maps.Keys(m.removed))
 	buf = codec.AppendUvarint(buf, uint64(len(removed)))
@@ -156,6 +266,46 @@ func appendEnvelope(magic []byte, m *membership, appData []byte) []byte {
 		buf = codec.AppendUvarint(buf, id)
 	}
 	return append(buf, appData...)
+}
+
+func appendMember(buf []byte, m Member) []byte {
+	buf = codec.AppendUvarint(buf, m.ID)
+	buf = codec.AppendString(buf, m.Name)
+	buf = appendStrings(buf, m.PeerURLs)
+	buf = appendStrings(buf, m.ClientURLs)
+	learner := uint64(0)
+	if m.IsLearner {
+		learner = 1
+	}
+	return codec.AppendUvarint(buf, learner)
+}
+
+func appendStrings(buf []byte, ss []string) []byte {
+	buf = codec.AppendUvarint(buf, uint64(len(ss)))
+	for _, s := range ss {
+		buf = codec.AppendString(buf, s)
+	}
+	return buf
+}
+
+func readStrings(d *codec.Decoder) []string {
+	n := d.Uvarint()
+	if d.Err() != nil || n == 0 || n > uint64(len(d.Rest())) {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for range n {
+		out = append(out, string(d.Bytes()))
+	}
+	return out
+}
+
+func readMember(d *codec.Decoder) Member {
+	m := Member{ID: d.Uvarint(), Name: string(d.Bytes())}
+	m.PeerURLs = readStrings(d)
+	m.ClientURLs = readStrings(d)
+	m.IsLearner = d.Uvarint() == 1
+	return m
 }
 
 // decodeEnvelope splits an envelope into the member table and the state
@@ -174,8 +324,8 @@ func decodeEnvelope(data []byte) (m *membership, appData []byte, streamed bool, 
 	d := codec.NewDecoder(data[len(magic):])
 	m = newMembership()
 	for n := d.Uvarint(); n > 0 && d.Err() == nil; n-- {
-		id := d.Uvarint()
-		m.members[id] = string(d.Bytes())
+		mem := readMember(d)
+		m.members[mem.ID] = mem
 	}
 	for n := d.Uvarint(); n > 0 && d.Err() == nil; n-- {
 		m.removed[d.Uvarint()] = struct{}{}
@@ -187,4 +337,39 @@ func decodeEnvelope(data []byte) (m *membership, appData []byte, streamed bool, 
 		return nil, nil, false, fmt.Errorf("%w: streamed envelope carries data", errBadEnvelope)
 	}
 	return m, d.Rest(), streamed, nil
+}
+
+// attributesMarker starts a normal log entry that is not a state machine
+// command but a member publishing its name and client URLs; the node applies
+// it to the member table and never hands it to the state machine. State
+// machine commands never start with this byte.
+const attributesMarker = 0xFF
+
+// attributes is what a member publishes about itself.
+type attributes struct {
+	ID         uint64
+	Name       string
+	ClientURLs []string
+}
+
+func (a attributes) marshal() []byte {
+	buf := []byte{attributesMarker}
+	buf = codec.AppendUvarint(buf, a.ID)
+	buf = codec.AppendString(buf, a.Name)
+	return appendStrings(buf, a.ClientURLs)
+}
+
+func isAttributes(data []byte) bool { return len(data) > 0 && data[0] == attributesMarker }
+
+func unmarshalAttributes(data []byte) (attributes, error) {
+	if !isAttributes(data) {
+		return attributes{}, errors.New("raftnode: not an attributes entry")
+	}
+	d := codec.NewDecoder(data[1:])
+	a := attributes{ID: d.Uvarint(), Name: string(d.Bytes())}
+	a.ClientURLs = readStrings(d)
+	if err := d.Err(); err != nil {
+		return attributes{}, fmt.Errorf("raftnode: attributes entry: %w", err)
+	}
+	return a, nil
 }

@@ -2,7 +2,7 @@ package raftnode
 
 import (
 	"errors"
-	"slices"
+	"reflect"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -10,7 +10,11 @@ import (
 )
 
 func addNode(id uint64, url string) *raftpb.ConfChange {
-	return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: []byte(url)}
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext([]string{url})}
+}
+
+func addLearner(id uint64, url string) *raftpb.ConfChange {
+	return &raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext([]string{url})}
 }
 
 func removeNode(id uint64) *raftpb.ConfChange {
@@ -19,7 +23,7 @@ func removeNode(id uint64) *raftpb.ConfChange {
 
 func TestMembershipCheck(t *testing.T) {
 	m := newMembership()
-	for _, cc := range []*raftpb.ConfChange{addNode(1, "http://127.0.0.1:1"), addNode(2, "http://127.0.0.1:2"), addNode(3, "http://127.0.0.1:3"), removeNode(3)} {
+	for _, cc := range []*raftpb.ConfChange{addNode(1, "http://127.0.0.1:1"), addNode(2, "http://127.0.0.1:2"), addNode(3, "http://127.0.0.1:3"), removeNode(3), addLearner(5, "http://127.0.0.1:5")} {
 		if err := m.check(cc); err != nil {
 			t.Fatalf("setup %v: %v", cc, err)
 		}
@@ -31,14 +35,20 @@ func TestMembershipCheck(t *testing.T) {
 		want error
 	}{
 		{"new member", addNode(4, "http://127.0.0.1:4"), nil},
+		{"new learner", addLearner(4, "http://127.0.0.1:4"), nil},
 		{"id zero", addNode(0, "http://127.0.0.1:4"), ErrInvalidMemberID},
-		{"existing id", addNode(2, "http://127.0.0.1:9"), ErrMemberExists},
+		{"existing voter as voter", addNode(2, "http://127.0.0.1:9"), ErrMemberExists},
+		{"existing id as learner", addLearner(2, "http://127.0.0.1:9"), ErrMemberExists},
+		{"promote learner", addNode(5, "http://127.0.0.1:5"), nil},
 		{"removed id", addNode(3, "http://127.0.0.1:9"), ErrMemberRemoved},
-		{"URL in use", addNode(5, "http://127.0.0.1:2"), ErrPeerURLExists},
+		{"URL in use", addNode(6, "http://127.0.0.1:2"), ErrPeerURLExists},
+		{"no URL", &raftpb.ConfChange{Type: raftpb.ConfChangeAddNode.Enum(), NodeId: proto.Uint64(6), Context: []byte("not json")}, ErrInvalidPeerURL},
+		{"update", &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(1), Context: encodeContext([]string{"http://127.0.0.1:11"})}, nil},
+		{"update to a used URL", &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(1), Context: encodeContext([]string{"http://127.0.0.1:2"})}, ErrPeerURLExists},
+		{"update unknown", &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(9), Context: encodeContext([]string{"http://127.0.0.1:19"})}, ErrMemberNotFound},
 		{"remove member", removeNode(2), nil},
 		{"remove unknown", removeNode(9), ErrMemberNotFound},
 		{"remove removed", removeNode(3), ErrMemberRemoved},
-		{"unsupported", &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(1)}, errUnsupportedConfChange},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,8 +61,12 @@ func TestMembershipCheck(t *testing.T) {
 
 	last := newMembership()
 	last.apply(addNode(1, "http://127.0.0.1:1"))
+	last.apply(addLearner(2, "http://127.0.0.1:2"))
 	if err := last.check(removeNode(1)); !errors.Is(err, ErrLastVoter) {
-		t.Fatalf("removing the last member: %v, want ErrLastVoter", err)
+		t.Fatalf("removing the last voter: %v, want ErrLastVoter", err)
+	}
+	if err := last.check(removeNode(2)); err != nil {
+		t.Fatalf("removing a learner beside the last voter: %v", err)
 	}
 }
 
@@ -60,6 +74,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	m := newMembership()
 	m.apply(addNode(1, "http://127.0.0.1:1"))
 	m.apply(addNode(7, "https://host.example:2380"))
+	m.apply(addLearner(8, "http://127.0.0.1:8"))
+	m.applyAttributes(attributes{ID: 7, Name: "seven", ClientURLs: []string{"http://127.0.0.1:17", "http://127.0.0.1:27"}})
 	m.apply(addNode(3, "http://127.0.0.1:3"))
 	m.apply(removeNode(3))
 	app := []byte("state machine bytes\x00\xff")
@@ -71,12 +87,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if string(gotApp) != string(app) {
 		t.Fatalf("app data = %q, want %q", gotApp, app)
 	}
-	if !slices.Equal(got.list(), m.list()) || !got.isRemoved(3) || got.isRemoved(1) {
+	if !reflect.DeepEqual(got.list(), m.list()) || !got.isRemoved(3) || got.isRemoved(1) {
 		t.Fatalf("members = %v removed=%v, want %v with 3 removed", got.list(), got.removed, m.list())
 	}
 
 	got, gotApp, streamed, err = decodeEnvelope(appendEnvelope(streamedEnvelopeMagic, m, nil))
-	if err != nil || !streamed || len(gotApp) != 0 || !slices.Equal(got.list(), m.list()) {
+	if err != nil || !streamed || len(gotApp) != 0 || !reflect.DeepEqual(got.list(), m.list()) {
 		t.Fatalf("streamed envelope: members %v, %d data bytes, streamed=%v, err=%v", got.list(), len(gotApp), streamed, err)
 	}
 
@@ -104,5 +120,16 @@ func TestValidatePeerURL(t *testing.T) {
 		if err := ValidatePeerURL(u); !errors.Is(err, ErrInvalidPeerURL) {
 			t.Errorf("ValidatePeerURL(%q) = %v, want ErrInvalidPeerURL", u, err)
 		}
+	}
+}
+
+func TestAttributesRoundTrip(t *testing.T) {
+	a := attributes{ID: 42, Name: "n", ClientURLs: []string{"http://127.0.0.1:1"}}
+	got, err := unmarshalAttributes(a.marshal())
+	if err != nil || !reflect.DeepEqual(got, a) {
+		t.Fatalf("round trip = %+v, %v", got, err)
+	}
+	if _, err := unmarshalAttributes(append(a.marshal()[:3:3], 0xff)); err == nil {
+		t.Fatal("truncated attributes decoded")
 	}
 }

@@ -30,10 +30,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// clusterID is the id rafthttp uses to reject peers of other clusters.
-// TODO(issue 4): derive it from the initial configuration.
-const clusterID = 0x1000
-
 // Proposal is a command for the state machine.
 type Proposal struct {
 	Data []byte
@@ -99,17 +95,23 @@ type Node struct {
 	initialCommit    *Commit // the loaded snapshot, sent before anything else
 
 	// Shared with request goroutines.
-	view       atomic.Pointer[membership] // a copy of members, replaced on change
-	leader     atomic.Uint64
-	term       atomic.Uint64
-	status     atomic.Pointer[Status] // published by the Ready loop
-	confWait   wait.Wait
-	idGen      *idutil.Generator
-	confMu     sync.Mutex // one configuration change at a time from this node
-	readMu     sync.Mutex
-	readBatch  *readBatch
-	readNotify chan struct{}
-	readStates chan raft.ReadState
+	view          atomic.Pointer[membership] // a copy of members, replaced on change
+	leader        atomic.Uint64
+	term          atomic.Uint64
+	applied       atomic.Uint64 // mirrors appliedIndex
+	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
+	leaderMu      sync.Mutex
+	leaderC       chan struct{} // closed and replaced when the leader changes
+	clusterID     uint64
+	startedAt     time.Time
+	status        atomic.Pointer[Status] // published by the Ready loop
+	confWait      wait.Wait
+	idGen         *idutil.Generator
+	confMu        sync.Mutex // one configuration change at a time from this node
+	readMu        sync.Mutex
+	readBatch     *readBatch
+	readNotify    chan struct{}
+	readStates    chan raft.ReadState
 
 	stopOnce sync.Once
 	stopc    chan struct{} // closed to ask every goroutine to stop
@@ -128,7 +130,11 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: peer listener and state machine are required", ErrInvalidConfig)
 	}
 	lg := cfg.Logger.With(zap.String("member", types.ID(cfg.ID).String()))
-	st, ds, err := openStorage(lg, cfg.DataDir, cfg.ID)
+	clusterID, err := initialClusterID(lg, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, ds, err := openStorage(lg, cfg.DataDir, cfg.ID, clusterID)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +153,9 @@ func Start(cfg Config) (*Node, error) {
 		readNotify:   make(chan struct{}, 1),
 		readStates:   make(chan raft.ReadState, 16),
 		snapshotDone: make(chan snapshotResult),
+		leaderC:      make(chan struct{}),
+		clusterID:    ds.clusterID,
+		startedAt:    time.Now(),
 		stopc:        make(chan struct{}),
 		done:         make(chan struct{}),
 	}
@@ -185,7 +194,7 @@ func Start(cfg Config) (*Node, error) {
 		Logger:      lg,
 		ID:          types.ID(cfg.ID),
 		URLs:        selfURLs,
-		ClusterID:   clusterID,
+		ClusterID:   types.ID(ds.clusterID),
 		Raft:        transportRaft{n},
 		Snapshotter: st.snapshotter,
 		ServerStats: stats.NewServerStats("", ""),
@@ -202,15 +211,15 @@ func Start(cfg Config) (*Node, error) {
 	// add the rest.
 	if ds.fresh {
 		for i, u := range cfg.Peers {
-			n.addPeer(uint64(i+1), u)
+			n.addPeer(uint64(i+1), []string{u})
 		}
 	}
 	for _, m := range n.members.list() {
-		n.addPeer(m.ID, m.PeerURL)
+		n.addPeer(m.ID, m.PeerURLs)
 	}
 
-	n.peerServer = &http.Server{Handler: n.transport.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Add(3)
+	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		if err := n.peerServer.Serve(cfg.PeerListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -219,6 +228,7 @@ func Start(cfg Config) (*Node, error) {
 	}()
 	go func() { defer n.wg.Done(); n.proposeLoop() }()
 	go func() { defer n.wg.Done(); n.readLoop() }()
+	go func() { defer n.wg.Done(); n.publishAttributes() }()
 	go n.run()
 	return n, nil
 }
@@ -238,7 +248,7 @@ func (n *Node) startRaft(rc *raft.Config, fresh bool) (err error) {
 	}
 	peers := make([]raft.Peer, len(n.cfg.Peers))
 	for i, u := range n.cfg.Peers {
-		peers[i] = raft.Peer{ID: uint64(i + 1), Context: []byte(u)}
+		peers[i] = raft.Peer{ID: uint64(i + 1), Context: encodeContext([]string{u})}
 	}
 	n.node = raft.StartNode(rc, peers)
 	return nil
@@ -247,15 +257,15 @@ func (n *Node) startRaft(rc *raft.Config, fresh bool) (err error) {
 // addPeer tells the transport how to reach a member. rafthttp panics on a
 // URL it cannot parse; such a URL never passes ValidatePeerURL, so this
 // only guards against a table written by something else.
-func (n *Node) addPeer(id uint64, peerURL string) {
+func (n *Node) addPeer(id uint64, peerURLs []string) {
 	if id == n.cfg.ID {
 		return
 	}
-	if _, err := types.NewURLs([]string{peerURL}); err != nil {
-		n.lg.Error("cannot reach member: bad peer URL", zap.Uint64("member", id), zap.String("url", peerURL), zap.Error(err))
+	if _, err := types.NewURLs(peerURLs); err != nil {
+		n.lg.Error("cannot reach member: bad peer URL", zap.Uint64("member", id), zap.Strings("urls", peerURLs), zap.Error(err))
 		return
 	}
-	n.transport.AddPeer(types.ID(id), []string{peerURL})
+	n.transport.AddPeer(types.ID(id), peerURLs)
 }
 
 // replay rebuilds the in-memory log and the member table from disk and
@@ -276,6 +286,7 @@ func (n *Node) replay(ds *diskState) error {
 		n.members = members
 		n.confState = md.GetConfState()
 		n.snapshotIndex, n.appliedIndex = md.GetIndex(), md.GetIndex()
+		n.applied.Store(md.GetIndex())
 		n.initialCommit = &Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}
 	}
 	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
@@ -332,6 +343,32 @@ func (n *Node) Leader() uint64 { return n.leader.Load() }
 // Term returns the current raft term.
 func (n *Node) Term() uint64 { return n.term.Load() }
 
+// setLeader records a new leader and wakes whoever waits for a change.
+func (n *Node) setLeader(lead uint64) {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	n.leader.Store(lead)
+	close(n.leaderC)
+	n.leaderC = make(chan struct{})
+}
+
+// leaderChanged returns the current leader and a channel closed at the next
+// change.
+func (n *Node) leaderChanged() (uint64, <-chan struct{}) {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leader.Load(), n.leaderC
+}
+
+// ClusterID returns the id of the cluster this member belongs to.
+func (n *Node) ClusterID() uint64 { return n.clusterID }
+
+// StartedAt returns when this node started.
+func (n *Node) StartedAt() time.Time { return n.startedAt }
+
+// DataDir returns the node's data directory.
+func (n *Node) DataDir() string { return n.cfg.DataDir }
+
 // Status is a point-in-time view of the node's raft state.
 type Status struct {
 	ID     uint64 `json:"id"`
@@ -370,8 +407,10 @@ func (n *Node) publishStatus(rs raft.StateType, commit uint64) {
 // Members returns the member table ordered by id.
 func (n *Node) Members() []Member { return n.view.Load().list() }
 
-// Stop stops the node and waits until it has stopped. It is idempotent.
+// Stop stops the node and waits until it has stopped. A leader first hands
+// leadership to another voter. It is idempotent.
 func (n *Node) Stop() {
+	n.handOverLeadership()
 	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.done
 }
@@ -436,8 +475,8 @@ func (n *Node) serveChannels() error {
 			if rd.SoftState != nil {
 				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
 					n.lg.Info("leader changed", zap.Uint64("leader", lead))
+					n.setLeader(lead)
 				}
-				n.leader.Store(rd.SoftState.Lead)
 				raftState = rd.SoftState.RaftState
 				isLeader = raftState == raft.StateLeader
 			}
@@ -531,6 +570,11 @@ func (n *Node) persist(rd raft.Ready) error {
 	if err := n.raftStorage.Append(rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: append entries: %w", err)
 	}
+	for _, e := range rd.Entries {
+		if e.GetType() != raftpb.EntryNormal {
+			n.lastConfIndex.Store(e.GetIndex())
+		}
+	}
 	return nil
 }
 
@@ -592,8 +636,8 @@ func (n *Node) setMembers(m *membership) {
 			n.transport.RemovePeer(types.ID(id))
 		}
 	}
-	for id, u := range m.members {
-		n.addPeer(id, u)
+	for id, mem := range m.members {
+		n.addPeer(id, mem.PeerURLs)
 	}
 	n.members = m
 	n.view.Store(m.clone())
@@ -615,8 +659,11 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 		}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if len(e.GetData()) > 0 {
-				batch = append(batch, Entry{Index: e.GetIndex(), Data: e.GetData()})
+			switch data := e.GetData(); {
+			case isAttributes(data):
+				n.applyAttributes(data)
+			case len(data) > 0:
+				batch = append(batch, Entry{Index: e.GetIndex(), Data: data})
 			}
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
@@ -642,8 +689,21 @@ func (n *Node) publish(c Commit) error {
 		return ErrStopped
 	}
 	n.appliedIndex = c.Index
+	n.applied.Store(c.Index)
 	n.lastDone = c.Done
 	return nil
+}
+
+// applyAttributes records what a member published about itself.
+func (n *Node) applyAttributes(data []byte) {
+	a, err := unmarshalAttributes(data)
+	if err != nil {
+		// Deterministic on every replica: skipping keeps them equal.
+		n.lg.Warn("skip undecodable member attributes", zap.Error(err))
+		return
+	}
+	n.members.applyAttributes(a)
+	n.view.Store(n.members.clone())
 }
 
 // applyConfChange decides a committed configuration change against the
@@ -662,14 +722,19 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 		n.members.apply(cc)
 		n.view.Store(n.members.clone())
 		n.lg.Info("applied configuration change", zap.Stringer("type", cc.GetType()),
-			zap.Uint64("node", id), zap.ByteString("url", cc.GetContext()))
+			zap.Uint64("node", id), zap.ByteString("context", cc.GetContext()))
 		switch {
 		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
 			n.removedSelf = true
 		case cc.GetType() == raftpb.ConfChangeRemoveNode:
 			n.transport.RemovePeer(types.ID(id))
+		case id == n.cfg.ID:
+		case cc.GetType() == raftpb.ConfChangeUpdateNode:
+			if _, uerr := types.NewURLs(n.members.members[id].PeerURLs); uerr == nil {
+				n.transport.UpdatePeer(types.ID(id), n.members.members[id].PeerURLs)
+			}
 		default:
-			n.addPeer(id, string(cc.GetContext()))
+			n.addPeer(id, n.members.members[id].PeerURLs)
 		}
 	}
 	if cc.GetId() != 0 {

@@ -26,6 +26,7 @@ type diskState struct {
 	hardState *raftpb.HardState
 	entries   []*raftpb.Entry
 	fresh     bool // the WAL was just created
+	clusterID uint64
 }
 
 // storage owns the WAL and the snapshot files of one member. Only the Ready
@@ -39,9 +40,9 @@ type storage struct {
 	snapshotter *snap.Snapshotter
 }
 
-// walMetadata identifies the member a WAL belongs to.
-func walMetadata(id uint64) []byte {
-	return binary.BigEndian.AppendUint64(nil, id)
+// walMetadata identifies the member a WAL belongs to and its cluster.
+func walMetadata(id, clusterID uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, id), clusterID)
 }
 
 // removedMarker is the file a member leaves in its data dir once it knows it
@@ -83,22 +84,31 @@ func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
 	if err != nil && metadata == nil {
 		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
 	}
-	return checkMetadata(dataDir, metadata, id)
+	_, err = checkMetadata(dataDir, metadata, id)
+	return err
 }
 
-func checkMetadata(dataDir string, metadata []byte, id uint64) error {
-	if len(metadata) != 8 {
-		return fmt.Errorf("raftnode: wal in %s has no raftkv member id", dataDir)
+// checkMetadata checks that a WAL belongs to member id and returns its
+// cluster id.
+func checkMetadata(dataDir string, metadata []byte, id uint64) (clusterID uint64, err error) {
+	if len(metadata) != 16 {
+		return 0, fmt.Errorf("raftnode: wal in %s has no raftkv member id", dataDir)
 	}
 	if got := binary.BigEndian.Uint64(metadata); got != id {
-		return fmt.Errorf("%w: %s belongs to member %d, not %d", ErrIDMismatch, dataDir, got, id)
+		return 0, fmt.Errorf("%w: %s belongs to member %d, not %d", ErrIDMismatch, dataDir, got, id)
 	}
-	return nil
+	return binary.BigEndian.Uint64(metadata[8:]), nil
 }
 
-// openStorage opens (or creates) the WAL and snapshot directory of member id
-// under dataDir and reads back everything needed to restart raft.
-func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskState, error) {
+// walExists reports whether dataDir holds a WAL.
+func walExists(dataDir string) bool {
+	return wal.Exist(filepath.Join(dataDir, "member", "wal"))
+}
+
+// openStorage opens (or creates, for cluster clusterID) the WAL and snapshot
+// directory of member id under dataDir and reads back everything needed to
+// restart raft.
+func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage, *diskState, error) {
 	s := &storage{
 		lg:        lg,
 		memberDir: filepath.Join(dataDir, "member"),
@@ -112,13 +122,13 @@ func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskStat
 		if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
 			return nil, nil, fmt.Errorf("raftnode: create snap dir: %w", err)
 		}
-		w, err := wal.Create(lg, s.walDir, walMetadata(id))
+		w, err := wal.Create(lg, s.walDir, walMetadata(id, clusterID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("raftnode: create wal: %w", err)
 		}
 		s.wal = w
 		s.snapshotter = snap.New(lg, s.snapDir)
-		return s, &diskState{hardState: &raftpb.HardState{}, fresh: true}, nil
+		return s, &diskState{hardState: &raftpb.HardState{}, fresh: true, clusterID: clusterID}, nil
 	}
 	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
 		return nil, nil, fmt.Errorf("raftnode: open snap dir: %w", err)
@@ -164,7 +174,7 @@ func openStorage(lg *zap.Logger, dataDir string, id uint64) (*storage, *diskStat
 			return nil, nil, fmt.Errorf("raftnode: repair wal: %w", err)
 		}
 	}
-	if err := checkMetadata(dataDir, metadata, id); err != nil {
+	if ds.clusterID, err = checkMetadata(dataDir, metadata, id); err != nil {
 		s.wal.Close()
 		return nil, nil, err
 	}

@@ -44,6 +44,13 @@ type serveFlags struct {
 	maxRequestBytes        int64
 	watchHistory           int
 	watchBuffer            int
+
+	name                string
+	advertiseClientURL  string
+	clusterToken        string
+	initialClusterState string
+	heartbeatMS         int
+	electionMS          int
 }
 
 func newServeCommand() *cobra.Command {
@@ -79,6 +86,12 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.Int64Var(&f.maxRequestBytes, "max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body (value) accepted, in bytes")
 	fl.IntVar(&f.watchHistory, "watch-history", kvstore.DefaultWatchHistory, "recent change events kept for watches that resume")
 	fl.IntVar(&f.watchBuffer, "watch-buffer", kvstore.DefaultWatchBuffer, "revisions a watcher may have pending before it is closed as lagging")
+	fl.StringVar(&f.name, "name", "", "this member's name (default raftkv-<id>)")
+	fl.StringVar(&f.advertiseClientURL, "advertise-client-url", "", "client URL published to the other members (default http://<listen-client>:<port>)")
+	fl.StringVar(&f.clusterToken, "initial-cluster-token", raftnode.DefaultClusterToken, "token that, with the initial peer URLs, makes the cluster's id")
+	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new to bootstrap a cluster, existing to join one (same as --join)")
+	fl.IntVar(&f.heartbeatMS, "heartbeat-ms", 100, "raft heartbeat interval in milliseconds")
+	fl.IntVar(&f.electionMS, "election-ms", 1000, "raft election timeout in milliseconds (a multiple of --heartbeat-ms)")
 	return cmd
 }
 
@@ -100,10 +113,32 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	case f.watchBuffer <= 0:
 		return raftnode.Config{}, fmt.Errorf("--watch-buffer %d must be positive", f.watchBuffer)
 	}
+	switch f.initialClusterState {
+	case "new":
+	case "existing":
+		f.join = true
+	default:
+		return raftnode.Config{}, fmt.Errorf("--initial-cluster-state %q: use new or existing", f.initialClusterState)
+	}
+	if f.heartbeatMS <= 0 || f.electionMS < 2*f.heartbeatMS {
+		return raftnode.Config{}, fmt.Errorf("--heartbeat-ms %d and --election-ms %d: the heartbeat must be positive and the election timeout at least twice it (etcd uses 100 and 1000)", f.heartbeatMS, f.electionMS)
+	}
 	if f.dataDir == "" {
 		f.dataDir = "raftkv-" + strconv.FormatUint(f.id, 10)
 	}
+	if f.advertiseClientURL == "" {
+		f.advertiseClientURL = "http://" + net.JoinHostPort(f.listenClient, strconv.Itoa(f.port))
+	}
+	if u, err := url.Parse(f.advertiseClientURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return raftnode.Config{}, fmt.Errorf("--advertise-client-url %q: want http(s)://host:port", f.advertiseClientURL)
+	}
 	cfg := raftnode.DefaultConfig()
+	cfg.Name = f.name
+	cfg.ClientURLs = []string{f.advertiseClientURL}
+	cfg.ClusterToken = f.clusterToken
+	cfg.TickInterval = time.Duration(f.heartbeatMS) * time.Millisecond
+	cfg.HeartbeatTicks = 1
+	cfg.ElectionTicks = f.electionMS / f.heartbeatMS
 	cfg.ID = f.id
 	cfg.Peers = strings.Split(f.cluster, ",")
 	cfg.Join = f.join

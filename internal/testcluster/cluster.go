@@ -214,6 +214,7 @@ func (c *Cluster) start(m *member) error {
 	rc.TickInterval = c.cfg.TickInterval
 	rc.ElectionTicks = c.cfg.ElectionTicks
 	rc.RequestTimeout = c.cfg.RequestTimeout
+	rc.ClientURLs = []string{"http://" + clientLn.Addr().String()}
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
 		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},

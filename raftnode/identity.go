@@ -1,0 +1,151 @@
+package raftnode
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
+)
+
+// clusterPath is served on the peer port: a joining member asks it for the
+// cluster's id and member table before it writes anything.
+const clusterPath = "/raftkv/cluster"
+
+// clusterInfo is what clusterPath answers.
+type clusterInfo struct {
+	ClusterID string   `json:"cluster_id"`
+	Members   []Member `json:"members"`
+}
+
+// ClusterIDFor derives a cluster's id from its initial peer URLs and token, as
+// etcd does, so that two clusters started separately have different ids and
+// rafthttp refuses messages between them.
+func ClusterIDFor(token string, peers []string) uint64 {
+	h := sha256.New()
+	h.Write([]byte(token))
+	for _, p := range slices.Sorted(slices.Values(peers)) {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
+}
+
+// FormatID formats a member or cluster id as etcd does, in hex.
+func FormatID(id uint64) string { return strconv.FormatUint(id, 16) }
+
+// initialClusterID returns the id a member with no WAL yet creates its WAL
+// with: derived from the initial cluster, or, for a member joining a running
+// cluster, asked from the peers. A member that has a WAL keeps the id in it.
+func initialClusterID(lg *zap.Logger, cfg *Config) (uint64, error) {
+	if walExists(cfg.DataDir) {
+		return 0, nil // read from the WAL's metadata
+	}
+	if !cfg.Join {
+		return ClusterIDFor(cfg.ClusterToken, cfg.Peers), nil
+	}
+	return discoverCluster(lg, cfg)
+}
+
+// discoverCluster asks the other peers of cfg.Peers for the cluster's id and
+// checks that the cluster already added this member with this peer URL.
+func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
+	self := cfg.Peers[cfg.ID-1]
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(cfg.RequestTimeout)
+	var errs []error
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		for _, p := range cfg.Peers {
+			if p == self {
+				continue
+			}
+			info, err := fetchClusterInfo(client, p)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			id, err := strconv.ParseUint(info.ClusterID, 16, 64)
+			if err != nil {
+				return 0, fmt.Errorf("raftnode: %s answered a bad cluster id %q", p, info.ClusterID)
+			}
+			i := slices.IndexFunc(info.Members, func(m Member) bool { return m.ID == cfg.ID })
+			if i < 0 {
+				return 0, fmt.Errorf("%w: member %d is not in the cluster's member table; add it first (POST /%d with its peer URL)", ErrInvalidConfig, cfg.ID, cfg.ID)
+			}
+			if !slices.Contains(info.Members[i].PeerURLs, self) {
+				return 0, fmt.Errorf("%w: the cluster knows member %d at %v, not %s", ErrInvalidConfig, cfg.ID, info.Members[i].PeerURLs, self)
+			}
+			lg.Info("joining cluster", zap.String("cluster-id", info.ClusterID), zap.String("via", p))
+			return id, nil
+		}
+		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)) // backoff between rounds of dials
+	}
+	return 0, fmt.Errorf("raftnode: cannot reach any peer of the cluster to join: %w", errors.Join(errs...))
+}
+
+func fetchClusterInfo(client *http.Client, peerURL string) (clusterInfo, error) {
+	var info clusterInfo
+	resp, err := client.Get(strings.TrimSuffix(peerURL, "/") + clusterPath)
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return info, fmt.Errorf("%s: status %d", peerURL, resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil {
+		return info, fmt.Errorf("%s: %w", peerURL, err)
+	}
+	return info, nil
+}
+
+// peerHandler serves the peer port: rafthttp's transport, and clusterPath.
+func (n *Node) peerHandler() http.Handler {
+	mux := http.NewServeMux()
+	raftHandler := n.transport.Handler()
+	mux.Handle("/raft", raftHandler)
+	mux.Handle("/raft/", raftHandler)
+	mux.HandleFunc("GET "+clusterPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(clusterInfo{ClusterID: FormatID(n.clusterID), Members: n.Members()})
+	})
+	return mux
+}
+
+// publishAttributes proposes this member's name and client URLs until the
+// member table shows them, so that the cluster knows how to reach its
+// client API (etcd publishes member attributes the same way).
+func (n *Node) publishAttributes() {
+	a := attributes{ID: n.cfg.ID, Name: n.cfg.Name, ClientURLs: n.cfg.ClientURLs}
+	data := a.marshal()
+	retry := time.NewTicker(n.electionTimeout())
+	defer retry.Stop()
+	for {
+		if m, ok := n.view.Load().members[n.cfg.ID]; ok && m.Name == a.Name && slices.Equal(m.ClientURLs, a.ClientURLs) {
+			return
+		}
+		if _, ok := n.view.Load().members[n.cfg.ID]; ok && n.leader.Load() != raft.None {
+			ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
+			if err := n.node.Propose(ctx, data); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				n.lg.Debug("publish member attributes", zap.Error(err))
+			}
+			cancel()
+		}
+		select {
+		case <-retry.C:
+		case <-n.stopc:
+			return
+		}
+	}
+}
