@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/raftkv/raftkv/kvstore"
@@ -30,16 +31,32 @@ type KV interface {
 	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
 	List(ctx context.Context, prefix, after []byte, limit int, serializable bool) (kvstore.ListResult, error)
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
+	// Applied, Watchers and Store feed /v1/status and /readyz.
+	Applied() uint64
+	Watchers() int
+	Store() *kvstore.Store
 }
 
 // Cluster is the raft member the API serves: membership, leadership and
 // status. raftnode.Node implements it.
 type Cluster interface {
 	ID() uint64
+	ClusterID() uint64
 	Leader() uint64
+	IsLeader() bool
 	Term() uint64
+	Status() raftnode.Status
+	StartedAt() time.Time
+	DataDir() string
+	// Members is the member table; Progress is the leader's view of each
+	// member's replication, nil on other members.
+	Members() []raftnode.Member
+	Progress() map[uint64]raftnode.Progress
 	AddMember(ctx context.Context, id uint64, peerURLs []string, learner bool) (raftnode.Member, error)
+	PromoteMember(ctx context.Context, id uint64) (raftnode.Member, error)
+	UpdateMember(ctx context.Context, id uint64, peerURLs []string) (raftnode.Member, error)
 	RemoveMember(ctx context.Context, id uint64) error
+	TransferLeadership(ctx context.Context, to uint64) (uint64, error)
 }
 
 // Limits on request sizes.
@@ -67,15 +84,26 @@ type Config struct {
 	// WatchKeepalive is how long a watch stream stays silent before a
 	// keepalive comment is sent.
 	WatchKeepalive time.Duration
+	// Version is the server's version, reported by /v1/status.
+	Version string
+	// Metrics, when set, receives the API's request metrics
+	// (raftkv_http_*); it must not be shared with another running Server.
+	Metrics prometheus.Registerer
+	// Gatherer is what GET /metrics serves; nil answers 404 there.
+	Gatherer prometheus.Gatherer
 }
 
 // Server is the client API's http.Handler.
 type Server struct {
 	cfg Config
+	// forwarder carries member and leadership requests from a follower to
+	// the leader.
+	forwarder *http.Transport
+	metrics   *httpMetrics
 }
 
-// reservedRoots are root paths that belong to the server, not to keys, and
-// are not served yet. Keys with these names are reached through /v1/kv/.
+// reservedRoots are root paths that belong to the server, not to keys. Keys
+// with these names are reached through /v1/kv/.
 var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true}
 
 // New returns the API handler.
@@ -95,22 +123,41 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg}
+	return &Server{cfg: cfg, forwarder: newForwarder(), metrics: newHTTPMetrics(cfg)}
 }
 
 // ServeHTTP dispatches on the raw path. It does not use http.ServeMux for
 // keys: the mux cleans paths and redirects "a//b" or "a/../b", which are
 // legal keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if t := s.metrics.track(w, r); t != nil {
+		defer t.done()
+		w = t
+	}
+	s.setRaftHeaders(w.Header())
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	first, rest, _ := strings.Cut(raw, "/")
 	if first == "v1" {
 		s.serveV1(w, r, rest)
 		return
 	}
+	switch raw {
+	case "livez":
+		s.serveLivez(w, r)
+		return
+	case "readyz":
+		s.serveReadyz(w, r)
+		return
+	case "health":
+		s.serveHealth(w, r)
+		return
+	case "metrics":
+		s.serveMetrics(w, r)
+		return
+	}
 	if reservedRoots[first] {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("/%s is reserved by the server and not served yet", first)})
+			Message: fmt.Sprintf("%s is not served: /%s is reserved by the server", r.URL.EscapedPath(), first)})
 		return
 	}
 	s.serveRoot(w, r, raw)
@@ -231,7 +278,7 @@ func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.R
 	if peerURL == "" {
 		return badRequest("invalid_peer_url", "the body must be the new member's peer URL, e.g. http://127.0.0.1:42379")
 	}
-	if _, err := s.cfg.Cluster.AddMember(ctx, id, []string{peerURL}, false); err != nil {
+	if _, err := s.addNewMember(ctx, id, []string{peerURL}, false); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -259,6 +306,13 @@ func parseMemberID(s string) (uint64, error) {
 	return id, nil
 }
 
+// setRaftHeaders sets X-Raft-Leader and X-Raft-Term, which every response
+// of the client port carries.
+func (s *Server) setRaftHeaders(h http.Header) {
+	h.Set("X-Raft-Leader", strconv.FormatUint(s.cfg.Cluster.Leader(), 10))
+	h.Set("X-Raft-Term", strconv.FormatUint(s.cfg.Cluster.Term(), 10))
+}
+
 // readBody reads a request body of at most limit bytes.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -273,4 +327,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-var _ Cluster = (*raftnode.Node)(nil)
+var (
+	_ Cluster = (*raftnode.Node)(nil)
+	_ KV      = (*kvstore.KV)(nil)
+)

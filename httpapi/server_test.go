@@ -42,7 +42,12 @@ type nodeOptions struct {
 	watchKeepalive time.Duration
 	// wrapClientListener, when set, wraps the client API's listener.
 	wrapClientListener func(net.Listener) net.Listener
+	// snapshotCount is raft's snapshot cadence (zero: raftnode's default).
+	snapshotCount uint64
 }
+
+// testVersion is the version the test nodes report.
+const testVersion = "v0.0.0-test"
 
 // startNode starts member id of a cluster whose peer URLs are peers; peers[id-1]
 // is served by peerLn.
@@ -68,11 +73,12 @@ func startNodeWith(t *testing.T, id uint64, peers []string, peerLn *listener.Lis
 	cfg.ID, cfg.Peers, cfg.DataDir, cfg.PeerListener = id, peers, t.TempDir(), peerLn
 	cfg.TickInterval = 10 * time.Millisecond
 	cfg.RequestTimeout = o.requestTimeout
+	cfg.SnapshotCount = o.snapshotCount
 	srv, err := server.Start(server.Config{
 		Raft: cfg,
 		KV:   o.kv,
 		API: httpapi.Config{MaxKeyBytes: testMaxKey, MaxRequestBytes: testMaxRequest,
-			RequestTimeout: o.requestTimeout, WatchKeepalive: o.watchKeepalive},
+			RequestTimeout: o.requestTimeout, WatchKeepalive: o.watchKeepalive, Version: testVersion},
 		ClientListener: ln,
 		Logger:         zaptest.NewLogger(t),
 	})
@@ -228,7 +234,8 @@ func TestBadInput(t *testing.T) {
 		{http.MethodDelete, "/7", nil, 404, "member_not_found"},
 		{http.MethodDelete, "/1", nil, 409, "last_voter"},
 		{http.MethodGet, "/v1", nil, 404, "not_found"},
-		{http.MethodGet, "/metrics", nil, 404, "not_found"},
+		{http.MethodGet, "/metrics/x", nil, 404, "not_found"},
+		{http.MethodPost, "/metrics", nil, 405, "method_not_allowed"},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s %.40s", c.method, c.path), func(t *testing.T) {

@@ -36,9 +36,16 @@ func (s *Server) serveV1(w http.ResponseWriter, r *http.Request, rest string) {
 	case ok && section == "watch":
 		// A watch writes its own errors once the stream has started.
 		err = s.serveWatch(w, r, rawKey)
+	case section == "members":
+		// The rest is "", "{id}" or "{id}/promote".
+		err = s.serveMembers(w, r, strings.TrimPrefix(rest, "members"))
+	case ok && section == "leader" && rawKey == "transfer":
+		err = s.serveLeaderTransfer(w, r)
+	case !ok && section == "status":
+		err = s.serveStatus(w, r)
 	default:
 		err = &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("%s is not part of the API: use /v1/kv/{key} or /v1/watch/{key}", r.URL.EscapedPath())}
+			Message: fmt.Sprintf("%s is not part of the API: use /v1/kv/{key}, /v1/watch/{key}, /v1/members, /v1/leader/transfer or /v1/status", r.URL.EscapedPath())}
 	}
 	if err != nil {
 		writeError(w, err)

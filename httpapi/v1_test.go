@@ -205,9 +205,9 @@ func TestV1BadInput(t *testing.T) {
 		{"GET", "/v1/keys/existing", nil, nil, 404, "not_found"},
 		{"PUT", "/v1/kvs/existing", nil, []byte("v"), 404, "not_found"},
 		{"GET", "/v1/%6Bv/existing", nil, nil, 404, "not_found"},
-		{"GET", "/livez", nil, nil, 404, "not_found"},
-		{"GET", "/readyz", nil, nil, 404, "not_found"},
-		{"GET", "/health", nil, nil, 404, "not_found"},
+		{"GET", "/livez/x", nil, nil, 404, "not_found"},
+		{"GET", "/readyz/", nil, nil, 404, "not_found"},
+		{"GET", "/health/check", nil, nil, 404, "not_found"},
 		// watch parameters
 		{"GET", "/v1/watch/", nil, nil, 400, "empty_key"},
 		{"GET", "/v1/watch/?prefix=false", nil, nil, 400, "empty_key"},

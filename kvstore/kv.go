@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/pkg/v3/idutil"
 	"go.etcd.io/etcd/pkg/v3/wait"
 	"go.uber.org/zap"
@@ -32,6 +33,7 @@ type KV struct {
 	ids      *idutil.Generator
 	waits    wait.Wait
 	hub      *hub
+	metrics  *metrics
 
 	appliedMu sync.Mutex
 	applied   uint64
@@ -61,6 +63,9 @@ type Config struct {
 	// WatchBuffer the changes one watcher may have pending.
 	WatchHistory int
 	WatchBuffer  int
+	// Metrics, when set, receives the service's raftkv_* metrics; it must
+	// not be shared with another running KV. nil keeps them unregistered.
+	Metrics prometheus.Registerer
 }
 
 // New starts applying commits from cfg.CommitC to cfg.Store.
@@ -86,6 +91,9 @@ func New(cfg Config) *KV {
 		appliedC: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	kv.metrics = newMetrics(kv)
+	kv.hub.lagged = kv.metrics.watchersLagged
+	kv.metrics.register(kv.lg, cfg.Metrics)
 	go kv.applyCommits(cfg.CommitC)
 	return kv
 }
@@ -121,6 +129,7 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 	var changes []Change
 	var mine []waiter
 	for c := range commitC {
+		start := time.Now()
 		if c.Snapshot != nil {
 			if err := kv.store.Restore(c.Snapshot); err != nil {
 				// Applying anything on top of a state that failed to load
@@ -154,6 +163,7 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 		}
 		kv.setApplied(c.Index)
 		close(c.Done)
+		kv.metrics.applyDuration.Observe(time.Since(start).Seconds())
 	}
 }
 
@@ -274,25 +284,38 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 	case <-kv.done:
 		return Result{}, ErrStopped
 	}
+	result := func(res any) (Result, error) {
+		if r, ok := res.(Result); ok {
+			return r, r.Err
+		}
+		return Result{}, ErrTimeout
+	}
+	// From here raft may have the command: a stop or a timeout leaves its
+	// outcome unknown, unless it was applied just before.
+	unknown := func() (Result, error) {
+		select {
+		case res := <-applied:
+			return result(res)
+		default:
+			return Result{}, ErrTimeout
+		}
+	}
 	select {
 	case err := <-accepted:
 		if err != nil {
 			return Result{}, err
 		}
 	case <-ctx.Done():
-		return Result{}, ErrTimeout // queued, so it may still be applied
+		return unknown()
 	case <-kv.done:
-		return Result{}, ErrStopped
+		return unknown()
 	}
 	select {
 	case res := <-applied:
-		if r, ok := res.(Result); ok {
-			return r, r.Err
-		}
-		return Result{}, ErrStopped
+		return result(res)
 	case <-ctx.Done():
-		return Result{}, ErrTimeout
+		return unknown()
 	case <-kv.done:
-		return Result{}, ErrStopped
+		return unknown()
 	}
 }

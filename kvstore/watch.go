@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // EventType is the kind of change an event reports.
@@ -160,6 +162,7 @@ type hub struct {
 	last      uint64 // the newest published revision
 	bufSize   int
 	stopped   bool
+	lagged    prometheus.Counter // counts watchers closed as lagged; may be nil
 
 	// Watchers of one key are found by the key, so a change costs a lookup
 	// per event rather than a look at every watcher; prefix watchers are
@@ -276,6 +279,9 @@ func (h *hub) publish(changes []Change) {
 			case w.c <- fc:
 			default:
 				h.end(w, &WatchError{Reason: ErrWatcherLagged, ResumeFrom: ch.Revision})
+				if h.lagged != nil {
+					h.lagged.Inc()
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3"
@@ -35,9 +36,21 @@ func (n *Node) Progress() map[uint64]Progress {
 	}
 	out := make(map[uint64]Progress, len(st.Progress))
 	for id, pr := range st.Progress {
-		out[id] = Progress{Match: pr.Match, Next: pr.Next, State: pr.State.String()}
+		out[id] = Progress{Match: pr.Match, Next: pr.Next, State: progressState(pr.State)}
 	}
 	return out
+}
+
+// progressState names a replication state as the API documents it.
+func progressState(s tracker.StateType) string {
+	switch s {
+	case tracker.StateReplicate:
+		return "replicate"
+	case tracker.StateSnapshot:
+		return "snapshot"
+	default:
+		return "probe"
+	}
 }
 
 // IsLeader reports whether this node leads.
@@ -58,6 +71,11 @@ func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, lear
 	}
 	if id == 0 {
 		id = n.unusedID()
+	}
+	// Raft reads adding an existing learner as a voter as its promotion;
+	// that goes through PromoteMember and its readiness check only.
+	if _, exists := n.view.Load().members[id]; exists {
+		return Member{}, fmt.Errorf("%w: %d", ErrMemberExists, id)
 	}
 	typ := raftpb.ConfChangeAddNode
 	if learner {
@@ -206,6 +224,9 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	if n.lastConfIndex.Load() > n.applied.Load() {
 		return ErrConfChangePending
 	}
+	if err := n.awaitLeaderSettled(ctx); err != nil {
+		return err
+	}
 
 	reqID := n.idGen.Next()
 	cc.Id = proto.Uint64(reqID)
@@ -221,6 +242,22 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	case <-n.stopc:
 		return ErrStopped
 	}
+	result := func(res any) error {
+		if err, ok := res.(error); ok {
+			return err
+		}
+		return nil
+	}
+	// From here raft may have the change: stopping or timing out leaves
+	// its outcome unknown, unless it was applied just before.
+	stopped := func() error {
+		select {
+		case res := <-applied:
+			return result(res)
+		default:
+			return unknown
+		}
+	}
 	select {
 	case err := <-req.result:
 		if err != nil {
@@ -229,19 +266,41 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	case <-ctx.Done():
 		return unknown
 	case <-n.stopc:
-		return ErrStopped
+		return stopped()
 	}
 	select {
 	case res := <-applied:
-		if err, ok := res.(error); ok {
-			return err
-		}
-		return nil
+		return result(res)
 	case <-ctx.Done():
-		return unknown
+		return stopped()
 	case <-n.stopc:
-		return ErrStopped
+		return stopped()
 	}
+}
+
+// awaitLeaderSettled waits until the leader has committed an entry of its
+// own term and this node has applied it. Raft silently drops a configuration
+// change proposed to a leader that has not yet applied the entries of its own
+// term (it cannot tell whether one is pending), which is exactly the moment
+// after an election or a leadership transfer; a ReadIndex succeeds only once
+// that entry is committed.
+func (n *Node) awaitLeaderSettled(ctx context.Context) error {
+	index, err := n.ReadIndex(ctx)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(n.cfg.TickInterval)
+	defer tick.Stop()
+	for n.applied.Load() < index {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return contextError(ctx)
+		case <-n.stopc:
+			return ErrStopped
+		}
+	}
+	return nil
 }
 
 // TransferLeadership hands leadership to member to (0: the most caught-up

@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	StateMachine StateMachine
 	// Logger receives structured logs.
 	Logger *zap.Logger
+	// Metrics, when set, receives the node's raftkv_* metrics. No other
+	// running node may register with it (give each node its own
+	// prometheus.Registry); nil keeps the metrics unregistered.
+	Metrics prometheus.Registerer
 
 	// SnapshotCount is how many applied entries trigger a snapshot.
 	SnapshotCount uint64

@@ -79,9 +79,12 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 			if err != nil {
 				return 0, fmt.Errorf("raftnode: %s answered a bad cluster id %q", p, info.ClusterID)
 			}
+			// A peer that has not applied this member's addition yet does
+			// not list it; another peer, or a later round, may.
 			i := slices.IndexFunc(info.Members, func(m Member) bool { return m.ID == cfg.ID })
 			if i < 0 {
-				return 0, fmt.Errorf("%w: member %d is not in the cluster's member table; add it first (POST /%d with its peer URL)", ErrInvalidConfig, cfg.ID, cfg.ID)
+				errs = append(errs, fmt.Errorf("%w: member %d is not in the cluster's member table (as %s sees it); add it first (POST /%d with its peer URL)", ErrInvalidConfig, cfg.ID, p, cfg.ID))
+				continue
 			}
 			if !slices.Contains(info.Members[i].PeerURLs, self) {
 				return 0, fmt.Errorf("%w: the cluster knows member %d at %v, not %s", ErrInvalidConfig, cfg.ID, info.Members[i].PeerURLs, self)
@@ -91,7 +94,10 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 		}
 		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)) // backoff between rounds of dials
 	}
-	return 0, fmt.Errorf("raftnode: cannot reach any peer of the cluster to join: %w", errors.Join(errs...))
+	if len(errs) > 0 {
+		return 0, fmt.Errorf("raftnode: cannot join the cluster: %w", errs[len(errs)-1])
+	}
+	return 0, errors.New("raftnode: cannot join the cluster: no other peer in the cluster list")
 }
 
 func fetchClusterInfo(client *http.Client, peerURL string) (clusterInfo, error) {
@@ -135,14 +141,18 @@ func (n *Node) publishAttributes() {
 		if m, ok := n.view.Load().members[n.cfg.ID]; ok && m.Name == a.Name && slices.Equal(m.ClientURLs, a.ClientURLs) {
 			return
 		}
-		if _, ok := n.view.Load().members[n.cfg.ID]; ok && n.leader.Load() != raft.None {
+		lead, changed := n.leaderChanged()
+		if _, ok := n.view.Load().members[n.cfg.ID]; ok && lead != raft.None {
 			ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
 			if err := n.node.Propose(ctx, data); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				n.lg.Debug("publish member attributes", zap.Error(err))
 			}
 			cancel()
 		}
+		// Try again when a leader appears, or after a while if the
+		// proposal was lost.
 		select {
+		case <-changed:
 		case <-retry.C:
 		case <-n.stopc:
 			return

@@ -112,6 +112,8 @@ type Node struct {
 	readBatch     *readBatch
 	readNotify    chan struct{}
 	readStates    chan raft.ReadState
+	proposing     atomic.Int32 // 1 while proposeLoop hands a proposal to raft
+	metrics       *metrics
 
 	stopOnce sync.Once
 	stopc    chan struct{} // closed to ask every goroutine to stop
@@ -159,6 +161,7 @@ func Start(cfg Config) (*Node, error) {
 		stopc:        make(chan struct{}),
 		done:         make(chan struct{}),
 	}
+	n.metrics = newMetrics(n)
 	if err := n.replay(ds); err != nil {
 		st.close()
 		return nil, err
@@ -216,6 +219,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	for _, m := range n.members.list() {
 		n.addPeer(m.ID, m.PeerURLs)
+	}
+	if err := n.metrics.register(cfg.Metrics); err != nil {
+		n.transport.Stop()
+		n.node.Stop()
+		st.close()
+		return nil, err
 	}
 
 	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -348,6 +357,9 @@ func (n *Node) setLeader(lead uint64) {
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
 	n.leader.Store(lead)
+	if lead != raft.None {
+		n.metrics.leaderChanges.Inc()
+	}
 	close(n.leaderC)
 	n.leaderC = make(chan struct{})
 }
@@ -359,6 +371,9 @@ func (n *Node) leaderChanged() (uint64, <-chan struct{}) {
 	defer n.leaderMu.Unlock()
 	return n.leader.Load(), n.leaderC
 }
+
+// Name returns this member's name.
+func (n *Node) Name() string { return n.cfg.Name }
 
 // ClusterID returns the id of the cluster this member belongs to.
 func (n *Node) ClusterID() uint64 { return n.clusterID }
@@ -472,6 +487,11 @@ func (n *Node) serveChannels() error {
 		case <-ticker.C:
 			n.node.Tick()
 		case rd := <-n.node.Ready():
+			// The term first, so that whoever sees the new leader sees its
+			// term too.
+			if hs := rd.HardState; hs != nil && hs.Term != nil {
+				n.term.Store(hs.GetTerm())
+			}
 			if rd.SoftState != nil {
 				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
 					n.lg.Info("leader changed", zap.Uint64("leader", lead))
@@ -481,9 +501,6 @@ func (n *Node) serveChannels() error {
 				isLeader = raftState == raft.StateLeader
 			}
 			if hs := rd.HardState; hs != nil {
-				if hs.Term != nil {
-					n.term.Store(hs.GetTerm())
-				}
 				if hs.Commit != nil {
 					commit = hs.GetCommit()
 				}
@@ -551,8 +568,12 @@ func (n *Node) persist(rd raft.Ready) error {
 			return err
 		}
 	}
+	start := time.Now()
 	if err := n.storage.wal.Save(rd.HardState, rd.Entries); err != nil {
 		return fmt.Errorf("raftnode: save wal: %w", err)
+	}
+	if rd.MustSync {
+		n.metrics.walFsync.Observe(time.Since(start).Seconds())
 	}
 	if hasSnap {
 		// The hard state must be durable before raft forgets the log the
@@ -610,6 +631,7 @@ func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
 		return fmt.Errorf("raftnode: apply snapshot: %w", err)
 	}
 	n.lg.Info("applying snapshot from leader", zap.Uint64("index", md.GetIndex()))
+	n.metrics.snapshotsReceived.Inc()
 	n.storage.releaseSnapDBs(md.GetIndex())
 	n.setMembers(members)
 	n.confState = md.GetConfState()
@@ -679,7 +701,11 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 	if last <= n.appliedIndex {
 		return nil
 	}
-	return n.publish(Commit{Entries: batch, Index: last, Done: make(chan struct{})})
+	if err := n.publish(Commit{Entries: batch, Index: last, Done: make(chan struct{})}); err != nil {
+		return err
+	}
+	n.metrics.proposalsCommitted.Add(float64(len(batch)))
+	return nil
 }
 
 func (n *Node) publish(c Commit) error {
@@ -809,6 +835,7 @@ func (n *Node) maybeSnapshot() error {
 // writeSnapshot encodes and persists a snapshot at index. MemoryStorage and
 // the WAL lock internally, so this may run beside the Ready loop.
 func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *membership, encode func() ([]byte, error)) error {
+	start := time.Now()
 	appData, err := encode()
 	if err != nil {
 		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
@@ -820,6 +847,8 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 	if err := n.storage.saveSnapshot(snapshot); err != nil {
 		return err
 	}
+	n.metrics.snapshotDuration.Observe(time.Since(start).Seconds())
+	n.metrics.snapshotSize.Observe(float64(len(snapshot.GetData())))
 	n.lg.Info("saved snapshot", zap.Uint64("index", index), zap.Int("bytes", len(snapshot.GetData())))
 	return nil
 }
@@ -877,7 +906,17 @@ func (n *Node) proposeLoop() {
 	}
 }
 
-func (n *Node) propose(step func(context.Context) error) error {
+// propose hands one proposal to raft. It is counted in
+// raftkv_proposals_pending until raft has taken or refused it, and in
+// raftkv_proposals_failed_total when refused.
+func (n *Node) propose(step func(context.Context) error) (err error) {
+	n.proposing.Store(1)
+	defer func() {
+		n.proposing.Store(0)
+		if err != nil {
+			n.metrics.proposalsFailed.Inc()
+		}
+	}()
 	if n.leader.Load() == raft.None {
 		return ErrNoLeader
 	}
@@ -885,7 +924,7 @@ func (n *Node) propose(step func(context.Context) error) error {
 	// election timeout so that one stuck proposal does not hold up the rest.
 	ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
 	defer cancel()
-	err := step(ctx)
+	err = step(ctx)
 	switch {
 	case err == nil:
 		return nil

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/raftkv/raftkv/httpapi"
@@ -28,13 +29,13 @@ const drainTimeout = time.Second
 // Config configures a server.
 type Config struct {
 	// Raft configures the raft node; its Logger is set from Logger and its
-	// StateMachine by the server.
+	// StateMachine and Metrics by the server.
 	Raft raftnode.Config
 	// KV configures the key-value service (watch limits); its channels,
-	// store and logger are set by the server.
+	// store, logger and metrics are set by the server.
 	KV kvstore.Config
-	// API configures the client API; its KV, Cluster and Logger are set by
-	// the server.
+	// API configures the client API; its KV, Cluster, Logger, Metrics and
+	// Gatherer are set by the server.
 	API httpapi.Config
 	// ClientListener serves the client API; the server closes it.
 	ClientListener net.Listener
@@ -61,8 +62,15 @@ func Start(cfg Config) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	store := kvstore.NewStore()
+	// Each server has its own registry for the raftkv_* metrics, so that
+	// servers in one process (as in the tests) do not collide. /metrics
+	// serves it together with the default registry, which holds what is
+	// per process: Go runtime and process metrics and rafthttp's
+	// etcd_network_* metrics (registered there by rafthttp itself).
+	reg := prometheus.NewRegistry()
 	cfg.Raft.Logger = cfg.Logger
 	cfg.Raft.StateMachine = store
+	cfg.Raft.Metrics = reg
 	node, err := raftnode.Start(cfg.Raft)
 	if err != nil {
 		closeListeners(cfg)
@@ -74,10 +82,13 @@ func Start(cfg Config) (*Server, error) {
 	cfg.KV.ProposeC = node.ProposeC()
 	cfg.KV.CommitC = node.CommitC()
 	cfg.KV.Reads = node
+	cfg.KV.Metrics = reg
 	kv := kvstore.New(cfg.KV)
 	cfg.API.KV = kv
 	cfg.API.Cluster = node
 	cfg.API.Logger = cfg.Logger
+	cfg.API.Metrics = reg
+	cfg.API.Gatherer = prometheus.Gatherers{reg, prometheus.DefaultGatherer}
 	s := &Server{
 		lg:    cfg.Logger,
 		node:  node,

@@ -210,6 +210,7 @@ func serve(f serveFlags) error {
 			MaxKeyBytes:     f.maxKeyBytes,
 			MaxRequestBytes: f.maxRequestBytes,
 			RequestTimeout:  f.requestTimeout,
+			Version:         version,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,

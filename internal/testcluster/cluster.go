@@ -366,6 +366,17 @@ func (c *Cluster) AddMember(via uint64) uint64 {
 	return m.id
 }
 
+// ReserveMember allocates the next member id and a peer URL for a member the
+// test adds itself (for example as a learner); start it with StartJoining.
+func (c *Cluster) ReserveMember() (id uint64, peerURL string) {
+	c.t.Helper()
+	m, err := c.newMember(true)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return m.id, m.peerURL
+}
+
 // StartJoining starts a member that AddMember added, with Join set and the
 // cluster list extended by its peer URL.
 func (c *Cluster) StartJoining(id uint64) {
@@ -377,6 +388,13 @@ func (c *Cluster) StartJoining(id uint64) {
 	if err := c.start(m); err != nil {
 		c.t.Fatalf("testcluster: start joining member %d: %v", id, err)
 	}
+}
+
+// TryStartJoining is StartJoining that returns the error instead of failing
+// the test.
+func (c *Cluster) TryStartJoining(id uint64) error {
+	c.t.Helper()
+	return c.start(c.member(id))
 }
 
 // RemoveMember asks member via to remove member id through DELETE /{id}. The
@@ -498,6 +516,13 @@ func (c *Cluster) WaitLeader() uint64 {
 		}
 		if st := c.members[leader-1].srv.Node().Status(); st.RaftState != raft.StateLeader.String() {
 			return fmt.Errorf("member %d is named leader but is %s", leader, st.RaftState)
+		}
+		// Ready as an operator sees it: the leader knows every running
+		// member's client URL (needed to forward requests to the leader).
+		for _, mem := range c.members[leader-1].srv.Node().Members() {
+			if slices.Contains(c.Running(), mem.ID) && !mem.Started() {
+				return fmt.Errorf("member %d has not published itself yet", mem.ID)
+			}
 		}
 		return nil
 	})

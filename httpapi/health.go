@@ -1,0 +1,236 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+const (
+	// readyCatchUp is how long /readyz waits for the state machine to
+	// apply the commit index the node knew when asked. Under a steady
+	// write load a healthy node's applied index trails its commit index by
+	// the batch in flight; waiting a moment keeps readiness from flapping.
+	readyCatchUp = 500 * time.Millisecond
+	// healthReadTimeout bounds the linearizable read of /health, as etcd's
+	// health check does.
+	healthReadTimeout = time.Second
+)
+
+// statusResponse answers GET /v1/status.
+type statusResponse struct {
+	ID            uint64  `json:"id"`
+	Name          string  `json:"name"`
+	Version       string  `json:"version"`
+	ClusterID     string  `json:"cluster_id"`
+	RaftState     string  `json:"raft_state"`
+	Leader        uint64  `json:"leader"`
+	Term          uint64  `json:"term"`
+	CommitIndex   uint64  `json:"commit_index"`
+	AppliedIndex  uint64  `json:"applied_index"`
+	SnapshotIndex uint64  `json:"snapshot_index"`
+	Keys          int     `json:"keys"`
+	Revision      uint64  `json:"revision"`
+	Watchers      int     `json:"watchers"`
+	DataDirBytes  int64   `json:"data_dir_bytes"`
+	WALFiles      int     `json:"wal_files"`
+	SnapshotFiles int     `json:"snapshot_files"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+}
+
+// raftStates maps raft's state names to the API's.
+var raftStates = map[string]string{
+	"StateFollower":     "follower",
+	"StateCandidate":    "candidate",
+	"StatePreCandidate": "pre-candidate",
+	"StateLeader":       "leader",
+}
+
+// serveStatus serves GET /v1/status: this node's own view, never forwarded.
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return methodNotAllowed(w, r.Method+" is not allowed on /v1/status", readOnlyAllow)
+	}
+	c, kv := s.cfg.Cluster, s.cfg.KV
+	st := c.Status()
+	// The store shows a change (and its writer is answered) a moment before
+	// Applied moves past the change's batch; the revision is the index of
+	// the last change, so the store has applied at least that.
+	revision := kv.Store().Revision()
+	applied := max(kv.Applied(), revision)
+	out := statusResponse{
+		ID:        c.ID(),
+		Version:   s.cfg.Version,
+		ClusterID: raftnode.FormatID(c.ClusterID()),
+		Leader:    c.Leader(),
+		Term:      c.Term(),
+		// The state machine may have applied entries of a Ready whose
+		// commit index is not published yet; what is applied is committed.
+		CommitIndex:   max(st.Commit, applied),
+		AppliedIndex:  applied,
+		SnapshotIndex: st.Snapshot,
+		Keys:          kv.Store().Len(),
+		Revision:      revision,
+		Watchers:      kv.Watchers(),
+		UptimeSeconds: math.Round(time.Since(c.StartedAt()).Seconds()*1000) / 1000,
+	}
+	out.RaftState = raftStates[st.RaftState]
+	if out.RaftState == "" {
+		out.RaftState = "follower" // raft starts as a follower; no Ready yet
+	}
+	for _, m := range c.Members() {
+		if m.ID == out.ID {
+			out.Name = m.Name
+			if m.IsLearner && out.RaftState == "follower" {
+				out.RaftState = "learner"
+			}
+		}
+	}
+	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = dataDirUsage(c.DataDir())
+	writeJSON(w, out)
+	return nil
+}
+
+// dataDirUsage returns the bytes of the files under dir and the number of
+// WAL and snapshot files. Files that the node purges while they are counted
+// are skipped.
+func dataDirUsage(dir string) (size int64, wals, snaps int) {
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			size += info.Size()
+		}
+		return nil
+	})
+	return size, countFiles(filepath.Join(dir, "member", "wal"), ".wal"),
+		countFiles(filepath.Join(dir, "member", "snap"), ".snap")
+}
+
+func countFiles(dir, ext string) int {
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if !e.IsDir() && filepath.Ext(e.Name()) == ext {
+			n++
+		}
+	}
+	return n
+}
+
+// checkProbe refuses methods other than GET and HEAD on a probe.
+func checkProbe(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return methodNotAllowed(w, r.Method+" is not allowed on "+r.URL.Path, readOnlyAllow)
+	}
+	return nil
+}
+
+// writeProbe writes a probe's answer: 200, or 503 with Retry-After.
+func writeProbe(w http.ResponseWriter, ok bool, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type probeStatus struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// serveLivez answers while the process serves requests at all.
+func (s *Server) serveLivez(w http.ResponseWriter, r *http.Request) {
+	if err := checkProbe(w, r); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeProbe(w, true, probeStatus{Status: "ok"})
+}
+
+// serveReadyz answers whether the node can serve: it knows a leader and has
+// applied what it knows committed.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	if err := checkProbe(w, r); err != nil {
+		writeError(w, err)
+		return
+	}
+	if reason := s.unready(r.Context()); reason != "" {
+		writeProbe(w, false, probeStatus{Status: "unready", Reason: reason})
+		return
+	}
+	writeProbe(w, true, probeStatus{Status: "ready"})
+}
+
+type healthStatus struct {
+	Health string `json:"health"`
+	Reason string `json:"reason"`
+}
+
+// serveHealth is etcd's health check: ready, and a linearizable read
+// succeeds within healthReadTimeout.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if err := checkProbe(w, r); err != nil {
+		writeError(w, err)
+		return
+	}
+	reason := s.unready(r.Context())
+	if reason == "" {
+		ctx, cancel := context.WithTimeout(r.Context(), healthReadTimeout)
+		defer cancel()
+		// No key is empty, so this read finds nothing; what counts is that
+		// the leader confirmed the read index and this node applied it.
+		_, _, err := s.cfg.KV.Get(ctx, nil, false)
+		if err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) {
+			reason = "linearizable read failed: " + strings.TrimPrefix(err.Error(), "raftnode: ")
+		}
+	}
+	if reason != "" {
+		writeProbe(w, false, healthStatus{Health: "false", Reason: reason})
+		return
+	}
+	writeProbe(w, true, healthStatus{Health: "true"})
+}
+
+// unready returns why the node is not ready, or "" when it is.
+func (s *Server) unready(ctx context.Context) string {
+	if s.cfg.Cluster.Leader() == 0 {
+		return "no leader"
+	}
+	commit := s.cfg.Cluster.Status().Commit
+	if s.cfg.KV.Applied() >= commit {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyCatchUp)
+	defer cancel()
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-poll.C:
+			if s.cfg.KV.Applied() >= commit {
+				return ""
+			}
+		case <-ctx.Done():
+			return fmt.Sprintf("applied index %d is behind commit index %d", s.cfg.KV.Applied(), commit)
+		}
+	}
+}
