@@ -3,13 +3,33 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+
+	"github.com/raftkv/raftkv/client"
 )
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "raftkv:", err)
-		os.Exit(exitCode(err)) // see clientflags.go
+		os.Exit(exitStatus(err))
 	}
+}
+
+// exitStatus extends exitCode (clientflags.go) to the member and leader
+// commands: a member id that does not exist is "not found" (3), like a
+// missing key; a change the cluster refused because of its state (any 409,
+// 410 member_removed) is 4, like a precondition that did not hold: in both
+// cases nothing changed. docs/CLI.md documents them.
+func exitStatus(err error) int {
+	switch {
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		return exitOutcomeUnknown
+	case errors.Is(err, client.ErrMemberNotFound):
+		return exitNotFound
+	case errors.Is(err, client.ErrConflict):
+		return exitPrecondition
+	}
+	return exitCode(err)
 }
