@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -147,15 +146,18 @@ func (n *Node) member(id uint64) (Member, error) {
 	return m.clone(), nil
 }
 
-// unusedID picks a random id that is neither a member nor removed.
+// unusedID picks the id after the highest one ever used, so that generated
+// ids stay small and, as in raftexample, can be a position in --cluster.
 func (n *Node) unusedID() uint64 {
 	view := n.view.Load()
-	for {
-		id := rand.Uint64() >> 1 // keep ids positive in signed JSON readers too
-		if _, ok := view.members[id]; !ok && id != 0 && !view.isRemoved(id) {
-			return id
-		}
+	var highest uint64
+	for id := range view.members {
+		highest = max(highest, id)
 	}
+	for id := range view.removed {
+		highest = max(highest, id)
+	}
+	return highest + 1
 }
 
 // checkLearnerReady refuses to promote a learner that trails the leader.
@@ -170,7 +172,7 @@ func (n *Node) checkLearnerReady(id uint64) error {
 	}
 	commit := st.HardState.GetCommit()
 	if pr.State != tracker.StateReplicate || pr.Match+learnerReadyLag < commit {
-		return fmt.Errorf("%w: member %d has %d of %d committed entries (state %s)", ErrLearnerNotReady, id, pr.Match, commit, pr.State)
+		return fmt.Errorf("%w: member %d has %d of %d committed entries (state %s)", ErrLearnerNotReady, id, pr.Match, commit, progressState(pr.State))
 	}
 	return nil
 }
