@@ -46,6 +46,7 @@ type serveFlags struct {
 	watchBuffer            int
 
 	name                string
+	listenPeer          string
 	advertiseClientURL  string
 	clusterToken        string
 	initialClusterState string
@@ -87,6 +88,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.IntVar(&f.watchHistory, "watch-history", kvstore.DefaultWatchHistory, "recent change events kept for watches that resume")
 	fl.IntVar(&f.watchBuffer, "watch-buffer", kvstore.DefaultWatchBuffer, "revisions a watcher may have pending before it is closed as lagging")
 	fl.StringVar(&f.name, "name", "", "this member's name (default raftkv-<id>)")
+	fl.StringVar(&f.listenPeer, "listen-peer", "", "host:port the peer (raft) port listens on (default: the host and port of this node's URL in --cluster), e.g. to sit behind a proxy")
 	fl.StringVar(&f.advertiseClientURL, "advertise-client-url", "", "client URL published to the other members (default http://<listen-client>:<port>)")
 	fl.StringVar(&f.clusterToken, "initial-cluster-token", raftnode.DefaultClusterToken, "token that, with the initial peer URLs, makes the cluster's id")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new to bootstrap a cluster, existing to join one (same as --join)")
@@ -189,9 +191,13 @@ func serve(f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
-	peerLn, err := listener.New(peerURL.Host, nil)
+	listenPeer := f.listenPeer
+	if listenPeer == "" {
+		listenPeer = peerURL.Host
+	}
+	peerLn, err := listener.New(listenPeer, nil)
 	if err != nil {
-		return fmt.Errorf("peer URL %s: %w", peerURL, err)
+		return fmt.Errorf("peer listener %s: %w", listenPeer, err)
 	}
 	clientLn, err := listener.New(net.JoinHostPort(f.listenClient, strconv.Itoa(f.port)), nil)
 	if err != nil {
