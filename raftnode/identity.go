@@ -52,10 +52,55 @@ func initialClusterID(lg *zap.Logger, cfg *Config) (uint64, error) {
 		return 0, nil // read from the WAL's metadata
 	}
 	if !cfg.Join {
-		return ClusterIDFor(cfg.ClusterToken, cfg.Peers), nil
+		id := ClusterIDFor(cfg.ClusterToken, cfg.Peers)
+		return id, checkNotStartedBefore(cfg, id)
 	}
 	return discoverCluster(lg, cfg)
 }
+
+// checkNotStartedBefore refuses to bootstrap a member that its cluster has
+// already seen running: that member lost its data dir, and bootstrapping a
+// new log under its old id could let it vote again in a term it voted in, or
+// count toward a quorum for entries it no longer holds. Peers that cannot be
+// reached are skipped: on a first start they may not be up yet.
+func checkNotStartedBefore(cfg *Config, clusterID uint64) error {
+	self := cfg.Peers[cfg.ID-1]
+	client := &http.Client{Timeout: startedCheckTimeout}
+	defer client.CloseIdleConnections()
+	errc := make(chan error, len(cfg.Peers))
+	asked := 0
+	for _, p := range cfg.Peers {
+		if p == self {
+			continue
+		}
+		asked++
+		go func() {
+			info, err := fetchClusterInfo(client, p)
+			if err != nil || info.ClusterID != FormatID(clusterID) {
+				errc <- nil
+				return
+			}
+			for _, m := range info.Members {
+				if m.ID == cfg.ID && m.Started() {
+					errc <- fmt.Errorf("%w: member %d already ran in this cluster (as %s sees it) but %s holds no data: its data dir was lost or moved; restore it, or remove the member and add the node back under a new id with --join", ErrInvalidConfig, cfg.ID, p, cfg.DataDir)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	var first error
+	for range asked {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// startedCheckTimeout bounds how long a bootstrapping member waits for each
+// peer's answer; a peer that is itself starting answers as soon as it serves.
+const startedCheckTimeout = 500 * time.Millisecond
 
 // discoverCluster asks the other peers of cfg.Peers for the cluster's id and
 // checks that the cluster already added this member with this peer URL.

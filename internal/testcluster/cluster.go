@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,9 +151,22 @@ func New(t testing.TB, cfg Config) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	for _, m := range c.members {
-		if err := c.start(m); err != nil {
-			t.Fatalf("testcluster: start member %d: %v", m.id, err)
+	// Members start together, as a real cluster's processes do: a
+	// bootstrapping member asks its peers whether it ran before, and a peer
+	// answers once it serves.
+	errs := make([]error, len(c.members))
+	var wg sync.WaitGroup
+	for i, m := range c.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.start(m)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("testcluster: start member %d: %v", c.members[i].id, err)
 		}
 	}
 	return c
