@@ -1,0 +1,340 @@
+package raftnode
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// serveChannels is the Ready loop. For each Ready, following raft's contract:
+// persist the snapshot, hard state and entries; send messages; apply the
+// snapshot and committed entries; then Advance.
+func (n *Node) serveChannels() error {
+	if c := n.initialCommit; c != nil {
+		n.initialCommit = nil
+		if err := n.publish(*c); err != nil {
+			return err
+		}
+	}
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	isLeader := false
+	raftState := raft.StateFollower
+	var commit uint64
+	for {
+		select {
+		case <-ticker.C:
+			n.node.Tick()
+		case rd := <-n.node.Ready():
+			// The term first, so that whoever sees the new leader sees its
+			// term too.
+			if hs := rd.HardState; hs != nil && hs.Term != nil {
+				n.term.Store(hs.GetTerm())
+			}
+			if rd.SoftState != nil {
+				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
+					n.lg.Info("leader changed", zap.Uint64("leader", lead))
+					n.setLeader(lead)
+				}
+				raftState = rd.SoftState.RaftState
+				isLeader = raftState == raft.StateLeader
+			}
+			if hs := rd.HardState; hs != nil {
+				if hs.Commit != nil {
+					commit = hs.GetCommit()
+				}
+			}
+			for _, rs := range rd.ReadStates {
+				select {
+				case n.readStates <- rs:
+				default: // the reader retries; never block the loop on it
+				}
+			}
+			// A leader may send before persisting (raft thesis 10.2.1):
+			// raft counts its own entries toward a quorum only after Advance.
+			if isLeader {
+				n.send(rd.Messages)
+			}
+			if err := n.persist(rd); err != nil {
+				return err
+			}
+			if !isLeader {
+				n.send(rd.Messages)
+			}
+			if err := n.publishEntries(rd.CommittedEntries); err != nil {
+				return err
+			}
+			if err := n.maybeSnapshot(); err != nil {
+				return err
+			}
+			n.node.Advance()
+			n.publishStatus(raftState, commit)
+			if n.removedSelf {
+				n.lg.Info("this member was removed from the cluster; stopping")
+				return ErrRemoved
+			}
+		case res := <-n.snapshotDone:
+			if err := n.finishSnapshot(res); err != nil {
+				return err
+			}
+		case err := <-n.transport.ErrorC:
+			// rafthttp reports only one critical error: a peer answered that
+			// this member was removed. That happens when the removal was
+			// committed while this member could not learn it.
+			n.lg.Info("a peer reports this member was removed from the cluster; stopping", zap.Error(err))
+			return ErrRemoved
+		case <-n.stopc:
+			return nil
+		}
+	}
+}
+
+// persist writes a Ready's snapshot, hard state and entries to disk and to
+// the in-memory log, and hands a received snapshot to the state machine.
+func (n *Node) persist(rd raft.Ready) error {
+	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	if hasSnap {
+		if err := n.awaitSnapshot(); err != nil {
+			return err
+		}
+		// Check the snapshot, and join it with its streamed data, before it
+		// is made durable: a stored snapshot that cannot be loaded would stop
+		// every later start.
+		if err := n.completeSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+		if err := n.storage.saveSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := n.storage.wal.Save(rd.HardState, rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: save wal: %w", err)
+	}
+	if rd.MustSync {
+		n.metrics.walFsync.Observe(time.Since(start).Seconds())
+	}
+	if hasSnap {
+		// The hard state must be durable before raft forgets the log the
+		// snapshot replaces.
+		if err := n.storage.wal.Sync(); err != nil {
+			return fmt.Errorf("raftnode: sync wal: %w", err)
+		}
+		if err := n.raftStorage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("raftnode: apply snapshot: %w", err)
+		}
+		if err := n.applySnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+	if err := n.raftStorage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("raftnode: append entries: %w", err)
+	}
+	for _, e := range rd.Entries {
+		if e.GetType() != raftpb.EntryNormal {
+			n.lastConfIndex.Store(e.GetIndex())
+		}
+	}
+	return nil
+}
+
+// completeSnapshot checks a snapshot received from the leader and, when its
+// state machine data was streamed, puts that data back into it from the file
+// rafthttp saved.
+func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) error {
+	index := snapshot.GetMetadata().GetIndex()
+	members, _, streamed, err := decodeEnvelope(snapshot.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+	}
+	if !streamed {
+		return nil
+	}
+	appData, err := n.storage.readSnapDB(index)
+	if err != nil {
+		return err
+	}
+	snapshot.Data = encodeEnvelope(members, appData)
+	return nil
+}
+
+// applySnapshot replaces the member table and the state machine's state with
+// a snapshot received from the leader.
+func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
+	md := snapshot.GetMetadata()
+	if md.GetIndex() <= n.appliedIndex {
+		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", md.GetIndex(), n.appliedIndex)
+	}
+	members, appData, _, err := decodeEnvelope(snapshot.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: apply snapshot: %w", err)
+	}
+	n.lg.Info("applying snapshot from leader", zap.Uint64("index", md.GetIndex()))
+	n.metrics.snapshotsReceived.Inc()
+	n.storage.releaseSnapDBs(md.GetIndex())
+	n.setMembers(members)
+	n.confState = md.GetConfState()
+	n.snapshotIndex = md.GetIndex()
+	if err := n.publish(Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}); err != nil {
+		return err
+	}
+	n.purge()
+	return nil
+}
+
+// purge removes old files. A failure costs disk space, not correctness, so it
+// is logged and tried again after the next snapshot.
+func (n *Node) purge() {
+	if err := n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs); err != nil {
+		n.lg.Warn("purge old snapshot and wal files", zap.Error(err))
+	}
+}
+
+// setMembers installs a new member table and tells the transport.
+func (n *Node) setMembers(m *membership) {
+	for id := range n.members.members {
+		if _, ok := m.members[id]; !ok && id != n.cfg.ID {
+			n.transport.RemovePeer(types.ID(id))
+		}
+	}
+	for id, mem := range m.members {
+		n.addPeer(id, mem.PeerURLs)
+	}
+	n.members = m
+	n.view.Store(m.clone())
+}
+
+// publishEntries applies configuration changes itself and sends the normal
+// entries to the state machine as one Commit.
+func (n *Node) publishEntries(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	if first := ents[0].GetIndex(); first > n.appliedIndex+1 {
+		return fmt.Errorf("raftnode: first committed index %d leaves a gap after applied index %d", first, n.appliedIndex)
+	}
+	batch := make([]Entry, 0, len(ents))
+	for _, e := range ents {
+		if e.GetIndex() <= n.appliedIndex {
+			continue
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			switch data := e.GetData(); {
+			case isAttributes(data):
+				n.applyAttributes(data)
+			case len(data) > 0:
+				batch = append(batch, Entry{Index: e.GetIndex(), Data: data})
+			}
+		case raftpb.EntryConfChange:
+			cc := &raftpb.ConfChange{}
+			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+				return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
+			}
+			n.applyConfChange(cc)
+		default:
+			return fmt.Errorf("raftnode: unexpected entry type %s at %d", e.GetType(), e.GetIndex())
+		}
+	}
+	last := ents[len(ents)-1].GetIndex()
+	if last <= n.appliedIndex {
+		return nil
+	}
+	if err := n.publish(Commit{Entries: batch, Index: last, Done: make(chan struct{})}); err != nil {
+		return err
+	}
+	n.metrics.proposalsCommitted.Add(float64(len(batch)))
+	return nil
+}
+
+func (n *Node) publish(c Commit) error {
+	select {
+	case n.commitC <- c:
+	case <-n.stopc:
+		return ErrStopped
+	}
+	n.appliedIndex = c.Index
+	n.applied.Store(c.Index)
+	n.lastDone = c.Done
+	return nil
+}
+
+// applyAttributes records what a member published about itself.
+func (n *Node) applyAttributes(data []byte) {
+	a, err := unmarshalAttributes(data)
+	if err != nil {
+		// Deterministic on every replica: skipping keeps them equal.
+		n.lg.Warn("skip undecodable member attributes", zap.Error(err))
+		return
+	}
+	n.members.applyAttributes(a)
+	n.view.Store(n.members.clone())
+}
+
+// applyConfChange decides a committed configuration change against the
+// member table. A change the table rejects is still handed to raft with node
+// id 0, which raft treats as a no-op, so that raft and the table agree.
+func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
+	err := n.members.check(cc)
+	if err != nil {
+		n.lg.Warn("rejected configuration change", zap.Stringer("type", cc.GetType()),
+			zap.Uint64("node", cc.GetNodeId()), zap.Error(err))
+		cc.NodeId = proto.Uint64(raft.None)
+	}
+	n.confState = n.node.ApplyConfChange(cc)
+	if err == nil {
+		id := cc.GetNodeId()
+		n.members.apply(cc)
+		n.view.Store(n.members.clone())
+		n.lg.Info("applied configuration change", zap.Stringer("type", cc.GetType()),
+			zap.Uint64("node", id), zap.ByteString("context", cc.GetContext()))
+		switch {
+		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
+			n.removedSelf = true
+		case cc.GetType() == raftpb.ConfChangeRemoveNode:
+			n.transport.RemovePeer(types.ID(id))
+		case id == n.cfg.ID:
+		case cc.GetType() == raftpb.ConfChangeUpdateNode:
+			if _, uerr := types.NewURLs(n.members.members[id].PeerURLs); uerr == nil {
+				n.transport.UpdatePeer(types.ID(id), n.members.members[id].PeerURLs)
+			}
+		default:
+			n.addPeer(id, n.members.members[id].PeerURLs)
+		}
+	}
+	if cc.GetId() != 0 {
+		n.confWait.Trigger(cc.GetId(), err)
+	}
+}
+
+// send hands messages to the transport. A snapshot goes through rafthttp's
+// snapshot sender: the message carries the member table, and the state
+// machine's data is streamed after it, so its size is not bounded by
+// rafthttp's message limits.
+func (n *Node) send(msgs []*raftpb.Message) {
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.GetType() != raftpb.MsgSnap {
+			out = append(out, m)
+			continue
+		}
+		members, appData, _, err := decodeEnvelope(m.GetSnapshot().GetData())
+		if err != nil {
+			n.lg.Error("cannot send snapshot", zap.Uint64("to", m.GetTo()), zap.Error(err))
+			n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+			continue
+		}
+		// Raft hands out a copy of its snapshot, so it is ours to change.
+		m.Snapshot.Data = appendEnvelope(streamedEnvelopeMagic, members, nil)
+		n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(appData)), int64(len(appData))))
+	}
+	n.transport.Send(out)
+}

@@ -1,0 +1,110 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+)
+
+// snapshotResult is the outcome of a snapshot written in the background.
+type snapshotResult struct {
+	index uint64
+	err   error
+}
+
+// maybeSnapshot starts a snapshot once SnapshotCount entries were applied
+// since the last one. The loop only captures the state, which is cheap;
+// encoding it and writing it to disk happen on another goroutine, so that a
+// large store does not stop the loop from ticking and heartbeating. One
+// snapshot is in flight at a time; finishSnapshot completes it.
+func (n *Node) maybeSnapshot() error {
+	if n.snapshotInFlight || n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
+		return nil
+	}
+	select {
+	case <-n.lastDone:
+	case <-n.stopc:
+		return ErrStopped
+	}
+	encode := n.cfg.StateMachine.Capture()
+	index := n.appliedIndex
+	confState := &raftpb.ConfState{}
+	if n.confState != nil {
+		confState = proto.Clone(n.confState).(*raftpb.ConfState)
+	}
+	members := n.members.clone()
+	n.snapshotInFlight = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		err := n.writeSnapshot(index, confState, members, encode)
+		select {
+		case n.snapshotDone <- snapshotResult{index: index, err: err}:
+		case <-n.stopc:
+		}
+	}()
+	return nil
+}
+
+// writeSnapshot encodes and persists a snapshot at index. MemoryStorage and
+// the WAL lock internally, so this may run beside the Ready loop.
+func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *membership, encode func() ([]byte, error)) error {
+	start := time.Now()
+	appData, err := encode()
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
+	}
+	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, encodeEnvelope(members, appData))
+	if err != nil {
+		return fmt.Errorf("raftnode: create snapshot: %w", err)
+	}
+	if err := n.storage.saveSnapshot(snapshot); err != nil {
+		return err
+	}
+	n.metrics.snapshotDuration.Observe(time.Since(start).Seconds())
+	n.metrics.snapshotSize.Observe(float64(len(snapshot.GetData())))
+	n.lg.Info("saved snapshot", zap.Uint64("index", index), zap.Int("bytes", len(snapshot.GetData())))
+	return nil
+}
+
+// finishSnapshot completes a background snapshot: it compacts the in-memory
+// log, keeping SnapshotCatchUpEntries for slow followers, and purges old
+// files.
+func (n *Node) finishSnapshot(res snapshotResult) error {
+	n.snapshotInFlight = false
+	if res.err != nil {
+		return res.err
+	}
+	if res.index <= n.snapshotIndex {
+		return nil
+	}
+	n.snapshotIndex = res.index
+	compactIndex := uint64(1)
+	if res.index > n.cfg.SnapshotCatchUpEntries {
+		compactIndex = res.index - n.cfg.SnapshotCatchUpEntries
+	}
+	if err := n.raftStorage.Compact(compactIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("raftnode: compact log: %w", err)
+	}
+	n.purge()
+	return nil
+}
+
+// awaitSnapshot waits for the snapshot in flight, if any, so that a snapshot
+// received from the leader is never raced by an older local one.
+func (n *Node) awaitSnapshot() error {
+	if !n.snapshotInFlight {
+		return nil
+	}
+	select {
+	case res := <-n.snapshotDone:
+		return n.finishSnapshot(res)
+	case <-n.stopc:
+		return ErrStopped
+	}
+}
