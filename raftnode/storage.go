@@ -80,12 +80,19 @@ func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
 		return fmt.Errorf("raftnode: open wal in %s: %w", dataDir, err)
 	}
 	defer w.Close()
-	metadata, _, _, err := w.ReadAll()
+	metadata, _, ents, err := w.ReadAll()
 	if err != nil && metadata == nil {
 		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
 	}
-	_, err = checkMetadata(dataDir, metadata, id)
-	return err
+	if _, err := checkMetadata(dataDir, metadata, id); err != nil {
+		return err
+	}
+	// Read-only opening tolerates an unreadable final record; make sure it
+	// is a torn write and not damage a start would cut away.
+	if err := checkTornTail(walDir); err != nil {
+		return err
+	}
+	return checkEntries(walDir, ents)
 }
 
 // checkMetadata checks that a WAL belongs to member id and returns its
@@ -169,12 +176,19 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, nil, fmt.Errorf("raftnode: read wal: %w", err)
 		}
+		if terr := checkTornTail(s.walDir); terr != nil {
+			return nil, nil, terr
+		}
 		lg.Warn("repairing torn wal tail", zap.String("dir", s.walDir), zap.Error(err))
 		if !wal.Repair(lg, s.walDir) {
 			return nil, nil, fmt.Errorf("raftnode: repair wal: %w", err)
 		}
 	}
 	if ds.clusterID, err = checkMetadata(dataDir, metadata, id); err != nil {
+		s.wal.Close()
+		return nil, nil, err
+	}
+	if err := checkEntries(s.walDir, ds.entries); err != nil {
 		s.wal.Close()
 		return nil, nil, err
 	}
