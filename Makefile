@@ -2,7 +2,7 @@
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test test-short bench fmt vet lint tidy clean
+.PHONY: build run test test-short bench fuzz soak fmt vet lint tidy clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/raftkv ./cmd/raftkv
@@ -18,6 +18,17 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Each Fuzz target of the module in turn, for FUZZTIME each.
+FUZZTIME ?= 30s
+fuzz:
+	grep -r --include='*_test.go' -o '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's#^(.*)/[^/]*:func #\1 #' | while read -r pkg fn; do $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+# Random fault schedules against real clusters for DURATION, without -race for
+# realistic timing (docs/ROBUSTNESS.md); the timeout is DURATION plus 10m.
+DURATION ?= 30m
+soak:
+	ROBUSTNESS_SOAK=$(DURATION) $(GO) test -v -count=1 -run '^TestSoak$$' -timeout $(DURATION)10m ./tests/robustness
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -173,7 +173,7 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath strin
 	}
 	// An escaped path such as /v1%2Fkv or /%761 decodes to a reserved name;
 	// such keys are reached through /v1/kv/ only.
-	if first, _, _ := strings.Cut(path, "/"); reservedRoots[first] {
+	if first, _, _ := strings.Cut(path, "/"); first == "v1" || reservedRoots[first] {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
 			Message: fmt.Sprintf("keys starting with %q are reserved on the root API; use /v1/kv/", first)})
 		return

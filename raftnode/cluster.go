@@ -223,7 +223,7 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	// and refusing while one is in the log avoids that.
 	n.confMu.Lock()
 	defer n.confMu.Unlock()
-	if n.lastConfIndex.Load() > n.applied.Load() {
+	if n.lastConfIndex.Load() > max(n.confApplied.Load(), n.applied.Load()) {
 		return ErrConfChangePending
 	}
 	if err := n.awaitLeaderSettled(ctx); err != nil {

@@ -96,6 +96,7 @@ type Node struct {
 	term          atomic.Uint64
 	applied       atomic.Uint64 // mirrors appliedIndex
 	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
+	confApplied   atomic.Uint64 // index of the newest configuration change applied
 	leaderMu      sync.Mutex
 	leaderC       chan struct{} // closed and replaced when the leader changes
 	clusterID     uint64

@@ -193,7 +193,7 @@ func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
 // purge removes old files. A failure costs disk space, not correctness, so it
 // is logged and tried again after the next snapshot.
 func (n *Node) purge() {
-	if err := n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs); err != nil {
+	if err := n.storage.purge(n.cfg.MaxSnapshots, n.cfg.MaxWALs, n.snapshotIndex); err != nil {
 		n.lg.Warn("purge old snapshot and wal files", zap.Error(err))
 	}
 }
@@ -239,6 +239,9 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 				return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
 			}
+			// Before the proposer hears of it, so that its next change is
+			// not refused as pending.
+			n.confApplied.Store(e.GetIndex())
 			n.applyConfChange(cc)
 		default:
 			return fmt.Errorf("raftnode: unexpected entry type %s at %d", e.GetType(), e.GetIndex())

@@ -221,22 +221,48 @@ func (s *storage) saveSnapshot(snapshot *raftpb.Snapshot) error {
 	if err := s.wal.SaveSnapshot(walSnap); err != nil {
 		return fmt.Errorf("raftnode: save wal snapshot record: %w", err)
 	}
-	// WAL files wholly before the snapshot are no longer needed to restart;
-	// unlocking them lets purge remove them.
-	if err := s.wal.ReleaseLockTo(md.GetIndex()); err != nil {
-		return fmt.Errorf("raftnode: release wal locks: %w", err)
-	}
 	return nil
 }
 
 // purge removes the oldest snapshot and WAL files beyond the limits. WAL
 // files still locked by the WAL (those needed after the latest snapshot) are
 // never removed, so the WAL count can exceed maxWALs for a while.
-func (s *storage) purge(maxSnapshots, maxWALs int) error {
+func (s *storage) purge(maxSnapshots, maxWALs int, newest uint64) error {
 	if err := purgeFiles(s.snapDir, ".snap", maxSnapshots, false); err != nil {
 		return err
 	}
+	// A kept snapshot is only usable with the WAL from its index on (it is
+	// the fallback when a newer one fails its CRC), so WAL files are
+	// unlocked, and may be purged, only up to the oldest snapshot kept.
+	release := newest
+	if oldest, ok := s.oldestSnapshotIndex(); ok && maxSnapshots > 0 {
+		release = min(release, oldest)
+	}
+	if err := s.wal.ReleaseLockTo(release); err != nil {
+		return fmt.Errorf("raftnode: release wal locks: %w", err)
+	}
 	return purgeFiles(s.walDir, ".wal", maxWALs, true)
+}
+
+// oldestSnapshotIndex returns the index of the oldest snapshot file.
+// Snapshot files are named <term>-<index>.snap in hex.
+func (s *storage) oldestSnapshotIndex() (uint64, bool) {
+	names, err := fileutil.ReadDir(s.snapDir)
+	if err != nil {
+		return 0, false
+	}
+	var oldest uint64
+	found := false
+	for _, name := range names {
+		var term, index uint64
+		if _, err := fmt.Sscanf(name, "%016x-%016x.snap", &term, &index); err != nil || !strings.HasSuffix(name, ".snap") {
+			continue
+		}
+		if !found || index < oldest {
+			oldest, found = index, true
+		}
+	}
+	return oldest, found
 }
 
 func purgeFiles(dir, suffix string, keep int, locked bool) error {
