@@ -47,6 +47,9 @@ type statusResponse struct {
 	WALFiles      int     `json:"wal_files"`
 	SnapshotFiles int     `json:"snapshot_files"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// StateHash (with ?hash=true) is a SHA-256 of the store at HashRevision.
+	StateHash    string `json:"state_hash,omitempty"`
+	HashRevision uint64 `json:"hash_revision,omitempty"`
 }
 
 // raftStates maps raft's state names to the API's.
@@ -98,6 +101,14 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = dataDirUsage(c.DataDir())
+	// Hashing reads every key, so it is done only when asked for.
+	switch r.URL.Query().Get("hash") {
+	case "", "false":
+	case "true":
+		out.StateHash, out.HashRevision = kv.Store().Hash()
+	default:
+		return badRequest("invalid_parameter", "hash must be true or false")
+	}
 	writeJSON(w, out)
 	return nil
 }

@@ -136,3 +136,30 @@ func equalItems(a, b Item) bool {
 	return bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
 		a.ModRevision == b.ModRevision && a.Version == b.Version
 }
+
+func TestHashFollowsContents(t *testing.T) {
+	a, b := NewStore(), NewStore()
+	for i, k := range []string{"x", "y", "z"} {
+		put(t, a, uint64(i+1), k, "v")
+	}
+	for i, k := range []string{"z", "x", "y"} { // other order, other revisions
+		put(t, b, uint64(i+1), k, "v")
+	}
+	ha, ra := a.Hash()
+	hb, _ := b.Hash()
+	if ha == hb {
+		t.Fatal("stores with different revisions hash alike")
+	}
+	data, _ := a.Snapshot()
+	c := NewStore()
+	if err := c.Restore(data); err != nil {
+		t.Fatal(err)
+	}
+	if hc, rc := c.Hash(); hc != ha || rc != ra {
+		t.Fatalf("restored store hashes %s@%d, original %s@%d", hc, rc, ha, ra)
+	}
+	put(t, c, 9, "x", "w")
+	if hc, _ := c.Hash(); hc == ha {
+		t.Fatal("a write did not change the hash")
+	}
+}
