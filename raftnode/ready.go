@@ -319,25 +319,62 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 }
 
 // send hands messages to the transport. A snapshot goes through rafthttp's
-// snapshot sender: the message carries the member table, and the state
-// machine's data is streamed after it, so its size is not bounded by
-// rafthttp's message limits.
+// snapshot sender, rebuilt from the current state (see sendSnapshot).
 func (n *Node) send(msgs []*raftpb.Message) {
 	out := msgs[:0:0]
 	for _, m := range msgs {
-		if m.GetType() != raftpb.MsgSnap {
-			out = append(out, m)
+		if m.GetType() == raftpb.MsgSnap {
+			n.sendSnapshot(m)
 			continue
 		}
-		members, appData, _, err := decodeEnvelope(m.GetSnapshot().GetData())
+		out = append(out, m)
+	}
+	n.transport.Send(out)
+}
+
+// sendSnapshot sends a follower a snapshot of the current applied state, as
+// etcd does, rather than the stored one raft picked: a stored snapshot can
+// predate the configuration change that added the follower, and a member
+// refuses a snapshot whose configuration does not include it. The message
+// carries the member table; the state machine's data is streamed after it,
+// so its size is not bounded by rafthttp's message limits. Encoding happens
+// on another goroutine; the loop only captures the state.
+func (n *Node) sendSnapshot(m *raftpb.Message) {
+	select {
+	case <-n.lastDone: // the state machine holds everything up to appliedIndex
+	case <-n.stopc:
+		n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		return
+	}
+	index := n.appliedIndex
+	term, err := n.raftStorage.Term(index)
+	if err != nil || index < m.GetSnapshot().GetMetadata().GetIndex() {
+		n.lg.Warn("cannot send a current snapshot", zap.Uint64("to", m.GetTo()), zap.Uint64("applied", index), zap.Error(err))
+		n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
+		return
+	}
+	encode := n.cfg.StateMachine.Capture()
+	confState := proto.Clone(n.confState).(*raftpb.ConfState)
+	members := n.members.clone()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		appData, err := encode()
 		if err != nil {
 			n.lg.Error("cannot send snapshot", zap.Uint64("to", m.GetTo()), zap.Error(err))
 			n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
-			continue
+			return
 		}
-		// Raft hands out a copy of its snapshot, so it is ours to change.
-		m.Snapshot.Data = appendEnvelope(streamedEnvelopeMagic, members, nil)
+		select {
+		case <-n.stopc:
+			return // the transport is going away
+		default:
+		}
+		// Raft hands out a copy of its message, so it is ours to change.
+		m.Snapshot = &raftpb.Snapshot{
+			Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(index), Term: proto.Uint64(term), ConfState: confState},
+			Data:     appendEnvelope(streamedEnvelopeMagic, members, nil),
+		}
 		n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(appData)), int64(len(appData))))
-	}
-	n.transport.Send(out)
+	}()
 }
