@@ -1,0 +1,315 @@
+//go:build unix
+
+package robustness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// Check limits.
+const (
+	// checkTimeout bounds porcupine: a history it cannot decide in time
+	// fails like one it finds illegal, since neither was shown linearizable.
+	checkTimeout = 30 * time.Second
+	// convergeTimeout is how long the members may take to agree once the
+	// faults healed and the clients stopped.
+	convergeTimeout = 20 * time.Second
+	// finalReadTimeout bounds the final reads of one member.
+	finalReadTimeout = 30 * time.Second
+)
+
+// converge waits until every member has applied the same index and holds
+// the same revision and number of keys, and then compares what they hold:
+// the state hash of /v1/status?hash=true, and every key with its value,
+// create and mod revision and version, listed page by page from each
+// member's local state (which also checks the hash).
+func converge(ctx context.Context, c *cluster) (time.Duration, error) {
+	start := time.Now()
+	var statuses []client.Status
+	err := poll(ctx, convergeTimeout, func() error {
+		statuses = statuses[:0]
+		for _, n := range c.members() {
+			if !n.running() {
+				return permanent(fmt.Errorf("%s is not running", n.name()))
+			}
+			st, err := c.status(ctx, n)
+			if err != nil {
+				return err
+			}
+			statuses = append(statuses, st)
+		}
+		for _, st := range statuses[1:] {
+			if st.AppliedIndex != statuses[0].AppliedIndex || st.Revision != statuses[0].Revision || st.Keys != statuses[0].Keys {
+				return fmt.Errorf("members disagree: %s", describeStatuses(statuses))
+			}
+		}
+		return nil
+	})
+	took := time.Since(start)
+	if err != nil {
+		return took, fmt.Errorf("no convergence within %v: %w", convergeTimeout, err)
+	}
+	var firstHash string
+	for i, n := range c.members() {
+		hash, rev, err := stateHash(ctx, c, n)
+		switch {
+		case err != nil:
+			return took, err
+		case rev != statuses[i].Revision:
+			return took, fmt.Errorf("%s hashed revision %d, its status said %d", n.name(), rev, statuses[i].Revision)
+		case i == 0:
+			firstHash = hash
+		case hash != firstHash:
+			return took, fmt.Errorf("members hold different data at applied index %d: state hash %s on %s, %s on %s",
+				statuses[i].AppliedIndex, firstHash, c.members()[0].name(), hash, n.name())
+		}
+	}
+	var first []client.KV
+	var firstName string
+	for i, n := range c.members() {
+		kvs, err := listAll(ctx, c, n, statuses[i].Revision)
+		if err != nil {
+			return took, err
+		}
+		if i == 0 {
+			first, firstName = kvs, n.name()
+			continue
+		}
+		if d := diffListings(first, kvs); d != "" {
+			return took, fmt.Errorf("%s and %s hold different data at applied index %d: %s", firstName, n.name(), statuses[i].AppliedIndex, d)
+		}
+	}
+	return took, nil
+}
+
+// stateHash asks n for the hash of its store and the revision it covers.
+// The client package does not read these fields of /v1/status yet.
+func stateHash(ctx context.Context, c *cluster, n *node) (string, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.clientURL()+"/v1/status?hash=true", nil)
+	if err != nil {
+		return "", 0, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", 0, fmt.Errorf("state hash of %s: %w", n.name(), err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		StateHash    string `json:"state_hash"`
+		HashRevision uint64 `json:"hash_revision"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusOK || st.StateHash == "" {
+		return "", 0, fmt.Errorf("state hash of %s: %s, %v", n.name(), resp.Status, err)
+	}
+	return st.StateHash, st.HashRevision, nil
+}
+
+func describeStatuses(sts []client.Status) string {
+	var parts []string
+	for _, st := range sts {
+		parts = append(parts, fmt.Sprintf("n%d: applied %d, revision %d, %d keys, %s of %d in term %d",
+			st.ID, st.AppliedIndex, st.Revision, st.Keys, st.RaftState, st.Leader, st.Term))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// listAll lists every key of n from its local state, in small pages, and
+// checks that each page was read at the member's revision.
+func listAll(ctx context.Context, c *cluster, n *node, revision uint64) ([]client.KV, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var kvs []client.KV
+	for page, err := range c.api(n.clientURL()).Pages(ctx, nil, client.ListOptions{Limit: 3, Consistency: client.Serializable}) {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", n.name(), err)
+		}
+		if page.Revision != revision {
+			return nil, fmt.Errorf("list %s: a page at revision %d, its status said %d", n.name(), page.Revision, revision)
+		}
+		kvs = append(kvs, page.KVs...)
+	}
+	return kvs, nil
+}
+
+func diffListings(a, b []client.KV) string {
+	describe := func(kv client.KV) string {
+		return fmt.Sprintf("%s=%q (create %d, mod %d, version %d)", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version)
+	}
+	for i := range max(len(a), len(b)) {
+		switch {
+		case i >= len(a):
+			return "only the second has " + describe(b[i])
+		case i >= len(b):
+			return "only the first has " + describe(a[i])
+		case !bytes.Equal(a[i].Key, b[i].Key) || !bytes.Equal(a[i].Value, b[i].Value) ||
+			a[i].CreateRevision != b[i].CreateRevision || a[i].ModRevision != b[i].ModRevision || a[i].Version != b[i].Version:
+			return describe(a[i]) + " versus " + describe(b[i])
+		}
+	}
+	return ""
+}
+
+// finalReads reads every key on every member, linearizably, and records the
+// reads in the history under client ids after the workload's: porcupine then
+// checks that the end state agrees with every acknowledged write.
+func finalReads(ctx context.Context, c *cluster, rec *recorder, keys []string) error {
+	for _, n := range c.members() {
+		api := c.api(n.clientURL())
+		for _, key := range keys {
+			in := kvInput{Kind: opGet, Key: key}
+			err := poll(ctx, finalReadTimeout, func() error {
+				rctx, cancel := context.WithTimeout(ctx, opTimeout)
+				defer cancel()
+				call := rec.now()
+				kv, err := api.Get(rctx, []byte(key), client.Linearizable)
+				ret := rec.now()
+				var out kvOutput
+				switch o := classify(in, err); o.status {
+				case stOK:
+					out = kvOutput{Status: stOK, Value: string(kv.Value), Rev: kv.ModRevision, CreateRev: kv.CreateRevision, Version: kv.Version, StoreRev: kv.Revision}
+				case stNotFound:
+					out = kvOutput{Status: stNotFound}
+				case outcomeUnexpected:
+					return permanent(fmt.Errorf("final read of %s on %s: %w", key, n.name(), err))
+				default:
+					return fmt.Errorf("final read of %s on %s: %w", key, n.name(), err)
+				}
+				meta := opMeta{Node: n.name(), Err: "final read"}
+				rec.add(porcupine.Operation{ClientId: workloadClients + n.slot, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkLinearizable checks the history with the model. A history porcupine
+// could not decide within checkTimeout counts as a failure. It stops at the
+// first partition that is not linearizable; the report computes the
+// visualization, which explores every partition, only when one is needed.
+func checkLinearizable(ops []porcupine.Operation) (porcupine.CheckResult, time.Duration) {
+	prepareHistory(ops)
+	start := time.Now()
+	res := porcupine.CheckOperationsTimeout(kvModel, ops, checkTimeout)
+	return res, time.Since(start)
+}
+
+// lostWrites returns the acknowledged writes that the final reads (client
+// ids from workloadClients on) do not show although no other write to their
+// key could have come after them: every write that may have taken effect
+// (acknowledged or of unknown outcome) ended before they began.
+func lostWrites(ops []porcupine.Operation) []string {
+	byKey := map[string][]porcupine.Operation{}
+	for _, op := range ops {
+		k := op.Input.(kvInput).Key
+		byKey[k] = append(byKey[k], op)
+	}
+	var lost []string
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		var writes, finals []porcupine.Operation
+		for _, op := range byKey[key] {
+			in, out := op.Input.(kvInput), op.Output.(kvOutput)
+			switch {
+			case op.ClientId >= workloadClients:
+				finals = append(finals, op)
+			case in.Kind != opGet && (out.Status == stOK || out.Status == stUnknown):
+				writes = append(writes, op)
+			}
+		}
+		for i, a := range writes {
+			if a.Output.(kvOutput).Status != stOK {
+				continue
+			}
+			last := true
+			for j, b := range writes {
+				if j != i && b.Return >= a.Call {
+					last = false
+					break
+				}
+			}
+			if !last {
+				continue
+			}
+			in := a.Input.(kvInput)
+			for _, f := range finals {
+				out := f.Output.(kvOutput)
+				var ok bool
+				if in.Kind == opPut {
+					ok = out.Status == stOK && out.Value == in.Value
+				} else {
+					ok = out.Status == stNotFound
+				}
+				if !ok {
+					lost = append(lost, fmt.Sprintf("%s acknowledged at %v (%v), but the final read on %v gave %s",
+						describeOperation(in, a.Output), time.Duration(a.Return), a.Metadata, f.Metadata, describeOutput(f.Input.(kvInput), out)))
+				}
+			}
+		}
+	}
+	return lost
+}
+
+// historyStats counts a history's operations.
+type historyStats struct {
+	ops, definite, unknown, acknowledgedWrites int
+}
+
+func countOps(ops []porcupine.Operation) historyStats {
+	var s historyStats
+	for _, op := range ops {
+		if op.ClientId >= workloadClients {
+			continue // final reads
+		}
+		s.ops++
+		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		switch {
+		case out.Status == stUnknown:
+			s.unknown++
+		default:
+			s.definite++
+			if in.Kind != opGet && out.Status == stOK {
+				s.acknowledgedWrites++
+			}
+		}
+	}
+	return s
+}
+
+// failoverTime is, for a fault that killed the leader at killed, how long
+// until the first write sent after the kill was acknowledged.
+func failoverTime(ops []porcupine.Operation, killed int64) (time.Duration, error) {
+	first := int64(math.MaxInt64)
+	for _, op := range ops {
+		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		if op.ClientId < workloadClients && in.Kind != opGet && out.Status == stOK && op.Call >= killed {
+			first = min(first, op.Return)
+		}
+	}
+	if first == math.MaxInt64 {
+		return 0, errors.New("no write was acknowledged after the leader was killed")
+	}
+	return time.Duration(first - killed), nil
+}

@@ -1,0 +1,11 @@
+// Package robustness checks that raftkv stays linearizable and loses no
+// acknowledged write while it is hurt, the way etcd's robustness suite
+// checks etcd: it starts real three-node clusters of `raftkv serve`
+// processes on loopback, each node's peer traffic through a fault-injecting
+// proxy, drives them with concurrent clients through the /v1 API while a
+// seeded schedule of faults runs (kill -9, SIGSTOP, network isolation and
+// delay, leader transfer, member replacement), records every request as an
+// operation, and checks the history with porcupine against a model of the
+// key-value store. See docs/ROBUSTNESS.md. The package has no code of its
+// own.
+package robustness

@@ -1,0 +1,325 @@
+//go:build unix
+
+package robustness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// Workload settings, after etcd's robustness traffic: few keys, so that
+// operations on one key overlap and conflict; sequential clients, some
+// pinned to one node and some rotating over all of them.
+const (
+	workloadKeys    = 10
+	workloadClients = 8
+	// opTimeout bounds one request on the client side: the server answers
+	// 504 after --request-timeout, so this only fires for a node that does
+	// not answer at all (SIGSTOP).
+	opTimeout = 2500 * time.Millisecond
+	// unavailableBackoff keeps a client from spinning on a node that is down.
+	unavailableBackoff = 50 * time.Millisecond
+)
+
+// workload runs the clients of one history.
+type workload struct {
+	c            *cluster
+	rec          *recorder
+	keys         []string
+	serializable bool // reads ask for consistency=serializable
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	definite  atomic.Int64 // operations with a definite answer
+	unknowns  atomic.Int64 // operations of unknown outcome
+	mu        sync.Mutex
+	unexpects []string // answers the API never gives; each fails the history
+}
+
+// logicalClient is one sequential client. It owns one client.Client per
+// endpoint it uses, each sending every request exactly once
+// (WithMaxAttempts(1)), so every HTTP request is one recorded operation and
+// no failover can hide an outcome.
+type logicalClient struct {
+	id    int
+	slot  int // the node it is pinned to, or -1 to rotate over all
+	turn  int
+	rng   *rand.Rand
+	hc    *http.Client
+	conns map[string]*client.Client // by endpoint
+	seq   int
+	// lastRev is the mod revision this client last saw for each key,
+	// together with a value (a read or its own put); compare-and-swap uses
+	// it. Absent when the client last saw the key missing, or does not know.
+	lastRev map[string]uint64
+}
+
+func startWorkload(c *cluster, rec *recorder, seed uint64, serializable bool) *workload {
+	w := &workload{c: c, rec: rec, serializable: serializable, stop: make(chan struct{})}
+	for i := range workloadKeys {
+		w.keys = append(w.keys, fmt.Sprintf("key%d", i))
+	}
+	for i := range workloadClients {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: time.Second}).DialContext
+		lc := &logicalClient{
+			id: i, slot: -1,
+			rng:     rand.New(rand.NewPCG(seed, uint64(i))),
+			hc:      &http.Client{Transport: tr},
+			conns:   map[string]*client.Client{},
+			lastRev: map[string]uint64{},
+		}
+		if i%2 == 0 { // clients 0, 2, 4, 6 are pinned to nodes 0, 1, 2, 0
+			lc.slot = (i / 2) % clusterSize
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			defer lc.hc.CloseIdleConnections()
+			w.run(lc)
+		}()
+	}
+	return w
+}
+
+// halt stops the clients and waits for them; each finishes its current
+// operation first.
+func (w *workload) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	w.wg.Wait()
+}
+
+func (w *workload) stopped() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitDefinite waits until n more operations than mark got a definite
+// answer, and fails after d: a history where nothing happens checks
+// nothing.
+func (w *workload) waitDefinite(ctx context.Context, mark, n int64, d time.Duration) error {
+	return poll(ctx, d, func() error {
+		if got := w.definite.Load() - mark; got < n {
+			return fmt.Errorf("only %d operations got a definite answer in %v, want %d", got, d, n)
+		}
+		return nil
+	})
+}
+
+func (w *workload) unexpected() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.unexpects...)
+}
+
+func (w *workload) run(lc *logicalClient) {
+	for !w.stopped() {
+		slot := lc.slot
+		if slot < 0 {
+			slot = lc.turn % clusterSize
+			lc.turn++
+		}
+		endpoint := w.c.clientURL(slot)
+		in := lc.next(w.keys)
+		in.Serializable = in.Kind == opGet && w.serializable
+		if !w.do(lc, endpoint, in) {
+			select {
+			case <-time.After(unavailableBackoff):
+			case <-w.stop:
+			}
+		}
+	}
+}
+
+// next chooses the next operation: 35% linearizable gets, 25% puts, 15%
+// compare-and-swaps on the revision last seen (create-only when none), 7%
+// create-only puts, 10% deletes, 8% deletes conditional on the revision last
+// seen.
+func (lc *logicalClient) next(keys []string) kvInput {
+	key := keys[lc.rng.IntN(len(keys))]
+	lc.seq++
+	value := fmt.Sprintf("c%d.%d", lc.id, lc.seq) // unique in the history
+	rev, known := lc.lastRev[key]
+	switch r := lc.rng.IntN(100); {
+	case r < 35:
+		return kvInput{Kind: opGet, Key: key}
+	case r < 60:
+		return kvInput{Kind: opPut, Key: key, Value: value}
+	case r < 75 && known:
+		return kvInput{Kind: opPut, Key: key, Value: value, Cond: condModRev, CondRev: rev}
+	case r < 82:
+		return kvInput{Kind: opPut, Key: key, Value: value, Cond: condAbsent}
+	case r < 92 || !known:
+		return kvInput{Kind: opDelete, Key: key}
+	default:
+		return kvInput{Kind: opDelete, Key: key, Cond: condModRev, CondRev: rev}
+	}
+}
+
+func (lc *logicalClient) client(endpoint string) *client.Client {
+	cl, ok := lc.conns[endpoint]
+	if !ok {
+		var err error
+		cl, err = client.New([]string{endpoint}, client.WithHTTPClient(lc.hc), client.WithMaxAttempts(1))
+		if err != nil {
+			panic(err) // the harness made the endpoint
+		}
+		lc.conns[endpoint] = cl
+	}
+	return cl
+}
+
+// do sends one operation and records it. It returns false when the node was
+// unavailable (nothing was applied, nothing is recorded).
+func (w *workload) do(lc *logicalClient, endpoint string, in kvInput) bool {
+	cl := lc.client(endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	key := []byte(in.Key)
+	call := w.rec.now()
+	var out kvOutput
+	var err error
+	switch in.Kind {
+	case opGet:
+		consistency := client.Linearizable
+		if in.Serializable {
+			consistency = client.Serializable
+		}
+		var kv client.KV
+		kv, err = cl.Get(ctx, key, consistency)
+		out = kvOutput{Value: string(kv.Value), Rev: kv.ModRevision, CreateRev: kv.CreateRevision, Version: kv.Version, StoreRev: kv.Revision}
+	case opPut:
+		var res client.Result
+		res, err = cl.Put(ctx, key, []byte(in.Value), condition(in))
+		out = kvOutput{Rev: res.Revision, ModRev: res.ModRevision, CreateRev: res.CreateRevision, Version: res.Version, Created: res.Created}
+	case opDelete:
+		var res client.DeleteResult
+		res, err = cl.Delete(ctx, key, condition(in))
+		out = kvOutput{Rev: res.Revision, Deleted: res.Deleted}
+	}
+	ret := w.rec.now()
+	node := w.nodeName(endpoint)
+	switch o := classify(in, err); o.status {
+	case outcomeUnavailable:
+		return false
+	case outcomeUnexpected:
+		w.mu.Lock()
+		w.unexpects = append(w.unexpects, fmt.Sprintf("%s on %s: %v", describeInput(in), node, err))
+		w.mu.Unlock()
+		return false
+	case outcomeUnknown:
+		w.unknowns.Add(1)
+		out = kvOutput{Status: stUnknown}
+		ret = math.MaxInt64
+		delete(lc.lastRev, in.Key)
+	case stPrecondition:
+		out = kvOutput{Status: stPrecondition, Rev: o.etag}
+	case stNotFound:
+		out = kvOutput{Status: stNotFound}
+	default:
+		out.Status = stOK
+	}
+	if out.Status != stUnknown {
+		w.definite.Add(1)
+		lc.learn(in, out)
+	}
+	meta := opMeta{Node: node}
+	if err != nil {
+		meta.Err = err.Error()
+	}
+	w.rec.add(porcupine.Operation{ClientId: lc.id, Input: in, Call: call, Output: out, Return: ret, Metadata: meta})
+	return true
+}
+
+// learn remembers the revision an answer showed with a value.
+func (lc *logicalClient) learn(in kvInput, out kvOutput) {
+	if out.Status == stOK && in.Kind != opDelete {
+		lc.lastRev[in.Key] = out.Rev
+		return
+	}
+	// Missing (a later compare-and-swap creates it), or a 412, which shows
+	// a revision without its value.
+	delete(lc.lastRev, in.Key)
+}
+
+func (w *workload) nodeName(endpoint string) string {
+	for _, n := range w.c.members() {
+		if n.clientURL() == endpoint {
+			return n.name()
+		}
+	}
+	return endpoint
+}
+
+func condition(in kvInput) client.Condition {
+	switch in.Cond {
+	case condModRev:
+		return client.IfModRevision(in.CondRev)
+	case condAbsent:
+		return client.IfNotExists()
+	}
+	return client.Condition{}
+}
+
+// outcome classes of a request.
+const (
+	outcomeUnavailable status = 100 + iota // not applied: leave it out
+	outcomeUnknown                         // may or may not have been applied
+	outcomeUnexpected                      // an answer the API never gives here
+)
+
+type outcome struct {
+	status status
+	etag   uint64 // for a 412: the key's mod revision, 0 when absent
+}
+
+// classify maps a client error to an outcome, by the rules of docs/API.md:
+// 503 (and a request that never left) means not applied; 504, a broken
+// connection after sending, and a client timeout mean unknown. A read that
+// failed in any way changed nothing, so it is left out.
+func classify(in kvInput, err error) outcome {
+	var pf *client.PreconditionFailedError
+	var apiErr *client.APIError
+	switch {
+	case err == nil:
+		return outcome{status: stOK}
+	case errors.As(err, &pf) && in.Kind != opGet && in.Cond != condNone:
+		return outcome{status: stPrecondition, etag: pf.ModRevision}
+	case errors.Is(err, client.ErrNotFound) && (in.Kind == opGet || (in.Kind == opDelete && in.Cond == condNone)):
+		return outcome{status: stNotFound}
+	case errors.Is(err, client.ErrUnavailable):
+		return outcome{status: outcomeUnavailable}
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		if in.Kind == opGet {
+			return outcome{status: outcomeUnavailable}
+		}
+		return outcome{status: outcomeUnknown}
+	case errors.As(err, &apiErr):
+		return outcome{status: outcomeUnexpected}
+	case in.Kind == opGet:
+		return outcome{status: outcomeUnavailable}
+	}
+	// Anything else (a response that broke off, say) after the request may
+	// have been sent: the write may have happened.
+	return outcome{status: outcomeUnknown}
+}
