@@ -160,6 +160,10 @@ type Status struct {
 	WALFiles      int     `json:"wal_files"`
 	SnapshotFiles int     `json:"snapshot_files"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// StateHash and HashRevision are set by HashOf: a SHA-256 of the
+	// member's store at that revision.
+	StateHash    string `json:"state_hash,omitempty"`
+	HashRevision uint64 `json:"hash_revision,omitempty"`
 }
 
 // Health is a member's answer to a health check.
@@ -278,7 +282,17 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // failover or retries: an unreachable member is an error matching
 // ErrUnavailable.
 func (c *Client) StatusOf(ctx context.Context, clientURL string) (Status, error) {
-	resp, err := c.getOnce(ctx, clientURL, "/v1/status")
+	return c.statusOf(ctx, clientURL, "/v1/status")
+}
+
+// HashOf is StatusOf with the member's state hash, which costs the member a
+// pass over every key.
+func (c *Client) HashOf(ctx context.Context, clientURL string) (Status, error) {
+	return c.statusOf(ctx, clientURL, "/v1/status?hash=true")
+}
+
+func (c *Client) statusOf(ctx context.Context, clientURL, path string) (Status, error) {
+	resp, err := c.getOnce(ctx, clientURL, path)
 	if err == nil && resp.StatusCode/100 != 2 {
 		err = readError(resp)
 	}

@@ -275,6 +275,19 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
+	// Every member holds the same store: the same hash at the same revision.
+	var hash string
+	for _, id := range c.Running() {
+		h, err := cl.HashOf(ctx, c.ClientURL(id))
+		if err != nil || h.StateHash == "" || h.HashRevision != rev {
+			t.Fatalf("hash of member %d = %q at %d, %v; want one at revision %d", id, h.StateHash, h.HashRevision, err, rev)
+		}
+		if hash != "" && h.StateHash != hash {
+			t.Errorf("member %d hashes %s, another %s", id, h.StateHash, hash)
+		}
+		hash = h.StateHash
+	}
+
 	down := closedPort(t)
 	if _, err := cl.StatusOf(ctx, down); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("status of a closed port: %v", err)

@@ -343,7 +343,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) (uint64, error
 		case <-changed:
 			lead, changed = n.leaderChanged()
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: leadership did not move to %d within %v", ErrTimeout, to, 2*n.electionTimeout())
+			return 0, fmt.Errorf("%w: leadership did not move to %d in time", ErrTimeout, to)
 		case <-n.stopc:
 			return 0, ErrStopped
 		}
