@@ -257,8 +257,13 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 		case res := <-applied:
 			return result(res)
 		default:
-			return unknown
 		}
+		// A member may learn of its own removal from a peer before it
+		// applies the change itself: then the change did happen.
+		if cc.GetType() == raftpb.ConfChangeRemoveNode && cc.GetNodeId() == n.cfg.ID && n.removed.Load() {
+			return nil
+		}
+		return unknown
 	}
 	select {
 	case err := <-req.result:

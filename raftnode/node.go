@@ -97,6 +97,7 @@ type Node struct {
 	applied       atomic.Uint64 // mirrors appliedIndex
 	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
 	confApplied   atomic.Uint64 // index of the newest configuration change applied
+	removed       atomic.Bool   // this member stopped because it was removed
 	leaderMu      sync.Mutex
 	leaderC       chan struct{} // closed and replaced when the leader changes
 	clusterID     uint64
@@ -440,6 +441,7 @@ func (n *Node) run() {
 	default:
 	}
 	if errors.Is(err, ErrRemoved) {
+		n.removed.Store(true) // before stopc closes: a pending removal of self reads it
 		if merr := n.storage.markRemoved(); merr != nil {
 			n.lg.Error("record removal in the data dir", zap.Error(merr))
 		}

@@ -174,6 +174,11 @@ func TestRemoveLeaderUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// Stop the writers before the cluster stops, whichever way the test ends.
+	defer func() {
+		stop.Store(true)
+		wg.Wait()
+	}()
 	c.WaitFor("some writes before the removal", func() error {
 		mu.Lock()
 		defer mu.Unlock()
