@@ -286,7 +286,7 @@ func (n *Node) replay(ds *diskState) error {
 		if err != nil {
 			return fmt.Errorf("raftnode: load snapshot: %w", err)
 		}
-		if err := n.raftStorage.ApplySnapshot(ds.snapshot); err != nil {
+		if err := n.raftStorage.ApplySnapshot(metadataOnly(ds.snapshot)); err != nil {
 			return fmt.Errorf("raftnode: load snapshot: %w", err)
 		}
 		md := ds.snapshot.GetMetadata()

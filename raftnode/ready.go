@@ -128,7 +128,7 @@ func (n *Node) persist(rd raft.Ready) error {
 		if err := n.storage.wal.Sync(); err != nil {
 			return fmt.Errorf("raftnode: sync wal: %w", err)
 		}
-		if err := n.raftStorage.ApplySnapshot(rd.Snapshot); err != nil {
+		if err := n.raftStorage.ApplySnapshot(metadataOnly(rd.Snapshot)); err != nil {
 			return fmt.Errorf("raftnode: apply snapshot: %w", err)
 		}
 		if err := n.applySnapshot(rd.Snapshot); err != nil {

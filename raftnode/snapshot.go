@@ -59,10 +59,12 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 	if err != nil {
 		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
 	}
-	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, encodeEnvelope(members, appData))
+	// raft's copy holds only the metadata (see metadataOnly).
+	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, nil)
 	if err != nil {
 		return fmt.Errorf("raftnode: create snapshot: %w", err)
 	}
+	snapshot.Data = encodeEnvelope(members, appData)
 	if err := n.storage.saveSnapshot(snapshot); err != nil {
 		return err
 	}
@@ -107,4 +109,13 @@ func (n *Node) awaitSnapshot() error {
 	case <-n.stopc:
 		return ErrStopped
 	}
+}
+
+// metadataOnly is the copy of a snapshot that raft's MemoryStorage keeps.
+// Raft reads a stored snapshot only to send it, and sendSnapshot sends the
+// current state instead, so the data would be dead weight: MemoryStorage
+// would hold it for as long as the snapshot is the newest and copy all of it
+// each time raft asked for it.
+func metadataOnly(s *raftpb.Snapshot) *raftpb.Snapshot {
+	return &raftpb.Snapshot{Metadata: s.GetMetadata()}
 }
