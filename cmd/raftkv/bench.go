@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -65,7 +69,7 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 	value := strings.Repeat("v", f.valueSize)
 
 	var next atomic.Int64
-	var failed atomic.Int64
+	var failures failureCounts
 	latencies := make([][]time.Duration, f.clients)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -78,10 +82,10 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 				if i >= int64(f.requests) || ctx.Err() != nil {
 					return
 				}
-				url := fmt.Sprintf("%s/bench-%d", endpoints[int(i)%len(endpoints)], i%int64(f.keys))
+				target := fmt.Sprintf("%s/bench-%d", endpoints[int(i)%len(endpoints)], i%int64(f.keys))
 				t0 := time.Now()
-				if err := benchRequest(ctx, client, f.op, url, value, f.consistency); err != nil {
-					failed.Add(1)
+				if err := benchRequest(ctx, client, f.op, target, value, f.consistency); err != nil {
+					failures.add(err)
 					continue
 				}
 				latencies[c] = append(latencies[c], time.Since(t0))
@@ -98,20 +102,83 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 		}
 		return all[min(len(all)-1, int(p*float64(len(all))))]
 	}
-	_, err := fmt.Fprintf(out, "%s: %d ok, %d failed in %v: %.0f req/s; latency p50 %v p90 %v p99 %v max %v\n",
-		f.op, len(all), failed.Load(), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(),
-		pct(0.50), pct(0.90), pct(0.99), pct(1))
-	return err
+	if _, err := fmt.Fprintf(out, "%s: %d ok, %d failed in %v: %.0f req/s; latency p50 %v p90 %v p99 %v max %v\n",
+		f.op, len(all), failures.total(), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(),
+		pct(0.50), pct(0.90), pct(0.99), pct(1)); err != nil {
+		return err
+	}
+	return failures.print(out)
 }
 
-func benchRequest(ctx context.Context, client *http.Client, op, url, value, consistency string) error {
+// failureCounts counts failed requests by reason, so that a run with
+// failures says whether they were refusals, timeouts or lost connections.
+type failureCounts struct {
+	mu       sync.Mutex
+	byReason map[string]int
+}
+
+func (fc *failureCounts) add(err error) {
+	reason := err.Error()
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		reason = urlErr.Err.Error() // without the URL, which names the key
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.byReason == nil {
+		fc.byReason = make(map[string]int)
+	}
+	fc.byReason[reason]++
+}
+
+func (fc *failureCounts) total() int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	n := 0
+	for _, c := range fc.byReason {
+		n += c
+	}
+	return n
+}
+
+// print lists the reasons, most frequent first.
+func (fc *failureCounts) print(out io.Writer) error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	reasons := slices.Collect(maps.Keys(fc.byReason))
+	slices.SortFunc(reasons, func(a, b string) int {
+		return cmp.Or(cmp.Compare(fc.byReason[b], fc.byReason[a]), cmp.Compare(a, b))
+	})
+	for _, r := range reasons {
+		if _, err := fmt.Fprintf(out, "  failed %d× %s\n", fc.byReason[r], r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statusError is an answer with an unexpected status; code is the error code
+// from a JSON error body, when there is one.
+type statusError struct {
+	status int
+	code   string
+}
+
+func (e *statusError) Error() string {
+	if e.code == "" {
+		return fmt.Sprintf("status %d", e.status)
+	}
+	return fmt.Sprintf("status %d %s", e.status, e.code)
+}
+
+func benchRequest(ctx context.Context, client *http.Client, op, target, value, consistency string) error {
 	method, body, want := http.MethodGet, io.Reader(nil), http.StatusOK
 	if op == "put" {
 		method, body, want = http.MethodPut, strings.NewReader(value), http.StatusNoContent
 	} else {
-		url += "?consistency=" + consistency
+		target += "?consistency=" + consistency
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return err
 	}
@@ -120,9 +187,13 @@ func benchRequest(ctx context.Context, client *http.Client, op, url, value, cons
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != want && !(op == "get" && resp.StatusCode == http.StatusNotFound) {
-		return fmt.Errorf("%s %s: status %d", method, url, resp.StatusCode)
+	if resp.StatusCode == want || (op == "get" && resp.StatusCode == http.StatusNotFound) {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
 	}
-	return nil
+	var apiErr struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&apiErr) // the code is optional
+	return &statusError{status: resp.StatusCode, code: apiErr.Code}
 }

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/raftkv/raftkv/internal/testcluster"
+)
+
+// TestBenchReportsThroughputAndFailures runs the load generator against a
+// real one-member cluster: every request of a good run succeeds, and a run
+// the server refuses says why.
+func TestBenchReportsThroughputAndFailures(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 1})
+	c.WaitLeader()
+	run := func(f benchFlags) string {
+		t.Helper()
+		f.endpoints = c.ClientURL(1)
+		if f.consistency == "" {
+			f.consistency = "linearizable"
+		}
+		var out bytes.Buffer
+		if err := runBench(context.Background(), &out, f); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+
+	out := run(benchFlags{op: "put", clients: 4, requests: 40, keys: 10, valueSize: 16})
+	if !strings.HasPrefix(out, "put: 40 ok, 0 failed") {
+		t.Fatalf("a good put run printed %q", out)
+	}
+	out = run(benchFlags{op: "get", clients: 4, requests: 40, keys: 20})
+	if !strings.HasPrefix(out, "get: 40 ok, 0 failed") {
+		t.Fatalf("a get run (missing keys count as answered) printed %q", out)
+	}
+	// Values over the 1.5 MiB request limit are refused with 413.
+	out = run(benchFlags{op: "put", clients: 2, requests: 3, keys: 1, valueSize: 2 << 20})
+	if !strings.HasPrefix(out, "put: 0 ok, 3 failed") || !strings.Contains(out, "failed 3× status 413 request_too_large") {
+		t.Fatalf("an oversized put run printed %q", out)
+	}
+}
