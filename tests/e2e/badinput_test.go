@@ -328,7 +328,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("bad requests changed the cluster:\nbefore %+v\nafter  %+v", before, after)
 	}
 	for i, m := range c.members {
-		if m.proc.exited() {
+		if m.proc.Exited() {
 			t.Fatalf("%s exited", m.name)
 		}
 		mustDo(t, http.MethodGet, m.url("livez"), "", http.StatusOK)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // cliOutput is any line of `raftkv -o json` output: a key, a write's result
@@ -92,9 +94,9 @@ func (r cliRunner) withStdin(t *testing.T, stdin []byte, args ...string) result 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, raftkvBin, args...)
+	cmd := exec.CommandContext(ctx, server.Path(t), args...)
 	cmd.Dir = r.dir
-	cmd.Env = append(cleanEnv(), r.env...)
+	cmd.Env = append(proctest.CleanEnv(), r.env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -112,15 +114,15 @@ func waitOutput(t *testing.T, p *proc, n int) []string {
 	t.Helper()
 	var lines []string
 	err := eventually(leaderTimeout, func() error {
-		lines = strings.Split(strings.TrimSuffix(p.log(), "\n"), "\n")
-		if p.log() == "" {
+		lines = strings.Split(strings.TrimSuffix(p.Log(), "\n"), "\n")
+		if p.Log() == "" {
 			lines = nil
 		}
 		if len(lines) < n {
-			if p.exited() {
-				return fmt.Errorf("%s exited with code %d: %q", p.name, p.exitCode(), p.log())
+			if p.Exited() {
+				return fmt.Errorf("%s exited with code %d: %q", p.Name, p.ExitCode(), p.Log())
 			}
-			return fmt.Errorf("%s printed %d lines, want %d: %q", p.name, len(lines), n, p.log())
+			return fmt.Errorf("%s printed %d lines, want %d: %q", p.Name, len(lines), n, p.Log())
 		}
 		return nil
 	})
@@ -133,14 +135,14 @@ func waitOutput(t *testing.T, p *proc, n int) []string {
 // interrupt sends SIGINT to a watch and checks that it exits 0.
 func interrupt(t *testing.T, p *proc) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if !p.waitExit(stopTimeout) {
-		t.Fatalf("%s did not exit within %v of SIGINT", p.name, stopTimeout)
+	if !p.WaitExit(stopTimeout) {
+		t.Fatalf("%s did not exit within %v of SIGINT", p.Name, stopTimeout)
 	}
-	if code := p.exitCode(); code != 0 {
-		t.Fatalf("%s exited with code %d after SIGINT, want 0: %q", p.name, code, p.log())
+	if code := p.ExitCode(); code != 0 {
+		t.Fatalf("%s exited with code %d after SIGINT, want 0: %q", p.Name, code, p.Log())
 	}
 }
 
@@ -311,7 +313,7 @@ func TestCLI(t *testing.T) {
 	})
 
 	t.Run("failover", func(t *testing.T) {
-		n1.proc.kill(t)
+		n1.proc.Kill(t)
 		// Wait until the survivors commit, whoever led before.
 		c.waitCommit(n2)
 		all := clientURLs(n1, n2, n3)

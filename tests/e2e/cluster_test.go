@@ -91,7 +91,7 @@ func startCluster(t *testing.T, size int, extra ...string) *cluster {
 			return c
 		}
 		for _, m := range c.members {
-			m.proc.stop(t)
+			m.proc.Stop(t)
 		}
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
 			t.Fatalf("start cluster: %v", err)
@@ -114,11 +114,11 @@ func (c *cluster) launch(m *member) {
 // waitUp waits until m answers HTTP, or reports why it exited.
 func (c *cluster) waitUp(m *member) error {
 	return eventually(startTimeout, func() error {
-		if m.proc.exited() {
-			if strings.Contains(m.proc.log(), "address already in use") {
+		if m.proc.Exited() {
+			if strings.Contains(m.proc.Log(), "address already in use") {
 				return fmt.Errorf("%s: %w", m.name, errPortTaken)
 			}
-			return fmt.Errorf("%s exited with code %d: %s", m.name, m.proc.exitCode(), m.proc.lastLine())
+			return fmt.Errorf("%s exited with code %d: %s", m.name, m.proc.ExitCode(), m.proc.LastLine())
 		}
 		_, err := get(m, "e2e-probe", true)
 		return err
@@ -128,7 +128,7 @@ func (c *cluster) waitUp(m *member) error {
 // restart starts m again on its data dir and waits until it answers HTTP.
 func (c *cluster) restart(m *member) {
 	c.t.Helper()
-	if !m.proc.exited() {
+	if !m.proc.Exited() {
 		c.t.Fatalf("restart %s: still running", m.name)
 	}
 	c.launch(m)
@@ -169,7 +169,7 @@ var leaderLine = regexp.MustCompile(`leader changed\s.*"leader": (\d+)`)
 
 // leaderSeenBy returns the leader m last logged, or 0 if none.
 func leaderSeenBy(m *member) int {
-	matches := leaderLine.FindAllStringSubmatch(m.proc.log(), -1)
+	matches := leaderLine.FindAllStringSubmatch(m.proc.Log(), -1)
 	if len(matches) == 0 {
 		return 0
 	}

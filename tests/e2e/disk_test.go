@@ -165,7 +165,7 @@ func TestTornWALTailIsRepaired(t *testing.T) {
 	}
 	const inFlight = "in-flight-at-the-crash"
 	mustPut(t, m, inFlight, "never acknowledged")
-	m.proc.kill(t)
+	m.proc.Kill(t)
 
 	seg := lastWALSegment(t, m.dataDir)
 	frames := walFrames(t, seg)
@@ -182,7 +182,7 @@ func TestTornWALTailIsRepaired(t *testing.T) {
 	}
 
 	c.restart(m)
-	if !strings.Contains(m.proc.log(), "repairing torn wal tail") {
+	if !strings.Contains(m.proc.Log(), "repairing torn wal tail") {
 		t.Error(`the restarted node did not log "repairing torn wal tail"`)
 	}
 	if broken, _ := filepath.Glob(seg + ".broken"); len(broken) != 1 {
@@ -195,9 +195,9 @@ func TestTornWALTailIsRepaired(t *testing.T) {
 	for range 3 {
 		w.put(t, m)
 	}
-	m.proc.terminate(t)
+	m.proc.Terminate(t)
 	c.restart(m)
-	if strings.Contains(m.proc.log(), "repairing") {
+	if strings.Contains(m.proc.Log(), "repairing") {
 		t.Error("the start after the repair repaired the WAL again")
 	}
 	w.check(t, m, false)
@@ -219,7 +219,7 @@ func TestCorruptWALRecordIsRefused(t *testing.T) {
 	for range 10 {
 		w.put(t, m)
 	}
-	m.proc.terminate(t)
+	m.proc.Terminate(t)
 
 	seg := lastWALSegment(t, m.dataDir)
 	f := frameOf(t, walFrames(t, seg), w.keys[2])
@@ -308,7 +308,7 @@ func TestCorruptSnapshotFallsBackToOlder(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	m.proc.terminate(t)
+	m.proc.Terminate(t)
 
 	snaps, _ = filepath.Glob(filepath.Join(snapDir, "*.snap"))
 	slices.Sort(snaps)
@@ -330,7 +330,7 @@ func TestCorruptSnapshotFallsBackToOlder(t *testing.T) {
 	}
 	// Raft restarted at the older snapshot's index: the WAL was replayed
 	// from there.
-	got := appliedAtStart.FindStringSubmatch(m.proc.log())
+	got := appliedAtStart.FindStringSubmatch(m.proc.Log())
 	if got == nil {
 		t.Fatal(`the restarted node did not log raft's "newRaft ... applied: N"`)
 	}
@@ -375,7 +375,7 @@ func TestWipedMemberRestartedWithoutJoin(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	victim.proc.kill(t)
+	victim.proc.Kill(t)
 	if err := os.RemoveAll(victim.dataDir); err != nil {
 		t.Fatal(err)
 	}

@@ -135,13 +135,13 @@ func TestServeRejectsOtherMembersDataDir(t *testing.T) {
 		if attempt == startAttempts {
 			t.Fatal(err)
 		}
-		one.proc.stop(t)
+		one.proc.Stop(t)
 		if err := os.RemoveAll(dataDir); err != nil {
 			t.Fatal(err)
 		}
 	}
 	mustPut(t, one, "k", "v")
-	one.proc.terminate(t)
+	one.proc.Terminate(t)
 
 	before := listDir(t, dataDir)
 	ports := freePorts(t, 2)
@@ -185,10 +185,10 @@ func TestServeConfiguredByEnv(t *testing.T) {
 			err = c.waitUp(n2)
 		}
 		if err != nil {
-			n1.proc.stop(t)
-			n2.proc.stop(t)
-			if strings.Contains(n2.proc.log(), ":"+busyPort) {
-				t.Fatalf("node 2 used RAFTKV_PORT=%s instead of --port %d: %s", busyPort, n2.port, n2.proc.lastLine())
+			n1.proc.Stop(t)
+			n2.proc.Stop(t)
+			if strings.Contains(n2.proc.Log(), ":"+busyPort) {
+				t.Fatalf("node 2 used RAFTKV_PORT=%s instead of --port %d: %s", busyPort, n2.port, n2.proc.LastLine())
 			}
 			if attempt == startAttempts || !errors.Is(err, errPortTaken) {
 				t.Fatal(err)

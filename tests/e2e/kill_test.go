@@ -66,7 +66,7 @@ func TestKillAndRestart(t *testing.T) {
 			}
 		}
 		t.Logf("killing the %s, %s", role, victim.name)
-		victim.proc.kill(t)
+		victim.proc.Kill(t)
 		for i := range 30 {
 			w.put(t, others[i%len(others)])
 		}

@@ -194,14 +194,14 @@ func TestOperations(t *testing.T) {
 	if out := cli.ok(t, "member", "remove", "3"); out != "3\n" {
 		t.Fatalf("member remove 3 printed %q", out)
 	}
-	if !n3.proc.waitExit(exitTimeout) || n3.proc.exitCode() != 0 {
+	if !n3.proc.WaitExit(exitTimeout) || n3.proc.ExitCode() != 0 {
 		t.Fatalf("node3 did not exit 0 after its removal")
 	}
 	cli.fails(t, 4, "member_removed", "member", "add", "http://127.0.0.1:1", "--id", "3", "--learner")
 
 	// status with a member down: every member has a line, the one that
 	// is down says so.
-	n2.proc.kill(t)
+	n2.proc.Kill(t)
 	cli = cliRunner{dir: cli.dir, env: []string{"RAFTKV_ENDPOINTS=" + clientURLs(n2, n1, n4)}}
 	header, rows = table(t, cli.ok(t, "status"))
 	if header != "ID NAME STATE LEADER TERM APPLIED LAG DATA-SIZE" || len(rows) != 3 {
@@ -239,7 +239,7 @@ func TestOperations(t *testing.T) {
 
 	// Without a quorum there is no member list: status shows what the
 	// endpoints that answer say of themselves, with a warning.
-	n1.proc.kill(t)
+	n1.proc.Kill(t)
 	var r result
 	err = eventually(leaderTimeout, func() error {
 		r = cli.run(t, "status")

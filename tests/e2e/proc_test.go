@@ -6,13 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // Deadlines. They are generous because CI runs race-instrumented servers on
@@ -25,15 +26,11 @@ const (
 	pollInterval  = 50 * time.Millisecond
 )
 
-// proc is one raftkv process. Its stdout and stderr go to a log file in the
-// test's temporary directory, printed if the test fails.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	logFile *os.File
-	done    chan struct{} // closed when the process has exited
-}
+// proc is a raftkv process that a test started. Its stdout and stderr go to
+// a log file in the test's temporary directory, printed if the test fails;
+// it is stopped when the test ends. Its Kill, Terminate and Stop fail the
+// test when the process does not go as told.
+type proc struct{ *proctest.Proc }
 
 // startProc starts raftkv with args in the working directory dir, with env
 // added to an environment cleared of RAFTKV_ variables. The process is
@@ -44,129 +41,52 @@ func startProc(t *testing.T, name, dir string, env []string, args ...string) *pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(raftkvBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
+	pp, err := proctest.Start(proctest.Spec{Name: name, Bin: server.Path(t), Args: args, Dir: dir, Env: env, Log: f})
+	if err != nil {
+		t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, logPath: f.Name(), logFile: f, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait() // the exit status is read from cmd.ProcessState
-		close(p.done)
-	}()
+	p := &proc{pp}
 	t.Cleanup(func() {
-		p.stop(t)
-		p.logFile.Close()
-		out := p.log()
-		if strings.Contains(out, "WARNING: DATA RACE") {
-			t.Errorf("%s reported a data race", p.name)
+		p.Stop(t)
+		out := p.Log()
+		if proctest.ReportsDataRace(out) {
+			t.Errorf("%s reported a data race", p.Name)
 		}
 		if t.Failed() {
-			t.Logf("--- %s (%s) output:\n%s", p.name, strings.Join(p.cmd.Args[1:], " "), out)
+			t.Logf("--- %s (%s) output:\n%s", p.Name, strings.Join(args, " "), out)
 		}
 	})
 	return p
 }
 
-// cleanEnv is the test's environment without RAFTKV_ settings, so that a
-// developer's shell cannot change what the tests start. A race-enabled
-// binary sleeps a second at exit by default so that late races get reported;
-// a shorter pause keeps "exits promptly" measurable and the suite fast.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RAFTKV_") {
-			env = append(env, kv)
-		}
-	}
-	if _, ok := os.LookupEnv("GORACE"); !ok {
-		env = append(env, "GORACE=atexit_sleep_ms=100")
-	}
-	return env
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// waitExit waits up to d for the process to exit and reports whether it did.
-func (p *proc) waitExit(d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return true
-	case <-timer.C:
-		return false
-	}
-}
-
-// exitCode is the exit status, or -1 if a signal ended the process. Call it
-// only after the process has exited.
-func (p *proc) exitCode() int {
-	<-p.done
-	return p.cmd.ProcessState.ExitCode()
-}
-
-// log returns everything the process has written so far.
-func (p *proc) log() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return "(reading log: " + err.Error() + ")"
-	}
-	return string(b)
-}
-
-// lastLine returns the last non-empty line of the process's output.
-func (p *proc) lastLine() string {
-	lines := strings.Split(strings.TrimRight(p.log(), "\n"), "\n")
-	return lines[len(lines)-1]
-}
-
-// kill ends the process with SIGKILL and waits for it.
-func (p *proc) kill(t *testing.T) {
+// Kill ends the process with SIGKILL and waits for it.
+func (p *proc) Kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
-		t.Fatalf("kill %s: %v", p.name, err)
+	if err := p.Proc.Kill(); err != nil {
+		t.Fatal(err)
 	}
-	<-p.done
 }
 
-// terminate sends SIGTERM and reports how long the process took to exit, or
+// Terminate sends SIGTERM and reports how long the process took to exit, or
 // fails the test if it did not exit within stopTimeout.
-func (p *proc) terminate(t *testing.T) time.Duration {
+func (p *proc) Terminate(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", p.name, err)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", p.Name, err)
 	}
-	if !p.waitExit(stopTimeout) {
-		t.Fatalf("%s did not exit within %v of SIGTERM", p.name, stopTimeout)
+	if !p.WaitExit(stopTimeout) {
+		t.Fatalf("%s did not exit within %v of SIGTERM", p.Name, stopTimeout)
 	}
 	return time.Since(start)
 }
 
-// stop ends the process at the end of a test: SIGTERM, then SIGKILL if it
+// Stop ends the process at the end of a test: SIGTERM, then SIGKILL if it
 // does not exit in time. A process that ignores SIGTERM fails the test.
-func (p *proc) stop(t *testing.T) {
-	if p.exited() {
-		return
+func (p *proc) Stop(t *testing.T) {
+	if !p.Proc.Stop(exitTimeout) {
+		t.Errorf("%s did not exit within %v of SIGTERM; killed it", p.Name, exitTimeout)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if p.waitExit(exitTimeout) {
-		return
-	}
-	t.Errorf("%s did not exit within %v of SIGTERM; killing it", p.name, exitTimeout)
-	_ = p.cmd.Process.Kill()
-	<-p.done
 }
 
 // result is what a short-lived raftkv command did.
@@ -181,9 +101,9 @@ func runRaftkv(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, raftkvBin, args...)
+	cmd := exec.CommandContext(ctx, server.Path(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(proctest.CleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -201,18 +121,9 @@ func runRaftkv(t *testing.T, dir string, env []string, args ...string) result {
 // process may take one before raftkv binds it; cluster starts retry then.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	lns := make([]net.Listener, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	for _, ln := range lns {
-		ln.Close()
+	ports, err := proctest.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

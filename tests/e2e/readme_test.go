@@ -40,13 +40,13 @@ func TestREADMEWorkflow(t *testing.T) {
 	// curl -L http://127.0.0.1:12380/3 -XDELETE
 	t.Logf("removing node 3; node 1 last saw node %d as the leader", leaderSeenBy(n1))
 	mustDo(t, http.MethodDelete, n1.url("3"), "", http.StatusNoContent)
-	if !n3.proc.waitExit(exitTimeout) {
+	if !n3.proc.WaitExit(exitTimeout) {
 		t.Fatalf("node 3 still running %v after its removal", exitTimeout)
 	}
-	if code := n3.proc.exitCode(); code != 0 {
-		t.Errorf("removed node 3 exited with code %d, want 0; last line: %s", code, n3.proc.lastLine())
+	if code := n3.proc.ExitCode(); code != 0 {
+		t.Errorf("removed node 3 exited with code %d, want 0; last line: %s", code, n3.proc.LastLine())
 	}
-	if log := n3.proc.log(); !strings.Contains(log, "removed from the cluster") {
+	if log := n3.proc.Log(); !strings.Contains(log, "removed from the cluster") {
 		t.Errorf("removed node 3 logged no line saying it was removed")
 	}
 
@@ -54,14 +54,14 @@ func TestREADMEWorkflow(t *testing.T) {
 	// without touching it.
 	before := listDir(t, n3.dataDir)
 	c.launch(n3)
-	if !n3.proc.waitExit(exitTimeout) {
+	if !n3.proc.WaitExit(exitTimeout) {
 		t.Errorf("node 3 restarted after its removal and is still running after %v", exitTimeout)
-		n3.proc.stop(t)
+		n3.proc.Stop(t)
 	} else {
-		if code := n3.proc.exitCode(); code == 0 {
+		if code := n3.proc.ExitCode(); code == 0 {
 			t.Errorf("restarting removed node 3 exited with code 0, want non-zero")
 		}
-		out := strings.TrimSpace(n3.proc.log())
+		out := strings.TrimSpace(n3.proc.Log())
 		if strings.Count(out, "\n") != 0 || !strings.Contains(out, "removed") {
 			t.Errorf("restarting removed node 3: want one line saying it was removed, got:\n%s", out)
 		}
@@ -71,9 +71,9 @@ func TestREADMEWorkflow(t *testing.T) {
 	}
 
 	// go tool goreman run stop raftkv2: SIGTERM, and node 2 exits 0.
-	n2.proc.terminate(t)
-	if code := n2.proc.exitCode(); code != 0 {
-		t.Errorf("node 2 exited with code %d after SIGTERM, want 0; last line: %s", code, n2.proc.lastLine())
+	n2.proc.Terminate(t)
+	if code := n2.proc.ExitCode(); code != 0 {
+		t.Errorf("node 2 exited with code %d after SIGTERM, want 0; last line: %s", code, n2.proc.LastLine())
 	}
 	// curl -L http://127.0.0.1:12380/my-key -XPUT -d baz: nodes 1 and 4
 	// are two of three and still form a quorum.

@@ -25,9 +25,9 @@ func TestGracefulShutdown(t *testing.T) {
 
 	terminate := func(m *member) {
 		t.Helper()
-		took := m.proc.terminate(t)
-		if code := m.proc.exitCode(); code != 0 {
-			t.Fatalf("%s exited with code %d after SIGTERM, want 0; last line: %s", m.name, code, m.proc.lastLine())
+		took := m.proc.Terminate(t)
+		if code := m.proc.ExitCode(); code != 0 {
+			t.Fatalf("%s exited with code %d after SIGTERM, want 0; last line: %s", m.name, code, m.proc.LastLine())
 		}
 		t.Logf("%s exited 0 %v after SIGTERM", m.name, took.Round(time.Millisecond))
 	}

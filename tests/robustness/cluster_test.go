@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"go.etcd.io/etcd/pkg/v3/proxy"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // Settings of every node. Snapshots are small and frequent so that every
@@ -73,7 +75,7 @@ func (n *node) name() string { return "n" + strconv.FormatUint(n.id, 10) }
 func (n *node) clientURL() string { return "http://127.0.0.1:" + strconv.Itoa(n.clientPort) }
 
 // running reports whether n's process is up (paused or not).
-func (n *node) running() bool { return n.proc != nil && !n.proc.exited() }
+func (n *node) running() bool { return n.proc != nil && !n.proc.Exited() }
 
 // cluster is a set of raftkv processes with their proxies. Its member list
 // may change (replace); the workload reads it concurrently through
@@ -110,6 +112,29 @@ func newCluster(bin, dir string, logf func(string, ...any)) (*cluster, error) {
 	}, nil
 }
 
+// startTestCluster starts a cluster for a test that drives it itself instead
+// of through runHistory, and stops it when the test ends. The logf it returns
+// stamps each line with the time since the start, as a history's log does.
+func startTestCluster(ctx context.Context, t *testing.T) (*cluster, func(format string, args ...any)) {
+	t.Helper()
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		t.Logf("%6.2fs %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	c, err := newCluster(serverBinary.Path(t), t.TempDir(), logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.stop()
+		c.close()
+	})
+	if err := c.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, logf
+}
+
 // start starts clusterSize nodes and waits until every one is ready. A port
 // taken between choosing and binding it makes it try again with new ones.
 func (c *cluster) start(ctx context.Context) error {
@@ -127,7 +152,7 @@ func (c *cluster) start(ctx context.Context) error {
 }
 
 func (c *cluster) tryStart(ctx context.Context, attempt int) error {
-	ports, err := freePorts(3 * clusterSize)
+	ports, err := proctest.FreePorts(3 * clusterSize)
 	if err != nil {
 		return err
 	}
@@ -218,12 +243,12 @@ func (c *cluster) args(n *node) []string {
 // launch starts n's process without waiting for it.
 func (c *cluster) launch(n *node) error {
 	n.starts++
-	logPath := n.logPath
-	p, err := startProc(c.bin, n.name(), logPath, c.args(n), func(p *proc, code int) {
+	name, logPath := n.name(), n.logPath
+	p, err := startProc(c.bin, name, logPath, c.args(n), func(code int) {
 		if portTaken(logPath) {
 			return // a port taken under the harness: waitLive tries other ones
 		}
-		c.problem("%s exited unexpectedly with code %d: %s", p.name, code, lastLine(logPath))
+		c.problem("%s exited unexpectedly with code %d: %s", name, code, lastLine(logPath))
 	})
 	if err != nil {
 		return err
@@ -235,11 +260,11 @@ func (c *cluster) launch(n *node) error {
 // waitLive waits until n answers /livez, or reports why it exited.
 func (c *cluster) waitLive(ctx context.Context, n *node) error {
 	return poll(ctx, liveTimeout, func() error {
-		if n.proc.exited() {
+		if n.proc.Exited() {
 			if portTaken(n.logPath) {
 				return fmt.Errorf("%s: %w", n.name(), errPortTaken)
 			}
-			return permanent(fmt.Errorf("%s exited with code %d: %s", n.name(), n.proc.exitCode(), lastLine(n.logPath)))
+			return permanent(fmt.Errorf("%s exited with code %d: %s", n.name(), n.proc.ExitCode(), lastLine(n.logPath)))
 		}
 		resp, err := c.hc.Get(n.clientURL() + "/livez")
 		if err != nil {
@@ -319,7 +344,7 @@ func (c *cluster) closeProxy(n *node) {
 // kill kills n with SIGKILL and closes its proxy, so that its peers find its
 // port closed, as they would a dead host's.
 func (c *cluster) kill(n *node) {
-	n.proc.kill()
+	n.proc.Kill()
 	c.closeProxy(n)
 }
 
@@ -342,11 +367,11 @@ func (c *cluster) relaunch(ctx context.Context, n *node) error {
 		if err == nil {
 			return nil
 		}
-		n.proc.kill()
+		n.proc.Kill()
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
 			return fmt.Errorf("restart %s: %w", n.name(), err)
 		}
-		ports, perr := freePorts(2)
+		ports, perr := proctest.FreePorts(2)
 		if perr != nil {
 			return perr
 		}
@@ -372,7 +397,7 @@ func (c *cluster) stop() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if !n.proc.stop(stopTimeout) {
+			if !n.proc.Stop(stopTimeout) {
 				c.problem("%s did not exit within %v of SIGTERM", n.name(), stopTimeout)
 			}
 		}()
@@ -390,7 +415,7 @@ func (c *cluster) stop() {
 		seen[n.logPath] = true
 		b, _ := os.ReadFile(n.logPath)
 		log := string(b)
-		if strings.Contains(log, "WARNING: DATA RACE") {
+		if proctest.ReportsDataRace(log) {
 			c.problem("%s reported a data race (see %s)", n.name(), filepath.Base(n.logPath))
 		}
 		if strings.Contains(log, "\npanic: ") {
@@ -508,27 +533,6 @@ func (c *cluster) waitReady(ctx context.Context, nodes ...*node) error {
 	return nil
 }
 
-// freePorts returns n distinct ports that were free a moment ago. Another
-// process may take one before it is bound; callers retry with new ones.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
-}
-
 // permanentError stops poll at once.
 type permanentError struct{ error }
 
@@ -599,7 +603,4 @@ func firstLineWith(text, sub string) string {
 }
 
 // lastLine returns the last non-empty line of the file at path.
-func lastLine(path string) string {
-	lines := strings.Split(strings.TrimRight(tail(path, 4096), "\n"), "\n")
-	return lines[len(lines)-1]
-}
+func lastLine(path string) string { return proctest.LastLine(tail(path, 4096)) }

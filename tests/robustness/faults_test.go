@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // Isolation limits: how long an isolation may wait for the others to
@@ -274,7 +275,7 @@ func (n *nemesis) killAll(ctx context.Context, r *faultRecord) error {
 		m.proc.sigkill()
 	}
 	for _, m := range nodes {
-		m.proc.kill() // waits
+		m.proc.Kill() // waits
 		n.c.closeProxy(m)
 	}
 	if err := sleep(ctx, r.Fault.Duration); err != nil {
@@ -432,7 +433,7 @@ func (c *cluster) replace(ctx context.Context, old *node, learner bool) (*node, 
 	if err := os.RemoveAll(old.dataDir); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(1)
+	ports, err := proctest.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
@@ -480,10 +481,10 @@ func (c *cluster) remove(ctx context.Context, via, old *node) error {
 	if err != nil {
 		return fmt.Errorf("remove member %d: %w", old.id, err)
 	}
-	if !old.proc.waitExit(removedTimeout) {
+	if !old.proc.WaitExit(removedTimeout) {
 		c.problem("%s was removed but did not stop within %v", old.name(), removedTimeout)
-		old.proc.kill()
-	} else if code := old.proc.exitCode(); code != 0 {
+		old.proc.Kill()
+	} else if code := old.proc.ExitCode(); code != 0 {
 		c.problem("%s was removed and exited with code %d, want 0: %s", old.name(), code, lastLine(old.logPath))
 	}
 	c.closeProxy(old)
@@ -547,7 +548,7 @@ func (c *cluster) add(ctx context.Context, via, nn *node, learner bool, install 
 		return err
 	}
 	if err := c.startProxy(nn); err != nil {
-		nn.proc.kill()
+		nn.proc.Kill()
 		return err
 	}
 	c.mu.Lock()

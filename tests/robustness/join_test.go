@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // joinTimeout is how long a new member may take to catch up with a cluster
@@ -37,22 +38,9 @@ func TestMemberJoinsAfterCompaction(t *testing.T) {
 }
 
 func testMemberJoinsAfterCompaction(t *testing.T, learner bool) {
-	start := time.Now()
-	logf := func(format string, args ...any) {
-		t.Logf("%6.2fs %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	bin := serverBinary.get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
 	defer cancel()
-	c, err := newCluster(bin, t.TempDir(), logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	defer c.stop()
-	if err := c.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, logf := startTestCluster(ctx, t)
 	leader, err := c.leader(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +60,7 @@ func testMemberJoinsAfterCompaction(t *testing.T, learner bool) {
 	}
 	logf("leader %s: applied %d, snapshot %d", leader.name(), before.AppliedIndex, before.SnapshotIndex)
 
-	ports, err := freePorts(3)
+	ports, err := proctest.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}

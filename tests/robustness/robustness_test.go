@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/internal/proctest"
 )
 
 // History limits.
@@ -66,7 +68,7 @@ type historyResult struct {
 func runHistory(t *testing.T, spec historySpec, replay string) historyResult {
 	h := &history{t: t, res: historyResult{Spec: spec, replay: replay}, start: time.Now(), rec: newRecorder()}
 	h.logf("history %s: seed %d, faults %v; replay with: %s", spec.Name, spec.Seed, spec.Faults, replay)
-	bin := serverBinary.get(t)
+	bin := serverBinary.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
 	defer cancel()
 	c, err := newCluster(bin, t.TempDir(), h.logf)
@@ -234,7 +236,7 @@ func checkResultString(r porcupine.CheckResult) string {
 func describeMembers(c *cluster) string {
 	var parts []string
 	for _, n := range c.members() {
-		parts = append(parts, fmt.Sprintf("%s pid %d client %s peer %s -> %s", n.name(), n.proc.pid(), n.clientURL(), n.peerURL, n.peerAddr))
+		parts = append(parts, fmt.Sprintf("%s pid %d client %s peer %s -> %s", n.name(), n.proc.Pid(), n.clientURL(), n.peerURL, n.peerAddr))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -352,7 +354,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("ROBUSTNESS_SOAK=%q: %v", v, err)
 	}
 	seed := baseSeed(t, uint64(time.Now().UnixNano()))
-	t.Logf("soak for %v from seed %d (race detector: %v)", d, seed, raceEnabled)
+	t.Logf("soak for %v from seed %d (race detector: %v)", d, seed, proctest.RaceEnabled)
 	deadline := time.Now().Add(d)
 	var sum soakSummary
 	for i := 0; time.Now().Before(deadline); i++ {

@@ -34,22 +34,9 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 		t.Skip("starts a cluster of raftkv processes")
 	}
 	seed := baseSeed(t, defaultSeed) + 1000
-	start := time.Now()
-	logf := func(format string, args ...any) {
-		t.Logf("%6.2fs %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
-	bin := serverBinary.get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
 	defer cancel()
-	c, err := newCluster(bin, t.TempDir(), logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	defer c.stop()
-	if err := c.start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c, logf := startTestCluster(ctx, t)
 	rec := newRecorder()
 	w := startWorkload(c, rec, seed, true)
 	defer w.halt()
