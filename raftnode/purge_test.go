@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/raftkv/raftkv/internal/waltest"
 )
 
 // TestPurgeKeepsTheWALOfKeptSnapshots checks that the older snapshots kept
@@ -70,7 +72,7 @@ func TestPurgeKeepsTheWALOfKeptSnapshots(t *testing.T) {
 	if len(snaps) != 5 {
 		t.Fatalf("want the 5 newest snapshots kept, found %v", snaps)
 	}
-	flipBits(t, snaps[len(snaps)-1], 20, 0x01)
+	waltest.FlipBits(t, snaps[len(snaps)-1], 20, 0x01)
 
 	s, ds, err := openStorage(lg, dir, 1, 0)
 	if err != nil {

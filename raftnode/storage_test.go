@@ -3,7 +3,6 @@ package raftnode
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,11 +15,12 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/server/v3/storage/wal"
-	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/raftkv/raftkv/internal/waltest"
 )
 
 // These tests crash-test the storage layer on real WAL and snapshot files:
@@ -29,63 +29,15 @@ import (
 
 const testClusterID = 0x1234
 
-// walRecord is one record of a WAL segment as it lies on disk: [off, end)
-// covers its length field, data and padding.
-type walRecord struct {
-	off, end int64
-	rec      *walpb.Record
-}
-
-// readWALRecords parses the records of a WAL segment file up to the first
-// zero length field (the preallocated, never written part).
-func readWALRecords(t testing.TB, path string) []walRecord {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []walRecord
-	for off := int64(0); off+8 <= int64(len(b)); {
-		lenField := binary.LittleEndian.Uint64(b[off:])
-		if lenField == 0 {
-			break
+// entryFrames returns the frames that hold log entries.
+func entryFrames(frames []waltest.Frame) []waltest.Frame {
+	var out []waltest.Frame
+	for _, f := range frames {
+		if f.Entry != nil {
+			out = append(out, f)
 		}
-		size := int64(lenField &^ (0xff << 56))
-		var pad int64
-		if lenField&(1<<63) != 0 {
-			pad = int64(lenField>>56) & 0x7
-		}
-		end := off + 8 + size + pad
-		if end > int64(len(b)) {
-			t.Fatalf("%s: record at %d runs past the end of the file", path, off)
-		}
-		rec := &walpb.Record{}
-		if err := proto.Unmarshal(b[off+8:off+8+size], rec); err != nil {
-			t.Fatalf("%s: record at %d: %v", path, off, err)
-		}
-		out = append(out, walRecord{off: off, end: end, rec: rec})
-		off = end
 	}
 	return out
-}
-
-// entryRecords returns the records that hold log entries, with their entries.
-func entryRecords(t testing.TB, recs []walRecord) ([]walRecord, []*raftpb.Entry) {
-	t.Helper()
-	var out []walRecord
-	var ents []*raftpb.Entry
-	for _, r := range recs {
-		if r.rec.GetType() != 2 { // wal's entryType
-			continue
-		}
-		e := &raftpb.Entry{}
-		if err := proto.Unmarshal(r.rec.GetData(), e); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-		ents = append(ents, e)
-	}
-	return out, ents
 }
 
 // walSegment returns the one WAL segment of the data dir.
@@ -230,24 +182,6 @@ func describeEntries(got, want []*raftpb.Entry) string {
 	return fmt.Sprintf("all %d entries intact", len(want))
 }
 
-// flipBits inverts the bits of mask in the byte at off in path.
-func flipBits(t testing.TB, path string, off int64, mask byte) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= mask
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestOpenStorageRepairsTornTail cuts the WAL at every byte of its last entry
 // record, as a crash in the middle of writing it would, and checks that the
 // member starts: CheckDataDir accepts the dir, openStorage repairs it (a
@@ -258,17 +192,17 @@ func TestOpenStorageRepairsTornTail(t *testing.T) {
 	src := t.TempDir()
 	const n = 6
 	ents := writeTestWAL(t, lg, src, n)
-	recs, _ := entryRecords(t, readWALRecords(t, walSegment(t, src)))
+	recs := entryFrames(waltest.Frames(t, walSegment(t, src)))
 	last := recs[len(recs)-1]
 
-	for cut := last.off + 1; cut < last.end; cut++ {
+	for cut := last.Off + 1; cut < last.End; cut++ {
 		dir := copyDataDir(t, src, cut)
 		if err := CheckDataDir(lg, dir, 1); err != nil {
 			t.Fatalf("cut at %d: CheckDataDir: %v", cut, err)
 		}
 		s, ds, err := openStorage(lg, dir, 1, 0)
 		if err != nil {
-			t.Fatalf("cut at %d inside [%d, %d): %v", cut, last.off, last.end, err)
+			t.Fatalf("cut at %d inside [%d, %d): %v", cut, last.Off, last.End, err)
 		}
 		if !sameEntries(ds.entries, ents[:n-1]) {
 			t.Fatalf("cut at %d: entries %v, want the first %d", cut, ds.entries, n-1)
@@ -331,15 +265,15 @@ func TestOpenStorageRepairsTornSectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := walSegment(t, dir)
-	recs, _ := entryRecords(t, readWALRecords(t, path))
+	recs := entryFrames(waltest.Frames(t, path))
 	last := recs[len(recs)-1]
 	// Zero every sector after the one holding the record's length field.
-	firstLost := (last.off/512 + 1) * 512
+	firstLost := (last.Off/512 + 1) * 512
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt(make([]byte, last.end-firstLost), firstLost); err != nil {
+	if _, err := f.WriteAt(make([]byte, last.End-firstLost), firstLost); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -366,40 +300,40 @@ func TestOpenStorageRefusesCorruptRecord(t *testing.T) {
 	lg := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
 	src := t.TempDir()
 	ents := writeTestWAL(t, lg, src, 8)
-	all := readWALRecords(t, walSegment(t, src))
-	recs, _ := entryRecords(t, all)
+	all := waltest.Frames(t, walSegment(t, src))
+	recs := entryFrames(all)
 	victim := recs[2] // entry 3 of 8
 	// The hard state record just before entry 5: it commits entry 4.
-	state := all[slices.IndexFunc(all, func(r walRecord) bool { return r.end == recs[4].off })]
+	state := all[slices.IndexFunc(all, func(f waltest.Frame) bool { return f.End == recs[4].Off })]
 	tests := []struct {
 		name string
 		off  int64 // the byte to change
 		mask byte  // the bits to flip in it
 		want error // what the error wraps; nil: any error
 	}{
-		{"entry data", victim.end - 4, 0x01, wal.ErrCRCMismatch},
+		{"entry data", victim.End - 4, 0x01, wal.ErrCRCMismatch},
 		// The record starts with its type (2 bytes) and its CRC (a tag and
 		// a 5-byte varint): change a bit of the CRC that keeps the varint
 		// well formed.
-		{"record crc field", victim.off + 8 + 4, 0x01, wal.ErrCRCMismatch},
+		{"record crc field", victim.Off + 8 + 4, 0x01, wal.ErrCRCMismatch},
 		// The record type is not covered by the CRC. An entry read as a
 		// hard state leaves a gap that ReadAll notices; a hard state
 		// (type 3) read as an entry (type 2) decodes as an entry whose
 		// index is the commit index, and replaces the real entry there.
-		{"record type, entry to state", victim.off + 8 + 1, 0x01, nil},
-		{"record type, state to entry", state.off + 8 + 1, 0x01, nil},
+		{"record type, entry to state", victim.Off + 8 + 1, 0x01, nil},
+		{"record type, state to entry", state.Off + 8 + 1, 0x01, nil},
 		// The little-endian length field before the record. A low bit
 		// reads a slightly wrong amount of data. A high bit (here bit 32)
 		// claims a record larger than what is left of the segment, which
 		// etcd's decoder reports as io.ErrUnexpectedEOF, the error of a
 		// torn tail.
-		{"length field, bit 0", victim.off, 0x01, nil},
-		{"length field, bit 32", victim.off + 4, 0x01, nil},
+		{"length field, bit 0", victim.Off, 0x01, nil},
+		{"length field, bit 32", victim.Off + 4, 0x01, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := copyDataDir(t, src, -1)
-			flipBits(t, walSegment(t, dir), tt.off, tt.mask)
+			waltest.FlipBits(t, walSegment(t, dir), tt.off, tt.mask)
 			before := dirDigest(t, dir)
 			checkErr := CheckDataDir(lg, dir, 1)
 			s, ds, err := openStorage(lg, dir, 1, 0)
@@ -462,7 +396,7 @@ func TestOpenStorageFallsBackToOlderSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipBits(t, newest, fi.Size()/2, 0x01)
+	waltest.FlipBits(t, newest, fi.Size()/2, 0x01)
 	corrupt, err := os.ReadFile(newest)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,9 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
-	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
+	"github.com/raftkv/raftkv/internal/waltest"
 )
 
 // Crash-point and disk tests: each runs real `raftkv serve` processes, stops
@@ -29,64 +26,16 @@ import (
 // A data dir that belongs to another member id is covered by
 // TestServeRejectsOtherMembersDataDir (flags_test.go).
 
-// walFrame is one record of a WAL segment as it lies on disk: [off, end)
-// covers its 8-byte little-endian length field, the walpb.Record (which ends
-// at dataEnd) and the padding to 8 bytes. entry is set for entry records.
-type walFrame struct {
-	off, dataEnd, end int64
-	entry             *raftpb.Entry
-}
-
-// walFrames parses a WAL segment as etcd's decoder does, up to the first
-// zero length field: segments are preallocated (64 MB) and zero-filled, so
-// that is the end of what was written.
-func walFrames(t *testing.T, path string) []walFrame {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []walFrame
-	for off := int64(0); off+8 <= int64(len(b)); {
-		lenField := binary.LittleEndian.Uint64(b[off:])
-		if lenField == 0 {
-			break
-		}
-		size := int64(lenField &^ (0xff << 56))
-		var pad int64
-		if lenField&(1<<63) != 0 {
-			pad = int64(lenField>>56) & 0x7
-		}
-		f := walFrame{off: off, dataEnd: off + 8 + size, end: off + 8 + size + pad}
-		if f.end > int64(len(b)) {
-			t.Fatalf("%s: the record at %d runs past the end of the file", path, off)
-		}
-		rec := &walpb.Record{}
-		if err := proto.Unmarshal(b[off+8:off+8+size], rec); err != nil {
-			t.Fatalf("%s: record at %d: %v", path, off, err)
-		}
-		if rec.GetType() == 2 { // etcd's wal.EntryType
-			f.entry = &raftpb.Entry{}
-			if err := proto.Unmarshal(rec.GetData(), f.entry); err != nil {
-				t.Fatalf("%s: entry at %d: %v", path, off, err)
-			}
-		}
-		out = append(out, f)
-		off = f.end
-	}
-	return out
-}
-
 // frameOf returns the last entry record whose command mentions key.
-func frameOf(t *testing.T, frames []walFrame, key string) walFrame {
+func frameOf(t *testing.T, frames []waltest.Frame, key string) waltest.Frame {
 	t.Helper()
 	for i := len(frames) - 1; i >= 0; i-- {
-		if e := frames[i].entry; e != nil && bytes.Contains(e.GetData(), []byte(key)) {
+		if e := frames[i].Entry; e != nil && bytes.Contains(e.GetData(), []byte(key)) {
 			return frames[i]
 		}
 	}
 	t.Fatalf("no WAL entry holds the key %q", key)
-	return walFrame{}
+	return waltest.Frame{}
 }
 
 // lastWALSegment returns the newest *.wal file of a data dir.
@@ -168,15 +117,15 @@ func TestTornWALTailIsRepaired(t *testing.T) {
 	m.proc.Kill(t)
 
 	seg := lastWALSegment(t, m.dataDir)
-	frames := walFrames(t, seg)
+	frames := waltest.Frames(t, seg)
 	torn := frameOf(t, frames, inFlight)
 	for _, k := range w.keys {
-		if f := frameOf(t, frames, k); f.end > torn.off {
-			t.Fatalf("the record of acknowledged %s ends at %d, after the in-flight write's record starts (%d)", k, f.end, torn.off)
+		if f := frameOf(t, frames, k); f.End > torn.Off {
+			t.Fatalf("the record of acknowledged %s ends at %d, after the in-flight write's record starts (%d)", k, f.End, torn.Off)
 		}
 	}
-	cut := torn.off + (torn.end-torn.off)/2
-	t.Logf("cutting %s at %d, inside the record [%d, %d) of the in-flight write", filepath.Base(seg), cut, torn.off, torn.end)
+	cut := torn.Off + (torn.End-torn.Off)/2
+	t.Logf("cutting %s at %d, inside the record [%d, %d) of the in-flight write", filepath.Base(seg), cut, torn.Off, torn.End)
 	if err := os.Truncate(seg, cut); err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +171,9 @@ func TestCorruptWALRecordIsRefused(t *testing.T) {
 	m.proc.Terminate(t)
 
 	seg := lastWALSegment(t, m.dataDir)
-	f := frameOf(t, walFrames(t, seg), w.keys[2])
+	f := frameOf(t, waltest.Frames(t, seg), w.keys[2])
 	// The record's last byte is the entry's last, the value's last byte.
-	flipBit(t, seg, f.dataEnd-1)
+	waltest.FlipBits(t, seg, f.DataEnd-1, 0x01)
 	before := listDir(t, m.dataDir)
 
 	r := runRaftkv(t, c.dir, nil, m.args()...)
@@ -242,24 +191,6 @@ func TestCorruptWALRecordIsRefused(t *testing.T) {
 	}
 	if after := listDir(t, m.dataDir); !slices.Equal(before, after) {
 		t.Errorf("the data dir changed:\nbefore %v\nafter  %v", before, after)
-	}
-}
-
-// flipBit inverts the lowest bit of the byte at off in path.
-func flipBit(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 1
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -317,7 +248,7 @@ func TestCorruptSnapshotFallsBackToOlder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipBit(t, newest, fi.Size()/2)
+	waltest.FlipBits(t, newest, fi.Size()/2, 0x01)
 	t.Logf("corrupted %s; the next older snapshot is at index %d", filepath.Base(newest), snapIndex(t, older))
 
 	c.restart(m)
