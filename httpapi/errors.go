@@ -56,6 +56,7 @@ var statuses = []struct {
 	{kvstore.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
 	{kvstore.ErrCompacted, http.StatusGone, "compacted"},
 	{kvstore.ErrTimeout, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
+	{kvstore.ErrLeaderChanged, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
 	{kvstore.ErrReadTimeout, http.StatusGatewayTimeout, "read_timeout"},
 	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
 	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},

@@ -13,6 +13,10 @@ var (
 	// ErrTimeout means a write was handed to raft but its result did not
 	// arrive in time: it may or may not have been applied.
 	ErrTimeout = errors.New("kvstore: request timed out, outcome unknown")
+	// ErrLeaderChanged means a write was handed to raft, a new leader took
+	// over, and the write was not among what it committed first: like
+	// ErrTimeout, it may or may not be applied later.
+	ErrLeaderChanged = errors.New("kvstore: the leader changed before the write was applied, outcome unknown")
 	// ErrReadTimeout means a linearizable read could not be served in time.
 	ErrReadTimeout = errors.New("kvstore: read timed out")
 	// ErrBusy means the proposal queue stayed full until the request's

@@ -15,9 +15,14 @@ import (
 	"github.com/raftkv/raftkv/raftnode"
 )
 
-// ReadIndexer confirms linearizable reads; raftnode.Node implements it.
-type ReadIndexer interface {
+// Raft is what KV needs of the raft node beside its channels;
+// raftnode.Node implements it.
+type Raft interface {
+	// ReadIndex confirms linearizable reads.
 	ReadIndex(ctx context.Context) (uint64, error)
+	// LeaderChanged returns the leader (0: none known) and term, and a
+	// channel closed when the leader changes.
+	LeaderChanged() (leader, term uint64, changed <-chan struct{})
 }
 
 // KV turns client requests into raft proposals and waits for their results,
@@ -28,7 +33,7 @@ type KV struct {
 	store    *Store
 	memberID uint64
 	proposeC chan<- raftnode.Proposal
-	reads    ReadIndexer
+	raft     Raft
 	lg       *zap.Logger
 	ids      *idutil.Generator
 	waits    wait.Wait
@@ -58,7 +63,7 @@ type Config struct {
 	MemberID uint64
 	ProposeC chan<- raftnode.Proposal
 	CommitC  <-chan raftnode.Commit
-	Reads    ReadIndexer
+	Raft     Raft
 	// WatchHistory bounds the events kept for resuming watchers;
 	// WatchBuffer the changes one watcher may have pending.
 	WatchHistory int
@@ -83,7 +88,7 @@ func New(cfg Config) *KV {
 		store:    cfg.Store,
 		memberID: cfg.MemberID,
 		proposeC: cfg.ProposeC,
-		reads:    cfg.Reads,
+		raft:     cfg.Raft,
 		lg:       cfg.Logger,
 		ids:      idutil.NewGenerator(uint16(cfg.MemberID), time.Now()),
 		waits:    wait.New(),
@@ -260,7 +265,7 @@ func (kv *KV) Watch(key []byte, prefix bool, from uint64) (*Watcher, error) {
 func (kv *KV) Watchers() int { return kv.hub.count() }
 
 func (kv *KV) linearize(ctx context.Context) error {
-	index, err := kv.reads.ReadIndex(ctx)
+	index, err := kv.raft.ReadIndex(ctx)
 	if err != nil {
 		if errors.Is(err, raftnode.ErrTimeout) {
 			return ErrReadTimeout
@@ -310,12 +315,36 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 	case <-kv.done:
 		return unknown()
 	}
-	select {
-	case res := <-applied:
-		return result(res)
-	case <-ctx.Done():
-		return unknown()
-	case <-kv.done:
-		return unknown()
+	_, term, changed := kv.raft.LeaderChanged()
+	for {
+		select {
+		case res := <-applied:
+			return result(res)
+		case <-ctx.Done():
+			return unknown()
+		case <-kv.done:
+			return unknown()
+		case <-changed:
+			var leader, now uint64
+			leader, now, changed = kv.raft.LeaderChanged()
+			if leader == 0 || now == term {
+				continue
+			}
+			// A leader of a later term has taken over. Once this node has
+			// applied what that leader committed first, the command is
+			// applied if the new leader's log held it. If it is not, it was
+			// lost with the old leader's term, or its proposal is still in
+			// flight and could yet be committed: the outcome is unknown
+			// either way, and waiting longer would tell nothing more.
+			if err := kv.linearize(ctx); err != nil {
+				return unknown()
+			}
+			select {
+			case res := <-applied:
+				return result(res)
+			default:
+				return Result{}, ErrLeaderChanged
+			}
+		}
 	}
 }

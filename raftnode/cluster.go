@@ -341,12 +341,12 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) (uint64, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*n.electionTimeout())
 	defer cancel()
-	lead, changed := n.leaderChanged()
+	lead, _, changed := n.LeaderChanged()
 	n.node.TransferLeadership(ctx, n.cfg.ID, to)
 	for lead != to {
 		select {
 		case <-changed:
-			lead, changed = n.leaderChanged()
+			lead, _, changed = n.LeaderChanged()
 		case <-ctx.Done():
 			return 0, fmt.Errorf("%w: leadership did not move to %d in time", ErrTimeout, to)
 		case <-n.stopc:

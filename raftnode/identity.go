@@ -186,7 +186,7 @@ func (n *Node) publishAttributes() {
 		if m, ok := n.view.Load().members[n.cfg.ID]; ok && m.Name == a.Name && slices.Equal(m.ClientURLs, a.ClientURLs) {
 			return
 		}
-		lead, changed := n.leaderChanged()
+		lead, _, changed := n.LeaderChanged()
 		if _, ok := n.view.Load().members[n.cfg.ID]; ok && lead != raft.None {
 			ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
 			if err := n.node.Propose(ctx, data); err != nil && !errors.Is(err, context.DeadlineExceeded) {

@@ -362,12 +362,13 @@ func (n *Node) setLeader(lead uint64) {
 	n.leaderC = make(chan struct{})
 }
 
-// leaderChanged returns the current leader and a channel closed at the next
-// change.
-func (n *Node) leaderChanged() (uint64, <-chan struct{}) {
+// LeaderChanged returns the current leader (0: none known) and term, and a
+// channel closed at the next change of leader. The term is recorded before
+// the leader, so a new leader is always seen with its term.
+func (n *Node) LeaderChanged() (leader, term uint64, changed <-chan struct{}) {
 	n.leaderMu.Lock()
 	defer n.leaderMu.Unlock()
-	return n.leader.Load(), n.leaderC
+	return n.leader.Load(), n.term.Load(), n.leaderC
 }
 
 // Name returns this member's name.

@@ -81,7 +81,7 @@ func Start(cfg Config) (*Server, error) {
 	cfg.KV.MemberID = cfg.Raft.ID
 	cfg.KV.ProposeC = node.ProposeC()
 	cfg.KV.CommitC = node.CommitC()
-	cfg.KV.Reads = node
+	cfg.KV.Raft = node
 	cfg.KV.Metrics = reg
 	kv := kvstore.New(cfg.KV)
 	cfg.API.KV = kv

@@ -5,7 +5,11 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 )
 
 // writes records every acknowledged write, in order.
@@ -79,4 +83,46 @@ func TestKillAndRestart(t *testing.T) {
 	for _, m := range c.members {
 		w.check(t, m, false)
 	}
+}
+
+// TestWriteToDeadLeaderAnswersOnceNewLeaderIsIn: a write that a follower
+// forwards to a leader killed a moment before is lost with it. The follower
+// answers 504 with an unknown outcome as soon as a new leader has committed
+// without the write, not after the request timeout, which is set far beyond
+// what this test waits for.
+func TestWriteToDeadLeaderAnswersOnceNewLeaderIsIn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	// A long election timeout gives the write time to be forwarded to the
+	// dead leader before the followers give up on it.
+	c := startCluster(t, 3, "--request-timeout", "10m", "--heartbeat-ms", "200", "--election-ms", "3000")
+	leader := leaderSeenBy(c.members[0])
+	if leader == 0 {
+		t.Fatal("node 1 logged no leader after a committed write")
+	}
+	follower := c.members[leader%3] // the member with the next id
+	c.members[leader-1].proc.Kill(t)
+
+	client := &http.Client{Timeout: 2 * time.Minute}
+	req, err := http.NewRequest(http.MethodPut, follower.url("lost"), strings.NewReader("value"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), `"timeout_outcome_unknown"`) ||
+		!strings.Contains(string(body), "leader changed") {
+		t.Fatalf("a write forwarded to the dead leader got %d %s, want 504 timeout_outcome_unknown saying the leader changed",
+			resp.StatusCode, body)
+	}
+	// The leader died before the write was sent, so it cannot resurface.
+	if r, err := get(follower, "lost", false); err != nil || r.status != http.StatusNotFound {
+		t.Fatalf("the lost write reads back as %v %v, want 404", r, err)
+	}
+	mustPut(t, follower, "after", "value")
 }
