@@ -165,8 +165,8 @@ func TestRemoveLeaderUnderLoad(t *testing.T) {
 						after.Add(1)
 					}
 				case errors.Is(err, raftnode.ErrNoLeader), errors.Is(err, raftnode.ErrProposalDropped),
-					errors.Is(err, kvstore.ErrTimeout), errors.Is(err, kvstore.ErrBusy):
-					// Not acknowledged: fine during the change.
+					errors.Is(err, kvstore.ErrTimeout), errors.Is(err, kvstore.ErrLeaderChanged), errors.Is(err, kvstore.ErrBusy):
+					// Not acknowledged (or not known to be): fine during the change.
 				default:
 					t.Errorf("write %s: %v", key, err)
 					return
