@@ -289,41 +289,34 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 	case <-kv.done:
 		return Result{}, ErrStopped
 	}
-	result := func(res any) (Result, error) {
-		if r, ok := res.(Result); ok {
-			return r, r.Err
-		}
-		return Result{}, ErrTimeout
-	}
 	// From here raft may have the command: a stop or a timeout leaves its
 	// outcome unknown, unless it was applied just before.
-	unknown := func() (Result, error) {
-		select {
-		case res := <-applied:
-			return result(res)
-		default:
-			return Result{}, ErrTimeout
-		}
-	}
 	select {
 	case err := <-accepted:
 		if err != nil {
 			return Result{}, err
 		}
 	case <-ctx.Done():
-		return unknown()
+		return outcome(applied, ErrTimeout)
 	case <-kv.done:
-		return unknown()
+		return outcome(applied, ErrTimeout)
 	}
+	return kv.awaitResult(ctx, applied)
+}
+
+// awaitResult waits for the result of a command raft has accepted. It
+// gives up early when a new leader takes over without the command (see
+// ErrLeaderChanged).
+func (kv *KV) awaitResult(ctx context.Context, applied <-chan any) (Result, error) {
 	_, term, changed := kv.raft.LeaderChanged()
 	for {
 		select {
 		case res := <-applied:
 			return result(res)
 		case <-ctx.Done():
-			return unknown()
+			return outcome(applied, ErrTimeout)
 		case <-kv.done:
-			return unknown()
+			return outcome(applied, ErrTimeout)
 		case <-changed:
 			var leader, now uint64
 			leader, now, changed = kv.raft.LeaderChanged()
@@ -337,14 +330,29 @@ func (kv *KV) propose(ctx context.Context, cmd Command) (Result, error) {
 			// flight and could yet be committed: the outcome is unknown
 			// either way, and waiting longer would tell nothing more.
 			if err := kv.linearize(ctx); err != nil {
-				return unknown()
+				return outcome(applied, ErrTimeout)
 			}
-			select {
-			case res := <-applied:
-				return result(res)
-			default:
-				return Result{}, ErrLeaderChanged
-			}
+			return outcome(applied, ErrLeaderChanged)
 		}
 	}
+}
+
+// outcome is the command's result if it has been applied, and unknown (err)
+// otherwise.
+func outcome(applied <-chan any, unknown error) (Result, error) {
+	select {
+	case res := <-applied:
+		return result(res)
+	default:
+		return Result{}, unknown
+	}
+}
+
+// result turns what the applier handed a waiter into the command's result;
+// anything but a Result means none came.
+func result(res any) (Result, error) {
+	if r, ok := res.(Result); ok {
+		return r, r.Err
+	}
+	return Result{}, ErrTimeout
 }
