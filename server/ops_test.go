@@ -236,14 +236,7 @@ func TestGracefulStopHandsOverLeadership(t *testing.T) {
 	if got := c.Node(successor).Term(); got <= term {
 		t.Fatalf("the successor %d leads at term %d, not after the old leader's term %d", successor, got, term)
 	}
-	for _, id := range c.Running() {
-		c.WaitFor(fmt.Sprintf("member %d to follow %d", id, successor), func() error {
-			if lead := c.Node(id).Leader(); lead != successor {
-				return fmt.Errorf("leader %d", lead)
-			}
-			return nil
-		})
-	}
+	c.WaitFollow(successor)
 }
 
 // TestTransferLeadership moves leadership to a chosen voter, refuses a
@@ -260,14 +253,7 @@ func TestTransferLeadership(t *testing.T) {
 	if err != nil || got != to {
 		t.Fatalf("transfer to %d = %d, %v", to, got, err)
 	}
-	for _, id := range c.Running() {
-		c.WaitFor(fmt.Sprintf("member %d to follow %d", id, to), func() error {
-			if lead := c.Node(id).Leader(); lead != to {
-				return fmt.Errorf("leader %d", lead)
-			}
-			return nil
-		})
-	}
+	c.WaitFollow(to)
 	if _, err := c.Node(to).TransferLeadership(ctx, 42); !errors.Is(err, raftnode.ErrMemberNotFound) {
 		t.Fatalf("transfer to an unknown member: %v", err)
 	}

@@ -561,3 +561,16 @@ func (c *Cluster) WaitApplied(index uint64, ids ...uint64) {
 		})
 	}
 }
+
+// WaitFollow waits until every running member knows leader as the leader.
+func (c *Cluster) WaitFollow(leader uint64) {
+	c.t.Helper()
+	for _, id := range c.Running() {
+		c.WaitFor(fmt.Sprintf("member %d to follow %d", id, leader), func() error {
+			if lead := c.Node(id).Leader(); lead != leader {
+				return fmt.Errorf("leader %d", lead)
+			}
+			return nil
+		})
+	}
+}
