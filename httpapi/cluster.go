@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,8 +57,9 @@ const (
 )
 
 // newForwarder returns the transport that carries forwarded requests.
-func newForwarder() *http.Transport {
+func newForwarder(tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
+		TLSClientConfig: tlsConfig,
 		// Members reach each other directly, never through an HTTP proxy
 		// from the environment.
 		Proxy:               nil,

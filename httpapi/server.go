@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,9 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Gatherer is what GET /metrics serves; nil answers 404 there.
 	Gatherer prometheus.Gatherer
+	// ForwardTLS is how a follower dials the leader's https client URL to
+	// forward a request; nil trusts the system's CAs.
+	ForwardTLS *tls.Config
 }
 
 // Server is the client API's http.Handler.
@@ -123,7 +127,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg, forwarder: newForwarder(), metrics: newHTTPMetrics(cfg)}
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg)}
 }
 
 // ServeHTTP dispatches on the raw path. It does not use http.ServeMux for

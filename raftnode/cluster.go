@@ -65,7 +65,7 @@ func (n *Node) Started(id uint64) bool {
 // is set) and returns it once the change is applied on this node. An id of 0
 // picks an unused one.
 func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, learner bool) (Member, error) {
-	if err := validatePeerURLs(peerURLs); err != nil {
+	if err := n.checkPeerURLs(peerURLs); err != nil {
 		return Member{}, err
 	}
 	if id == 0 {
@@ -85,6 +85,24 @@ func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, lear
 		return Member{}, err
 	}
 	return n.member(id)
+}
+
+// checkPeerURLs checks the peer URLs of a member to add or update: valid, and
+// https exactly when this cluster's peers use TLS.
+func (n *Node) checkPeerURLs(urls []string) error {
+	if err := validatePeerURLs(urls); err != nil {
+		return err
+	}
+	for _, u := range urls {
+		if isHTTPS(u) != n.cfg.PeerTLS.Enabled() {
+			want := "http"
+			if n.cfg.PeerTLS.Enabled() {
+				want = "https"
+			}
+			return fmt.Errorf("%w: %q: this cluster's peers use %s", ErrInvalidPeerURL, u, want)
+		}
+	}
+	return nil
 }
 
 // PromoteMember makes a learner a voter once it has caught up with the
@@ -112,7 +130,7 @@ func (n *Node) PromoteMember(ctx context.Context, id uint64) (Member, error) {
 
 // UpdateMember replaces a member's peer URLs.
 func (n *Node) UpdateMember(ctx context.Context, id uint64, peerURLs []string) (Member, error) {
-	if err := validatePeerURLs(peerURLs); err != nil {
+	if err := n.checkPeerURLs(peerURLs); err != nil {
 		return Member{}, err
 	}
 	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext(peerURLs)}

@@ -3,10 +3,13 @@ package raftnode
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/raftkv/raftkv/listener"
 )
 
 // StateMachine is what the node needs from the application: snapshots of
@@ -41,7 +44,11 @@ type Config struct {
 	// DataDir holds the WAL and snapshots.
 	DataDir string
 	// PeerListener serves the raft transport; the node closes it on stop.
+	// With PeerTLS it must serve TLS (PeerTLS.ServerConfig).
 	PeerListener net.Listener
+	// PeerTLS, when enabled, is how this member proves itself to its peers
+	// and checks them; every peer URL is then https.
+	PeerTLS listener.TLSFiles
 	// StateMachine supplies snapshots.
 	StateMachine StateMachine
 	// Logger receives structured logs.
@@ -132,6 +139,12 @@ func (c *Config) Validate() error {
 		if err := ValidatePeerURL(p); err != nil {
 			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
 		}
+		if https := isHTTPS(p); https != c.PeerTLS.Enabled() {
+			if https {
+				return fmt.Errorf("%w: peer URL %s is https but no peer certificate is configured", ErrInvalidConfig, p)
+			}
+			return fmt.Errorf("%w: peer URL %s is plain http but peer TLS is configured; use https", ErrInvalidConfig, p)
+		}
 		if j, dup := seen[p]; dup {
 			return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)
 		}
@@ -144,4 +157,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: election timeout must exceed the heartbeat interval", ErrInvalidConfig)
 	}
 	return nil
+}
+
+// isHTTPS reports whether a valid peer URL uses TLS.
+func isHTTPS(peerURL string) bool {
+	u, err := url.Parse(peerURL)
+	return err == nil && u.Scheme == "https"
 }

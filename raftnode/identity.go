@@ -65,7 +65,10 @@ func initialClusterID(lg *zap.Logger, cfg *Config) (uint64, error) {
 // reached are skipped: on a first start they may not be up yet.
 func checkNotStartedBefore(cfg *Config, clusterID uint64) error {
 	self := cfg.Peers[cfg.ID-1]
-	client := &http.Client{Timeout: startedCheckTimeout}
+	client, err := peerClient(cfg, startedCheckTimeout)
+	if err != nil {
+		return err
+	}
 	defer client.CloseIdleConnections()
 	errc := make(chan error, len(cfg.Peers))
 	asked := 0
@@ -106,7 +109,10 @@ const startedCheckTimeout = 500 * time.Millisecond
 // checks that the cluster already added this member with this peer URL.
 func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 	self := cfg.Peers[cfg.ID-1]
-	client := &http.Client{Timeout: 2 * time.Second}
+	client, err := peerClient(cfg, 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
 	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(cfg.RequestTimeout)
 	var errs []error
@@ -145,6 +151,17 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 	return 0, errors.New("raftnode: cannot join the cluster: no other peer in the cluster list")
 }
 
+// peerClient is an HTTP client for the peers' ports, with the peer TLS
+// settings; each request is bounded by timeout.
+func peerClient(cfg *Config, timeout time.Duration) (*http.Client, error) {
+	tlsConfig, err := cfg.PeerTLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer TLS: %w", ErrInvalidConfig, err)
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsConfig}}, nil
+}
+
+// fetchClusterInfo asks the peer at peerURL for the cluster's id and members.
 func fetchClusterInfo(client *http.Client, peerURL string) (clusterInfo, error) {
 	var info clusterInfo
 	resp, err := client.Get(strings.TrimSuffix(peerURL, "/") + clusterPath)

@@ -201,6 +201,7 @@ func Start(cfg Config) (*Node, error) {
 		ServerStats: stats.NewServerStats("", ""),
 		LeaderStats: stats.NewLeaderStats(lg, strconv.FormatUint(cfg.ID, 10)),
 		ErrorC:      make(chan error, 1),
+		TLSInfo:     cfg.PeerTLS.Info(),
 	}
 	if err := n.transport.Start(); err != nil {
 		n.node.Stop()
@@ -225,7 +226,8 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second}
+	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: zap.NewStdLog(lg.Named("peer-http"))}
 	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()

@@ -94,9 +94,12 @@ func Start(cfg Config) (*Server, error) {
 		node:  node,
 		kv:    kv,
 		store: store,
-		http:  &http.Server{Handler: httpapi.New(cfg.API), ReadHeaderTimeout: 10 * time.Second},
-		done:  make(chan struct{}),
-		stop:  make(chan struct{}),
+		http: &http.Server{Handler: httpapi.New(cfg.API), ReadHeaderTimeout: 10 * time.Second,
+			// Failed TLS handshakes and the like, which net/http would
+			// print to stderr.
+			ErrorLog: zap.NewStdLog(cfg.Logger.Named("client-http"))},
+		done: make(chan struct{}),
+		stop: make(chan struct{}),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(cfg.ClientListener) }()

@@ -52,6 +52,9 @@ type serveFlags struct {
 	initialClusterState string
 	heartbeatMS         int
 	electionMS          int
+
+	clientTLS listener.TLSFiles
+	peerTLS   listener.TLSFiles
 }
 
 func newServeCommand() *cobra.Command {
@@ -94,6 +97,14 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new to bootstrap a cluster, existing to join one (same as --join)")
 	fl.IntVar(&f.heartbeatMS, "heartbeat-ms", 100, "raft heartbeat interval in milliseconds")
 	fl.IntVar(&f.electionMS, "election-ms", 1000, "raft election timeout in milliseconds (a multiple of --heartbeat-ms)")
+	fl.StringVar(&f.clientTLS.CertFile, "cert-file", "", "serve the client API over TLS with this certificate (PEM)")
+	fl.StringVar(&f.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
+	fl.StringVar(&f.clientTLS.TrustedCAFile, "trusted-ca-file", "", "CA bundle that signs client certificates and, for forwarded requests, the other members' client certificates")
+	fl.BoolVar(&f.clientTLS.ClientCertAuth, "client-cert-auth", false, "require client certificates signed by --trusted-ca-file")
+	fl.StringVar(&f.peerTLS.CertFile, "peer-cert-file", "", "talk to peers over TLS with this certificate (PEM); every peer URL is then https")
+	fl.StringVar(&f.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
+	fl.StringVar(&f.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that signs the peers' certificates")
+	fl.BoolVar(&f.peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "require peers to present certificates signed by --peer-trusted-ca-file")
 	return cmd
 }
 
@@ -125,11 +136,21 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	if f.heartbeatMS <= 0 || f.electionMS < 2*f.heartbeatMS {
 		return raftnode.Config{}, fmt.Errorf("--heartbeat-ms %d and --election-ms %d: the heartbeat must be positive and the election timeout at least twice it (etcd uses 100 and 1000)", f.heartbeatMS, f.electionMS)
 	}
+	if err := f.clientTLS.Check("--"); err != nil {
+		return raftnode.Config{}, err
+	}
+	if err := f.peerTLS.Check("--peer-"); err != nil {
+		return raftnode.Config{}, err
+	}
 	if f.dataDir == "" {
 		f.dataDir = "raftkv-" + strconv.FormatUint(f.id, 10)
 	}
 	if f.advertiseClientURL == "" {
-		f.advertiseClientURL = "http://" + net.JoinHostPort(f.listenClient, strconv.Itoa(f.port))
+		scheme := "http://"
+		if f.clientTLS.Enabled() {
+			scheme = "https://"
+		}
+		f.advertiseClientURL = scheme + net.JoinHostPort(f.listenClient, strconv.Itoa(f.port))
 	}
 	if u, err := url.Parse(f.advertiseClientURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return raftnode.Config{}, fmt.Errorf("--advertise-client-url %q: want http(s)://host:port", f.advertiseClientURL)
@@ -150,6 +171,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.MaxSnapshots = f.maxSnapshots
 	cfg.MaxWALs = f.maxWALs
 	cfg.RequestTimeout = f.requestTimeout
+	cfg.PeerTLS = f.peerTLS
 	if err := cfg.Validate(); err != nil {
 		return raftnode.Config{}, fmt.Errorf("--id %d, --cluster %q: %w", f.id, f.cluster, err)
 	}
@@ -195,11 +217,24 @@ func serve(f serveFlags) error {
 	if listenPeer == "" {
 		listenPeer = peerURL.Host
 	}
-	peerLn, err := listener.New(listenPeer, nil)
+	// The TLS files were loaded once by config; load them again for use.
+	peerTLS, err := f.peerTLS.ServerConfig()
+	if err != nil {
+		return fmt.Errorf("peer TLS: %w", err)
+	}
+	clientTLS, err := f.clientTLS.ServerConfig()
+	if err != nil {
+		return fmt.Errorf("client TLS: %w", err)
+	}
+	forwardTLS, err := f.clientTLS.ClientConfig()
+	if err != nil {
+		return fmt.Errorf("client TLS: %w", err)
+	}
+	peerLn, err := listener.New(listenPeer, peerTLS)
 	if err != nil {
 		return fmt.Errorf("peer listener %s: %w", listenPeer, err)
 	}
-	clientLn, err := listener.New(net.JoinHostPort(f.listenClient, strconv.Itoa(f.port)), nil)
+	clientLn, err := listener.New(net.JoinHostPort(f.listenClient, strconv.Itoa(f.port)), clientTLS)
 	if err != nil {
 		peerLn.Close()
 		return fmt.Errorf("client port: %w", err)
@@ -217,6 +252,7 @@ func serve(f serveFlags) error {
 			MaxRequestBytes: f.maxRequestBytes,
 			RequestTimeout:  f.requestTimeout,
 			Version:         version,
+			ForwardTLS:      forwardTLS,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,

@@ -87,3 +87,7 @@ func (c *Cluster) do(id uint64, method, path, body string, want int, read func(*
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
 }
+
+// HTTPClient is the client the harness sends its requests with: with
+// Config.TLS it trusts the test CA and presents the client certificate.
+func (c *Cluster) HTTPClient() *http.Client { return c.http }

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/internal/testcerts"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
@@ -68,6 +69,10 @@ type Config struct {
 	WatchBuffer  int
 	// LogLevel is the zaptest level; the zero value is Info.
 	LogLevel zapcore.Level
+	// TLS, when set, makes every member serve its peer and client ports
+	// over TLS with certificates from it, requiring client certificates on
+	// both; the harness's own requests present TLS.ClientCert.
+	TLS *testcerts.Set
 }
 
 func (c *Config) withDefaults() {
@@ -143,6 +148,13 @@ func New(t testing.TB, cfg Config) *Cluster {
 		// treats a connection in StateNew as active until then).
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 	}
+	if cfg.TLS != nil {
+		tlsConfig, err := listener.TLSFiles{CertFile: cfg.TLS.ClientCert, KeyFile: cfg.TLS.ClientKey, TrustedCAFile: cfg.TLS.CAFile}.ClientConfig()
+		if err != nil {
+			t.Fatalf("testcluster: client TLS: %v", err)
+		}
+		c.http.Transport.(*http.Transport).TLSClientConfig = tlsConfig
+	}
 	t.Cleanup(c.cleanup)
 	// Every peer URL must be known before the first member starts, so all
 	// peer listeners are bound first.
@@ -175,14 +187,14 @@ func New(t testing.TB, cfg Config) *Cluster {
 // newMember binds a peer listener on a free loopback port for the next id.
 func (c *Cluster) newMember(join bool) (*member, error) {
 	id := uint64(len(c.members) + 1)
-	ln, err := listener.New("127.0.0.1:0", nil)
+	ln, err := c.listen("127.0.0.1:0", c.peerTLS())
 	if err != nil {
 		return nil, fmt.Errorf("testcluster: peer listener for member %d: %w", id, err)
 	}
 	m := &member{
 		id:      id,
 		dataDir: filepath.Join(c.baseDir, "raftkv-"+strconv.FormatUint(id, 10)),
-		peerURL: "http://" + ln.Addr().String(),
+		peerURL: c.scheme() + ln.Addr().String(),
 		join:    join,
 		peerLn:  ln,
 	}
@@ -210,10 +222,16 @@ func (c *Cluster) start(m *member) error {
 		peerLn.Close()
 		return err
 	}
-	clientLn, err := listener.New("127.0.0.1:0", nil)
+	clientLn, err := c.listen("127.0.0.1:0", c.clientTLS())
 	if err != nil {
 		peerLn.Close()
 		return fmt.Errorf("testcluster: client listener: %w", err)
+	}
+	forwardTLS, err := c.clientTLS().ClientConfig()
+	if err != nil {
+		peerLn.Close()
+		clientLn.Close()
+		return fmt.Errorf("testcluster: client TLS: %w", err)
 	}
 	rc := raftnode.DefaultConfig()
 	rc.ID = m.id
@@ -228,11 +246,12 @@ func (c *Cluster) start(m *member) error {
 	rc.TickInterval = c.cfg.TickInterval
 	rc.ElectionTicks = c.cfg.ElectionTicks
 	rc.RequestTimeout = c.cfg.RequestTimeout
-	rc.ClientURLs = []string{"http://" + clientLn.Addr().String()}
+	rc.PeerTLS = c.peerTLS()
+	rc.ClientURLs = []string{c.scheme() + clientLn.Addr().String()}
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
 		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
-		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout},
+		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardTLS: forwardTLS},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
@@ -240,8 +259,36 @@ func (c *Cluster) start(m *member) error {
 		return err // Start closed both listeners
 	}
 	m.srv = srv
-	m.clientURL = "http://" + clientLn.Addr().String()
+	m.clientURL = c.scheme() + clientLn.Addr().String()
 	return nil
+}
+
+// peerTLS and clientTLS are the members' TLS settings: none without
+// Config.TLS.
+func (c *Cluster) peerTLS() listener.TLSFiles {
+	if c.cfg.TLS == nil {
+		return listener.TLSFiles{}
+	}
+	return listener.TLSFiles{CertFile: c.cfg.TLS.NodeCert, KeyFile: c.cfg.TLS.NodeKey, TrustedCAFile: c.cfg.TLS.CAFile, ClientCertAuth: true}
+}
+
+func (c *Cluster) clientTLS() listener.TLSFiles { return c.peerTLS() }
+
+// scheme is the scheme of the members' URLs, with its "://".
+func (c *Cluster) scheme() string {
+	if c.cfg.TLS == nil {
+		return "http://"
+	}
+	return "https://"
+}
+
+// listen listens on addr, with TLS when files are enabled.
+func (c *Cluster) listen(addr string, files listener.TLSFiles) (*listener.Listener, error) {
+	tlsConfig, err := files.ServerConfig()
+	if err != nil {
+		return nil, err
+	}
+	return listener.New(addr, tlsConfig)
 }
 
 // member returns the member with id, failing the test if there is none.
@@ -354,7 +401,7 @@ func (c *Cluster) rebind(peerURL string) (net.Listener, error) {
 	retry := time.NewTicker(20 * time.Millisecond)
 	defer retry.Stop()
 	for {
-		ln, err := listener.New(u.Host, nil)
+		ln, err := c.listen(u.Host, c.peerTLS())
 		if err == nil {
 			return ln, nil
 		}

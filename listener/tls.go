@@ -1,0 +1,96 @@
+package listener
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+)
+
+// TLSFiles names the PEM files of one TLS endpoint, as etcd's flags do: the
+// certificate and key it serves (and presents when it dials others of its
+// kind), the CA bundle it trusts, and whether clients must present a
+// certificate that CA signed.
+type TLSFiles struct {
+	CertFile, KeyFile string
+	TrustedCAFile     string
+	ClientCertAuth    bool
+}
+
+// Enabled reports whether TLS is configured.
+func (f TLSFiles) Enabled() bool { return f.CertFile != "" || f.KeyFile != "" }
+
+// Check reports settings that cannot work, naming flags after prefix (e.g.
+// "--peer-"), and loads every file so that a bad one fails at startup.
+func (f TLSFiles) Check(prefix string) error {
+	switch {
+	case !f.Enabled() && (f.TrustedCAFile != "" || f.ClientCertAuth):
+		return fmt.Errorf("%strusted-ca-file and %sclient-cert-auth need %scert-file and %skey-file", prefix, prefix, prefix, prefix)
+	case (f.CertFile == "") != (f.KeyFile == ""):
+		return fmt.Errorf("%scert-file and %skey-file go together", prefix, prefix)
+	case f.ClientCertAuth && f.TrustedCAFile == "":
+		return fmt.Errorf("%sclient-cert-auth needs %strusted-ca-file, the CA that signs client certificates", prefix, prefix)
+	}
+	if !f.Enabled() {
+		return nil
+	}
+	if _, err := f.ServerConfig(); err != nil {
+		return fmt.Errorf("%scert-file, %skey-file: %w", prefix, prefix, err)
+	}
+	if _, err := f.ClientConfig(); err != nil {
+		return fmt.Errorf("%strusted-ca-file: %w", prefix, err)
+	}
+	return nil
+}
+
+// ServerConfig is the configuration to serve with, nil when TLS is off.
+func (f TLSFiles) ServerConfig() (*tls.Config, error) {
+	if !f.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("listener: load certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.ClientCertAuth {
+		pool, err := loadCAs(f.TrustedCAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// ClientConfig is the configuration to dial others of this endpoint's kind
+// with: trust the CA bundle (the system's when none is given) and present
+// this endpoint's certificate, for servers that require one. nil when TLS is
+// off.
+func (f TLSFiles) ClientConfig() (*tls.Config, error) {
+	if !f.Enabled() {
+		return nil, nil
+	}
+	return f.Info().ClientConfig()
+}
+
+// Info is the same settings in the form etcd's rafthttp dials with.
+func (f TLSFiles) Info() transport.TLSInfo {
+	return transport.TLSInfo{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.TrustedCAFile}
+}
+
+func loadCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("listener: trusted CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("listener: trusted CA: " + file + " holds no PEM certificate")
+	}
+	return pool, nil
+}

@@ -1,0 +1,104 @@
+package server_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/raftkv/raftkv/internal/testcerts"
+	"github.com/raftkv/raftkv/internal/testcluster"
+	"github.com/raftkv/raftkv/listener"
+	"github.com/raftkv/raftkv/raftnode"
+)
+
+// TestTLSCluster runs a cluster whose peer and client ports both serve TLS
+// and require client certificates: writes replicate, a restarted follower
+// catches up by a snapshot sent over TLS, a follower forwards a members
+// request to the leader over TLS, and connections without the right
+// certificates are refused.
+func TestTLSCluster(t *testing.T) {
+	const snapshotCount, catchUp = 50, 20
+	certs := testcerts.New(t)
+	c := testcluster.New(t, testcluster.Config{Size: 3, TLS: certs, SnapshotCount: snapshotCount, SnapshotCatchUpEntries: catchUp})
+	leader := c.WaitLeader()
+	for _, id := range c.Running() {
+		if u := c.ClientURL(id); !strings.HasPrefix(u, "https://") {
+			t.Fatalf("member %d client URL %s is not https", id, u)
+		}
+	}
+	f := otherThan(c, leader)
+	want := map[string]string{}
+	c.WaitApplied(putKeys(t, c, leader, "before-stop", 10, want))
+	stoppedAt := c.Server(f).KV().Applied()
+	if err := c.Stop(f); err != nil {
+		t.Fatalf("stop member %d: %v", f, err)
+	}
+	last := putKeys(t, c, leader, "while-stopped", 4*snapshotCount, want)
+	c.Restart(f)
+	c.WaitApplied(last, f)
+	if st := c.Node(f).Status(); st.Snapshot <= stoppedAt {
+		t.Errorf("member %d: snapshot index %d: it caught up without a snapshot", f, st.Snapshot)
+	}
+	checkKeys(t, c, f, want, testcluster.Serializable)
+
+	// A follower forwards GET /v1/members to the leader's https client URL,
+	// presenting its own certificate.
+	resp, err := c.HTTPClient().Get(c.ClientURL(f) + "/v1/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "https://") {
+		t.Fatalf("GET /v1/members on follower %d: %d %s", f, resp.StatusCode, body)
+	}
+
+	// A member's peer URLs must be https here.
+	_, err = c.Node(leader).AddMember(testContext(t), 0, []string{"http://127.0.0.1:1"}, true)
+	if !errors.Is(err, raftnode.ErrInvalidPeerURL) {
+		t.Fatalf("adding a plain-http peer to a TLS cluster: %v, want ErrInvalidPeerURL", err)
+	}
+
+	// Refused: plain HTTP, a client that does not trust the CA, and one
+	// without a client certificate, on both ports.
+	withoutCert, err := listener.TLSFiles{CertFile: certs.ClientCert, KeyFile: certs.ClientKey, TrustedCAFile: certs.CAFile}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutCert.Certificates, withoutCert.GetClientCertificate = nil, nil
+	otherCA, err := listener.TLSFiles{CertFile: certs.ClientCert, KeyFile: certs.ClientKey, TrustedCAFile: certs.OtherCAFile}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []struct{ name, url string }{
+		{"client", c.ClientURL(leader) + "/livez"},
+		{"peer", c.PeerURL(leader) + "/raft"},
+	} {
+		plain := strings.Replace(port.url, "https://", "http://", 1)
+		if status, err := probe(nil, plain); err != nil || status != http.StatusBadRequest {
+			t.Errorf("%s port over plain HTTP: %d %v, want 400 from the TLS server", port.name, status, err)
+		}
+		if _, err := probe(otherCA, port.url); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("%s port with another CA: %v, want a certificate error", port.name, err)
+		}
+		if status, err := probe(withoutCert, port.url); err == nil {
+			t.Errorf("%s port without a client certificate answered %d", port.name, status)
+		}
+	}
+}
+
+// probe sends one GET with tlsConfig and returns the status.
+func probe(tlsConfig *tls.Config, url string) (int, error) {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
