@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/internal/testcerts"
 )
 
 // TestVersion checks `raftkv version` against the version stamped at build.
@@ -69,6 +71,9 @@ func TestServeRejectsInvalidConfig(t *testing.T) {
 	}
 	t.Cleanup(func() { busyPeer.Close() })
 	busyClientPort := strconv.Itoa(busyClient.Addr().(*net.TCPAddr).Port)
+	certs := testcerts.New(t)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	httpsPeer := "https://127.0.0.1:" + strconv.Itoa(ports[4])
 	busyPeerURL := "http://" + busyPeer.Addr().String()
 
 	tests := []struct {
@@ -94,6 +99,11 @@ func TestServeRejectsInvalidConfig(t *testing.T) {
 		{"positional argument", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "extra"}, "extra"},
 		{"id from env outside cluster", []string{"RAFTKV_ID=4", "RAFTKV_CLUSTER=" + cluster3, "RAFTKV_PORT=" + client}, nil, "id 4 is outside the cluster list of 3"},
 		{"bad env value", []string{"RAFTKV_PORT=http"}, []string{"--id", "1", "--cluster", peer(0)}, "RAFTKV_PORT"},
+		{"cert without key", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", certs.NodeCert}, "--cert-file and --key-file go together"},
+		{"client cert auth without CA", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", certs.NodeCert, "--key-file", certs.NodeKey, "--client-cert-auth"}, "--client-cert-auth needs --trusted-ca-file"},
+		{"missing cert file", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", missing, "--key-file", certs.NodeKey}, "no such file"},
+		{"https peers without peer TLS", nil, []string{"--id", "1", "--cluster", httpsPeer, "--port", client}, "is https but no peer certificate"},
+		{"peer TLS with http peers", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--peer-cert-file", certs.NodeCert, "--peer-key-file", certs.NodeKey}, "is plain http but peer TLS is configured"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,107 @@
+//go:build unix
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/raftkv/raftkv/internal/testcerts"
+	"github.com/raftkv/raftkv/listener"
+)
+
+// TestTLSProcesses runs three `raftkv serve` processes with TLS on the peer
+// and client ports, client certificates required on both, as an operator
+// would start them, and writes and reads over https on different nodes.
+func TestTLSProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	certs := testcerts.New(t)
+	tlsConfig, err := listener.TLSFiles{CertFile: certs.ClientCert, KeyFile: certs.ClientKey, TrustedCAFile: certs.CAFile}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: httpClient.Timeout, Transport: &http.Transport{TLSClientConfig: tlsConfig, DisableKeepAlives: true}}
+	tlsFlags := []string{
+		"--cert-file", certs.NodeCert, "--key-file", certs.NodeKey, "--trusted-ca-file", certs.CAFile, "--client-cert-auth",
+		"--peer-cert-file", certs.NodeCert, "--peer-key-file", certs.NodeKey, "--peer-trusted-ca-file", certs.CAFile, "--peer-client-cert-auth",
+	}
+	call := func(method, url, body string) (int, string, error) {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+
+	var clientURLs []string
+	for attempt := 1; ; attempt++ {
+		ports := freePorts(t, 6)
+		peers := make([]string, 3)
+		clientURLs = make([]string, 3)
+		for i := range 3 {
+			peers[i] = "https://127.0.0.1:" + strconv.Itoa(ports[2*i])
+			clientURLs[i] = "https://127.0.0.1:" + strconv.Itoa(ports[2*i+1])
+		}
+		dir := t.TempDir()
+		var procs []*proc
+		for i := range 3 {
+			args := append([]string{"serve", "--id", strconv.Itoa(i + 1), "--cluster", strings.Join(peers, ","),
+				"--port", strconv.Itoa(ports[2*i+1]), "--data-dir", filepath.Join(dir, "data"+strconv.Itoa(i+1))}, tlsFlags...)
+			procs = append(procs, startProc(t, "tls-node"+strconv.Itoa(i+1), dir, nil, args...))
+		}
+		err := eventually(leaderTimeout, func() error {
+			for i, p := range procs {
+				if p.Exited() {
+					return fmt.Errorf("node %d exited: %s", i+1, p.LastLine())
+				}
+			}
+			status, body, err := call(http.MethodPut, clientURLs[0]+"/tls-probe", "ok")
+			if err != nil || status != http.StatusNoContent {
+				return fmt.Errorf("PUT over https: %d %s %v", status, body, err)
+			}
+			return nil
+		})
+		if err == nil {
+			break
+		}
+		for _, p := range procs {
+			p.Stop(t)
+		}
+		// A port taken between choosing it and binding it: try new ones.
+		if !strings.Contains(err.Error(), "address already in use") || attempt == startAttempts {
+			t.Fatalf("start a TLS cluster: %v", err)
+		}
+	}
+
+	if status, body, err := call(http.MethodPut, clientURLs[1]+"/greeting", "hello over tls"); err != nil || status != http.StatusNoContent {
+		t.Fatalf("PUT on node 2: %d %s %v", status, body, err)
+	}
+	if status, body, err := call(http.MethodGet, clientURLs[2]+"/greeting", ""); err != nil || status != http.StatusOK || body != "hello over tls" {
+		t.Fatalf("GET on node 3: %d %q %v", status, body, err)
+	}
+	// Member client URLs are published as https, and a follower forwards
+	// the members request to the leader over TLS.
+	for _, u := range clientURLs {
+		status, body, err := call(http.MethodGet, u+"/v1/members", "")
+		if err != nil || status != http.StatusOK || strings.Count(body, `"https://`) != 6 {
+			t.Fatalf("GET %s/v1/members: %d %s %v", u, status, body, err)
+		}
+	}
+	// Plain HTTP to a TLS port is refused by the server's TLS layer.
+	if r, err := do(http.MethodGet, strings.Replace(clientURLs[0], "https", "http", 1)+"/greeting", ""); err != nil || r.status != http.StatusBadRequest {
+		t.Fatalf("plain HTTP to the TLS client port: %v %v, want 400", r, err)
+	}
+}
