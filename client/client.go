@@ -121,14 +121,11 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		watchIdleTimeout: DefaultWatchIdleTimeout,
 	}
 	for _, e := range endpoints {
-		u, err := url.Parse(strings.TrimSpace(e))
+		u, err := normalizeEndpoint(e)
 		if err != nil {
-			return nil, fmt.Errorf("client: endpoint %q: %w", e, err)
+			return nil, err
 		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("client: endpoint %q: want http(s)://host:port", e)
-		}
-		c.endpoints = append(c.endpoints, strings.TrimRight(u.String(), "/"))
+		c.endpoints = append(c.endpoints, u)
 	}
 	for _, o := range opts {
 		o(c)
