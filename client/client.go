@@ -3,13 +3,16 @@
 //
 // # Endpoints and retries
 //
-// A Client knows several endpoints (the client URLs of the cluster's nodes)
-// and sends each request to one of them, starting with the last one that
-// answered. It moves on to the next endpoint, round robin, only when that
+// A Client knows several endpoints (the client URLs of the cluster's nodes,
+// http:// or https://; WithTLS sets the CAs and the client certificate for
+// https) and sends each request to one of them, starting with the last one
+// that answered. It moves on to the next endpoint, round robin, only when that
 // cannot change the outcome of the request:
 //
 //   - the request never reached a server (the connection could not be
-//     made: refused, unreachable, DNS or TLS failure);
+//     made: refused, unreachable, DNS or TLS failure, such as a server
+//     certificate the client does not trust or a client certificate the
+//     server requires and did not get);
 //   - the server answered 503: the request was not applied;
 //   - for reads and watches, which change nothing, also any connection
 //     failure and a 504.
@@ -39,6 +42,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +83,7 @@ type Client struct {
 	endpoints        []string
 	http             *http.Client
 	ownHTTP          bool // the client made http and closes its connections
+	tls              *tls.Config
 	maxAttempts      int
 	watchIdleTimeout time.Duration
 	// preferred is the index of the endpoint that answered last: requests
@@ -95,6 +100,15 @@ type Option func(*Client)
 // stream for as long as their context lives); contexts bound requests.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http, c.ownHTTP = hc, false }
+}
+
+// WithTLS makes the client's own HTTP client use cfg for https endpoints:
+// the CAs that verify the servers (RootCAs; nil means the system's) and a
+// client certificate for servers that require one (Certificates). Without
+// it, https endpoints are verified against the system's CAs. It cannot be
+// combined with WithHTTPClient: configure that client's transport instead.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) { c.tls = cfg }
 }
 
 // WithMaxAttempts bounds how many times one request is sent, over all
@@ -130,9 +144,13 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
+	if c.http != nil && c.tls != nil {
+		return nil, errors.New("client: WithTLS and WithHTTPClient: set the TLS config on the HTTP client's transport instead")
+	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		tr.TLSClientConfig = c.tls.Clone() // nil stays nil: the system's CAs
 		c.http = &http.Client{
 			Transport: tr,
 			// A redirect would be a server or proxy rewriting the key.
@@ -237,16 +255,20 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 	}
 	resp, err = c.http.Do(req)
 	if err != nil {
-		return nil, gotConn.Load() && !isDialError(err), err
+		return nil, gotConn.Load() && !neverRead(err), err
 	}
 	return resp, true, nil
 }
 
-// isDialError reports whether err is a failure to connect, so the request
-// never left the client.
-func isDialError(err error) bool {
+// neverRead reports whether err means the server never read the request
+// even if a connection was obtained: connecting failed, or the server's TLS
+// layer refused the connection with a fatal alert. With TLS 1.3 the client
+// finishes its handshake first, so a missing or rejected client certificate
+// shows only after the request was written ("remote error: tls: certificate
+// required"), but the server refused it before reading anything.
+func neverRead(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "remote error")
 }
 
 // backoff is the pause before round (from 1) of a request.
