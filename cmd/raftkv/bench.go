@@ -27,6 +27,7 @@ type benchFlags struct {
 	keys        int
 	valueSize   int
 	consistency string
+	tls         tlsFlags
 }
 
 func newBenchCommand() *cobra.Command {
@@ -53,6 +54,7 @@ API (PUT /{key}); reads use GET /{key} with the chosen consistency.`,
 	fl.IntVar(&f.keys, "keys", 1000, "distinct keys written or read")
 	fl.IntVar(&f.valueSize, "value-size", 128, "bytes per value")
 	fl.StringVar(&f.consistency, "consistency", "linearizable", "linearizable or serializable (get)")
+	f.tls.register(fl)
 	return cmd
 }
 
@@ -63,8 +65,12 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 	if f.op != "put" && f.op != "get" {
 		return fmt.Errorf("--op %q: use put or get", f.op)
 	}
+	tlsConfig, err := f.tls.config()
+	if err != nil {
+		return err
+	}
 	endpoints := strings.Split(f.endpoints, ",")
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.clients}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.clients, TLSClientConfig: tlsConfig}}
 	defer client.CloseIdleConnections()
 	value := strings.Repeat("v", f.valueSize)
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -16,7 +19,8 @@ import (
 )
 
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
-// use them all; the other commands exit 0 or 1. docs/CLI.md documents them.
+// use them all; the other commands exit 0 or 1, and bench 2 for TLS flags
+// that do not go together. docs/CLI.md documents them.
 const (
 	exitOK = 0
 	// exitError is any other failure: a bad answer, a server error, a
@@ -78,6 +82,7 @@ type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
 	output    string
+	tls       tlsFlags
 	// set holds just these flags, so that only they are read from the
 	// environment: RAFTKV_PREFIX=true must not turn a del into a range
 	// delete.
@@ -91,6 +96,7 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 	f.set.StringVar(&f.endpoints, "endpoints", defaultEndpoints, "comma-separated client URLs of the cluster's nodes (env RAFTKV_ENDPOINTS)")
 	f.set.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long a request may take, failover included (env RAFTKV_TIMEOUT)")
 	f.set.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
+	f.tls.register(f.set)
 	cmd.Flags().AddFlagSet(f.set)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	if args := cmd.Args; args != nil {
@@ -122,11 +128,61 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, *printer, erro
 			endpoints = append(endpoints, e)
 		}
 	}
-	c, err := client.New(endpoints)
+	tlsConfig, err := f.tls.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(endpoints, client.WithTLS(tlsConfig))
 	if err != nil {
 		return nil, nil, &usageError{fmt.Errorf("--endpoints: %w", err)}
 	}
 	return c, &printer{w: cmd.OutOrStdout(), json: f.output == "json"}, nil
+}
+
+// tlsFlags are etcdctl's TLS flags, for https endpoints: the client
+// commands and bench take them.
+type tlsFlags struct {
+	caFile, certFile, keyFile string
+	insecureSkipVerify        bool
+}
+
+func (f *tlsFlags) register(set *pflag.FlagSet) {
+	set.StringVar(&f.caFile, "cacert", "", "verify the servers' certificates with the CA bundle in `FILE` (PEM) instead of the system's CAs (env RAFTKV_CACERT)")
+	set.StringVar(&f.certFile, "cert", "", "client certificate in `FILE` (PEM), for servers that require one; needs --key (env RAFTKV_CERT)")
+	set.StringVar(&f.keyFile, "key", "", "key of --cert in `FILE` (PEM) (env RAFTKV_KEY)")
+	set.BoolVar(&f.insecureSkipVerify, "insecure-skip-tls-verify", false, "do not verify the servers' certificates: for testing only (env RAFTKV_INSECURE_SKIP_TLS_VERIFY)")
+}
+
+// config returns the TLS config of the flags, nil when none is set (https
+// endpoints are then verified against the system's CAs). --cert without
+// --key, or the reverse, is a usage error; a file that cannot be read or
+// holds no certificate is an error that names the flag.
+func (f *tlsFlags) config() (*tls.Config, error) {
+	if (f.certFile == "") != (f.keyFile == "") {
+		return nil, usagef("--cert and --key go together: give both or neither")
+	}
+	if f.caFile == "" && f.certFile == "" && !f.insecureSkipVerify {
+		return nil, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: f.insecureSkipVerify}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert %s: no PEM certificate in the file", f.caFile)
+		}
+	}
+	if f.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert %s --key %s: %w", f.certFile, f.keyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // requestContext returns the context of one request: cmd's, bounded by --timeout.
