@@ -100,6 +100,18 @@ func TestTLSProcesses(t *testing.T) {
 			t.Fatalf("GET %s/v1/members: %d %s %v", u, status, body, err)
 		}
 	}
+	// The CLI, with etcdctl's TLS flags: a read, and the status of every
+	// member, which it asks at their advertised https client URLs.
+	cliTLS := []string{"--endpoints", clientURLs[2], "--cacert", certs.CAFile, "--cert", certs.ClientCert, "--key", certs.ClientKey}
+	if r := runRaftkv(t, t.TempDir(), nil, append([]string{"get", "greeting"}, cliTLS...)...); r.code != 0 || r.stdout != "hello over tls\n" {
+		t.Fatalf("raftkv get over TLS: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runRaftkv(t, t.TempDir(), nil, append([]string{"status"}, cliTLS...)...); r.code != 0 || strings.Count(r.stdout, "leader") == 0 {
+		t.Fatalf("raftkv status over TLS: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runRaftkv(t, t.TempDir(), nil, "get", "greeting", "--endpoints", clientURLs[2], "--cacert", certs.CAFile); r.code != 5 {
+		t.Fatalf("raftkv get without a client certificate: exit %d, stdout %q, stderr %q; want 5", r.code, r.stdout, r.stderr)
+	}
 	// Plain HTTP to a TLS port is refused by the server's TLS layer.
 	if r, err := do(http.MethodGet, strings.Replace(clientURLs[0], "https", "http", 1)+"/greeting", ""); err != nil || r.status != http.StatusBadRequest {
 		t.Fatalf("plain HTTP to the TLS client port: %v %v, want 400", r, err)
