@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -262,13 +263,31 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 
 // neverRead reports whether err means the server never read the request
 // even if a connection was obtained: connecting failed, or the server's TLS
-// layer refused the connection with a fatal alert. With TLS 1.3 the client
-// finishes its handshake first, so a missing or rejected client certificate
-// shows only after the request was written ("remote error: tls: certificate
-// required"), but the server refused it before reading anything.
+// layer refused the client's certificate. With TLS 1.3 the client finishes
+// its handshake first, so a missing or rejected client certificate shows
+// only after the request was written ("remote error: tls: certificate
+// required"), but the server refused it before reading anything. Other
+// alerts (a corrupt record, say) can come after the server read the request.
 func neverRead(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && (op.Op == "dial" || op.Op == "remote error")
+	if !errors.As(err, &op) {
+		return false
+	}
+	return op.Op == "dial" || (op.Op == "remote error" && op.Err != nil && slices.Contains(certificateAlerts, op.Err.Error()))
+}
+
+// certificateAlerts are the alerts, as crypto/tls spells them, with which a
+// server refuses a client certificate during the handshake.
+var certificateAlerts = []string{
+	"tls: certificate required",
+	"tls: bad certificate",
+	"tls: unsupported certificate",
+	"tls: revoked certificate",
+	"tls: expired certificate",
+	"tls: unknown certificate",
+	"tls: unknown certificate authority",
+	"tls: access denied",
+	"tls: handshake failure",
 }
 
 // backoff is the pause before round (from 1) of a request.
