@@ -60,10 +60,10 @@ API (PUT /{key}); reads use GET /{key} with the chosen consistency.`,
 
 func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 	if f.clients <= 0 || f.requests <= 0 || f.keys <= 0 || f.valueSize < 0 {
-		return errors.New("--clients, --requests and --keys must be positive")
+		return usagef("--clients, --requests and --keys must be positive")
 	}
 	if f.op != "put" && f.op != "get" {
-		return fmt.Errorf("--op %q: use put or get", f.op)
+		return usagef("--op %q: use put or get", f.op)
 	}
 	tlsConfig, err := f.tls.config()
 	if err != nil {

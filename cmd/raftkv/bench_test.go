@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -40,5 +41,19 @@ func TestBenchReportsThroughputAndFailures(t *testing.T) {
 	out = run(benchFlags{op: "put", clients: 2, requests: 3, keys: 1, valueSize: 2 << 20})
 	if !strings.HasPrefix(out, "put: 0 ok, 3 failed") || !strings.Contains(out, "failed 3× status 413 request_too_large") {
 		t.Fatalf("an oversized put run printed %q", out)
+	}
+}
+
+// TestBenchRejectsBadFlags: a bad bench command line is a usage error (exit
+// 2), as for every other command.
+func TestBenchRejectsBadFlags(t *testing.T) {
+	for _, f := range []benchFlags{
+		{op: "put", clients: 0, requests: 1, keys: 1},
+		{op: "scan", clients: 1, requests: 1, keys: 1},
+	} {
+		err := runBench(context.Background(), io.Discard, f)
+		if code := exitCode(err); code != 2 {
+			t.Errorf("bench %+v: %v, exit %d, want 2", f, err, code)
+		}
 	}
 }
