@@ -57,9 +57,9 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if f.ClientCertAuth {
-		pool, err := loadCAs(f.TrustedCAFile)
+		pool, err := LoadCAPool(f.TrustedCAFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listener: trusted CA: %w", err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
@@ -75,22 +75,36 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	if !f.Enabled() {
 		return nil, nil
 	}
-	return f.Info().ClientConfig()
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("listener: load certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.TrustedCAFile != "" {
+		if cfg.RootCAs, err = LoadCAPool(f.TrustedCAFile); err != nil {
+			return nil, fmt.Errorf("listener: trusted CA: %w", err)
+		}
+	}
+	return cfg, nil
 }
 
-// Info is the same settings in the form etcd's rafthttp dials with.
+// Info is the same settings in the form etcd's rafthttp dials with
+// (rafthttp builds its client configuration from it).
 func (f TLSFiles) Info() transport.TLSInfo {
 	return transport.TLSInfo{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.TrustedCAFile}
 }
 
-func loadCAs(file string) (*x509.CertPool, error) {
+// LoadCAPool reads a PEM bundle of CA certificates. A file without any is an
+// error: trusting it would fail every handshake later, far from the cause.
+// The errors name the file but not the flag; callers add that.
+func LoadCAPool(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("listener: trusted CA: %w", err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("listener: trusted CA: " + file + " holds no PEM certificate")
+		return nil, errors.New(file + " holds no PEM certificate")
 	}
 	return pool, nil
 }

@@ -28,6 +28,7 @@ func TestTLSFilesCheck(t *testing.T) {
 		{"missing cert", listener.TLSFiles{CertFile: missing, KeyFile: certs.NodeKey}, "no such file"},
 		{"key of another cert", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.ClientKey}, "private key does not match"},
 		{"missing CA", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: missing}, "--peer-trusted-ca-file"},
+		{"CA for dialing that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey}, "holds no PEM certificate"},
 		{"CA that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey, ClientCertAuth: true}, "no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

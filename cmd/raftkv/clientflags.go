@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/listener"
 )
 
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
@@ -166,14 +165,11 @@ func (f *tlsFlags) config() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{InsecureSkipVerify: f.insecureSkipVerify}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := listener.LoadCAPool(f.caFile)
 		if err != nil {
 			return nil, fmt.Errorf("--cacert: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificate in the file", f.caFile)
-		}
+		cfg.RootCAs = pool
 	}
 	if f.certFile != "" {
 		cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)

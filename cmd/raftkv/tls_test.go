@@ -76,7 +76,7 @@ func TestTLSFlags(t *testing.T) {
 		{name: "cert without key in the environment", args: get(), env: map[string]string{"RAFTKV_CERT": certs.ClientCert}, code: exitUsage, want: "--cert and --key go together"},
 		{name: "bench: cert without key", args: []string{"bench", "--cert", certs.ClientCert}, code: exitUsage, want: "--cert and --key go together"},
 		{name: "missing CA file", args: get("--cacert", certs.CAFile+".missing"), code: exitError, want: "--cacert: open " + certs.CAFile + ".missing: no such file"},
-		{name: "CA file without a certificate", args: get("--cacert", certs.ClientKey), code: exitError, want: "--cacert " + certs.ClientKey + ": no PEM certificate"},
+		{name: "CA file without a certificate", args: get("--cacert", certs.ClientKey), code: exitError, want: "--cacert: " + certs.ClientKey + " holds no PEM certificate"},
 		{name: "key of another certificate", args: get("--cert", certs.ClientCert, "--key", certs.NodeKey), code: exitError, want: "private key does not match public key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
