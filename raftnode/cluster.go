@@ -94,12 +94,8 @@ func (n *Node) checkPeerURLs(urls []string) error {
 		return err
 	}
 	for _, u := range urls {
-		if isHTTPS(u) != n.cfg.PeerTLS.Enabled() {
-			want := "http"
-			if n.cfg.PeerTLS.Enabled() {
-				want = "https"
-			}
-			return fmt.Errorf("%w: %q: this cluster's peers use %s", ErrInvalidPeerURL, u, want)
+		if err := checkPeerScheme(u, n.cfg.PeerTLS.Enabled()); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidPeerURL, err)
 		}
 	}
 	return nil

@@ -139,11 +139,8 @@ func (c *Config) Validate() error {
 		if err := ValidatePeerURL(p); err != nil {
 			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
 		}
-		if https := isHTTPS(p); https != c.PeerTLS.Enabled() {
-			if https {
-				return fmt.Errorf("%w: peer URL %s is https but no peer certificate is configured", ErrInvalidConfig, p)
-			}
-			return fmt.Errorf("%w: peer URL %s is plain http but peer TLS is configured; use https", ErrInvalidConfig, p)
+		if err := checkPeerScheme(p, c.PeerTLS.Enabled()); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		if j, dup := seen[p]; dup {
 			return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)
@@ -159,8 +156,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// isHTTPS reports whether a valid peer URL uses TLS.
-func isHTTPS(peerURL string) bool {
+// checkPeerScheme says why a valid peer URL's scheme does not fit the peer
+// TLS setting, if it does not: https exactly when peers use TLS.
+func checkPeerScheme(peerURL string, peerTLS bool) error {
 	u, err := url.Parse(peerURL)
-	return err == nil && u.Scheme == "https"
+	https := err == nil && u.Scheme == "https"
+	switch {
+	case https && !peerTLS:
+		return fmt.Errorf("peer URL %s is https but no peer certificate is configured", peerURL)
+	case !https && peerTLS:
+		return fmt.Errorf("peer URL %s is plain http but peer TLS is configured; use https", peerURL)
+	}
+	return nil
 }
