@@ -592,17 +592,22 @@ func (c *Cluster) WaitLeader() uint64 {
 
 // WaitApplied waits until the state machine of each of ids (every running
 // member when none are given) has applied index, so that serializable reads
-// there see every write up to it.
+// there see every write up to it, and until the member's Status says so too:
+// the raft loop publishes its status after the state machine applied, so a
+// test that reads Status after this sees the snapshot that got it there.
 func (c *Cluster) WaitApplied(index uint64, ids ...uint64) {
 	c.t.Helper()
 	if len(ids) == 0 {
 		ids = c.Running()
 	}
 	for _, id := range ids {
-		kv := c.Server(id).KV()
+		kv, n := c.Server(id).KV(), c.Node(id)
 		c.WaitFor(fmt.Sprintf("member %d applies index %d", id, index), func() error {
 			if got := kv.Applied(); got < index {
 				return fmt.Errorf("applied %d", got)
+			}
+			if st := n.Status(); st.Applied < index {
+				return fmt.Errorf("status reports applied %d", st.Applied)
 			}
 			return nil
 		})
