@@ -55,9 +55,8 @@ func TestPurgeKeepsTheWALOfKeptSnapshots(t *testing.T) {
 		if i%10 != 0 {
 			continue
 		}
-		snap := &raftpb.Snapshot{Data: fmt.Appendf(nil, "state at %d", i),
-			Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(i), Term: proto.Uint64(1), ConfState: cs}}
-		if err := s.saveSnapshot(snap); err != nil {
+		md := &raftpb.SnapshotMetadata{Index: proto.Uint64(i), Term: proto.Uint64(1), ConfState: cs}
+		if err := s.saveSnapshot(md, fmt.Appendf(nil, "state at %d", i)); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.purge(5, 1, i); err != nil {

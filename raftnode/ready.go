@@ -111,7 +111,7 @@ func (n *Node) persist(rd raft.Ready) error {
 		if err := n.completeSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
-		if err := n.storage.saveSnapshot(rd.Snapshot); err != nil {
+		if err := n.storage.saveSnapshot(rd.Snapshot.GetMetadata(), rd.Snapshot.GetData()); err != nil {
 			return err
 		}
 	}

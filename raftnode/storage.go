@@ -199,22 +199,22 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	return s, ds, nil
 }
 
-// saveSnapshot persists a snapshot. The snapshot file is written before the
+// saveSnapshot persists a snapshot whose data is the concatenation of data.
+// The snapshot file is written before the
 // WAL record that points at it: after a crash between the two, the WAL has no
 // record of the file and it is ignored; the other order would leave a WAL that
 // names a snapshot which does not exist.
-func (s *storage) saveSnapshot(snapshot *raftpb.Snapshot) error {
-	md := snapshot.GetMetadata()
+func (s *storage) saveSnapshot(md *raftpb.SnapshotMetadata, data ...[]byte) error {
 	walSnap := &walpb.Snapshot{
 		Index:     proto.Uint64(md.GetIndex()),
 		Term:      proto.Uint64(md.GetTerm()),
 		ConfState: md.GetConfState(),
 	}
-	if err := s.snapshotter.SaveSnap(snapshot); err != nil {
-		return fmt.Errorf("raftnode: save snapshot file: %w", err)
+	if err := writeSnapFile(s.snapDir, md, data...); err != nil {
+		return err
 	}
-	// The snapshotter syncs the file but not the directory entry; without
-	// this a power loss could keep the WAL record and lose the file.
+	// The file is synced but not its directory entry; without this a power
+	// loss could keep the WAL record and lose the file.
 	if err := fsyncDir(s.snapDir); err != nil {
 		return err
 	}

@@ -376,9 +376,8 @@ func TestOpenStorageFallsBackToOlderSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 4 || i == 8 {
-			snap := &raftpb.Snapshot{Data: fmt.Appendf(nil, "state at %d", i),
-				Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(i), Term: proto.Uint64(1), ConfState: cs}}
-			if err := s.saveSnapshot(snap); err != nil {
+			md := &raftpb.SnapshotMetadata{Index: proto.Uint64(i), Term: proto.Uint64(1), ConfState: cs}
+			if err := s.saveSnapshot(md, fmt.Appendf(nil, "state at %d", i)); err != nil {
 				t.Fatal(err)
 			}
 		}
