@@ -248,12 +248,11 @@ var (
 	errUnsupportedConfChange = errors.New("raftnode: unsupported configuration change")
 )
 
-func encodeEnvelope(m *membership, appData []byte) []byte {
-	return appendEnvelope(envelopeMagic, m, appData)
-}
-
-func appendEnvelope(magic []byte, m *membership, appData []byte) []byte {
-	buf := make([]byte, 0, len(magic)+128*len(m.members)+len(appData)+16)
+// envelopeHeader encodes an envelope up to the state machine's part. Callers
+// write the two parts where they lie rather than join them: that part is the
+// whole store.
+func envelopeHeader(magic []byte, m *membership) []byte {
+	buf := make([]byte, 0, len(magic)+128*len(m.members)+16)
 	buf = append(buf, magic...)
 	members := m.list()
 	buf = codec.AppendUvarint(buf, uint64(len(members)))
@@ -265,7 +264,7 @@ func appendEnvelope(magic []byte, m *membership, appData []byte) []byte {
 	for _, id := range removed {
 		buf = codec.AppendUvarint(buf, id)
 	}
-	return append(buf, appData...)
+	return buf
 }
 
 func appendMember(buf []byte, m Member) []byte {

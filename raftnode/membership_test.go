@@ -80,7 +80,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	m.apply(removeNode(3))
 	app := []byte("state machine bytes\x00\xff")
 
-	got, gotApp, streamed, err := decodeEnvelope(encodeEnvelope(m, app))
+	got, gotApp, streamed, err := decodeEnvelope(append(envelopeHeader(envelopeMagic, m), app...))
 	if err != nil || streamed {
 		t.Fatalf("decode: streamed=%v err=%v", streamed, err)
 	}
@@ -91,15 +91,15 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Fatalf("members = %v removed=%v, want %v with 3 removed", got.list(), got.removed, m.list())
 	}
 
-	got, gotApp, streamed, err = decodeEnvelope(appendEnvelope(streamedEnvelopeMagic, m, nil))
+	got, gotApp, streamed, err = decodeEnvelope(envelopeHeader(streamedEnvelopeMagic, m))
 	if err != nil || !streamed || len(gotApp) != 0 || !reflect.DeepEqual(got.list(), m.list()) {
 		t.Fatalf("streamed envelope: members %v, %d data bytes, streamed=%v, err=%v", got.list(), len(gotApp), streamed, err)
 	}
 
 	for name, data := range map[string][]byte{
 		"no magic":               []byte("hello"),
-		"truncated":              encodeEnvelope(m, nil)[:8],
-		"streamed carrying data": appendEnvelope(streamedEnvelopeMagic, m, []byte("x")),
+		"truncated":              envelopeHeader(envelopeMagic, m)[:8],
+		"streamed carrying data": append(envelopeHeader(streamedEnvelopeMagic, m), 'x'),
 	} {
 		if _, _, _, err := decodeEnvelope(data); !errors.Is(err, errBadEnvelope) {
 			t.Errorf("%s: err = %v, want errBadEnvelope", name, err)

@@ -101,17 +101,20 @@ func (n *Node) serveChannels() error {
 // the in-memory log, and hands a received snapshot to the state machine.
 func (n *Node) persist(rd raft.Ready) error {
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	var received receivedSnapshot
 	if hasSnap {
 		if err := n.awaitSnapshot(); err != nil {
 			return err
 		}
-		// Check the snapshot, and join it with its streamed data, before it
-		// is made durable: a stored snapshot that cannot be loaded would stop
+		// Check the snapshot, and fetch its streamed data, before it is
+		// made durable: a stored snapshot that cannot be loaded would stop
 		// every later start.
-		if err := n.completeSnapshot(rd.Snapshot); err != nil {
+		var err error
+		if received, err = n.completeSnapshot(rd.Snapshot); err != nil {
 			return err
 		}
-		if err := n.storage.saveSnapshot(rd.Snapshot.GetMetadata(), rd.Snapshot.GetData()); err != nil {
+		header := envelopeHeader(envelopeMagic, received.members)
+		if err := n.storage.saveSnapshot(received.md, header, received.appData); err != nil {
 			return err
 		}
 	}
@@ -131,7 +134,7 @@ func (n *Node) persist(rd raft.Ready) error {
 		if err := n.raftStorage.ApplySnapshot(metadataOnly(rd.Snapshot)); err != nil {
 			return fmt.Errorf("raftnode: apply snapshot: %w", err)
 		}
-		if err := n.applySnapshot(rd.Snapshot); err != nil {
+		if err := n.applySnapshot(received); err != nil {
 			return err
 		}
 	}
@@ -146,44 +149,44 @@ func (n *Node) persist(rd raft.Ready) error {
 	return nil
 }
 
-// completeSnapshot checks a snapshot received from the leader and, when its
-// state machine data was streamed, puts that data back into it from the file
+// receivedSnapshot is a snapshot from the leader, decoded.
+type receivedSnapshot struct {
+	md      *raftpb.SnapshotMetadata
+	members *membership
+	appData []byte
+}
+
+// completeSnapshot checks a snapshot received from the leader and decodes
+// it; when its state machine data was streamed, the data comes from the file
 // rafthttp saved.
-func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) error {
-	index := snapshot.GetMetadata().GetIndex()
-	members, _, streamed, err := decodeEnvelope(snapshot.GetData())
+func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) (receivedSnapshot, error) {
+	md := snapshot.GetMetadata()
+	members, appData, streamed, err := decodeEnvelope(snapshot.GetData())
 	if err != nil {
-		return fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+		return receivedSnapshot{}, fmt.Errorf("raftnode: received snapshot at %d: %w", md.GetIndex(), err)
 	}
-	if !streamed {
-		return nil
+	if streamed {
+		if appData, err = n.storage.readSnapDB(md.GetIndex()); err != nil {
+			return receivedSnapshot{}, err
+		}
 	}
-	appData, err := n.storage.readSnapDB(index)
-	if err != nil {
-		return err
-	}
-	snapshot.Data = encodeEnvelope(members, appData)
-	return nil
+	return receivedSnapshot{md: md, members: members, appData: appData}, nil
 }
 
 // applySnapshot replaces the member table and the state machine's state with
 // a snapshot received from the leader.
-func (n *Node) applySnapshot(snapshot *raftpb.Snapshot) error {
-	md := snapshot.GetMetadata()
-	if md.GetIndex() <= n.appliedIndex {
-		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", md.GetIndex(), n.appliedIndex)
+func (n *Node) applySnapshot(s receivedSnapshot) error {
+	index := s.md.GetIndex()
+	if index <= n.appliedIndex {
+		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", index, n.appliedIndex)
 	}
-	members, appData, _, err := decodeEnvelope(snapshot.GetData())
-	if err != nil {
-		return fmt.Errorf("raftnode: apply snapshot: %w", err)
-	}
-	n.lg.Info("applying snapshot from leader", zap.Uint64("index", md.GetIndex()))
+	n.lg.Info("applying snapshot from leader", zap.Uint64("index", index))
 	n.metrics.snapshotsReceived.Inc()
-	n.storage.releaseSnapDBs(md.GetIndex())
-	n.setMembers(members)
-	n.confState = md.GetConfState()
-	n.snapshotIndex = md.GetIndex()
-	if err := n.publish(Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}); err != nil {
+	n.storage.releaseSnapDBs(index)
+	n.setMembers(s.members)
+	n.confState = s.md.GetConfState()
+	n.snapshotIndex = index
+	if err := n.publish(Commit{Snapshot: s.appData, Index: index, Done: make(chan struct{})}); err != nil {
 		return err
 	}
 	n.purge()
@@ -373,7 +376,7 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 		// Raft hands out a copy of its message, so it is ours to change.
 		m.Snapshot = &raftpb.Snapshot{
 			Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(index), Term: proto.Uint64(term), ConfState: confState},
-			Data:     appendEnvelope(streamedEnvelopeMagic, members, nil),
+			Data:     envelopeHeader(streamedEnvelopeMagic, members),
 		}
 		n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(appData)), int64(len(appData))))
 	}()

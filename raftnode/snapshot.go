@@ -66,7 +66,7 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 	}
 	// The envelope's header and the state are written where they lie: an
 	// envelope joining them would copy the whole state once more.
-	header := appendEnvelope(envelopeMagic, members, nil)
+	header := envelopeHeader(envelopeMagic, members)
 	if err := n.storage.saveSnapshot(snapshot.GetMetadata(), header, appData); err != nil {
 		return err
 	}
