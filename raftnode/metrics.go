@@ -75,7 +75,7 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.Status().Commit) }),
 		gauge("raftkv_applied_index", "The highest log index this member has handed to the state machine.",
 			func() float64 { return float64(n.applied.Load()) }),
-		gauge("raftkv_snapshot_index", "The log index of this member's latest snapshot, as of its last Ready.",
+		gauge("raftkv_snapshot_index", "The log index of this member's latest snapshot.",
 			func() float64 { return float64(n.Status().Snapshot) }),
 	}
 	return m

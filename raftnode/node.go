@@ -399,7 +399,8 @@ type Status struct {
 	RaftState string `json:"raft_state"`
 }
 
-// Status returns the node's raft state as of its last Ready.
+// Status returns the node's raft state as of its last Ready or finished
+// snapshot.
 func (n *Node) Status() Status {
 	if st := n.status.Load(); st != nil {
 		return *st

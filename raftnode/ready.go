@@ -85,6 +85,8 @@ func (n *Node) serveChannels() error {
 			if err := n.finishSnapshot(res); err != nil {
 				return err
 			}
+			// An idle node has no next Ready to publish the new index.
+			n.publishStatus(raftState, commit)
 		case err := <-n.transport.ErrorC:
 			// rafthttp reports only one critical error: a peer answered that
 			// this member was removed. That happens when the removal was
