@@ -297,7 +297,8 @@ func TestPurgeBoundsFiles(t *testing.T) {
 }
 
 // putKeys writes n keys prefix-0..prefix-(n-1) through member id, a few at a
-// time, records them in want and returns the highest revision.
+// time (retrying a 503 or 504, as after an election), records them in want
+// and returns the highest revision.
 func putKeys(t *testing.T, c *testcluster.Cluster, id uint64, prefix string, n int, want map[string]string) uint64 {
 	t.Helper()
 	const workers = 4
@@ -310,7 +311,7 @@ func putKeys(t *testing.T, c *testcluster.Cluster, id uint64, prefix string, n i
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				rev, err := c.Put(id, fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("value-%s-%d", prefix, i))
+				rev, err := c.PutRetry(id, fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("value-%s-%d", prefix, i))
 				mu.Lock()
 				last = max(last, rev)
 				if err != nil && firstEr == nil {

@@ -215,7 +215,9 @@ func TestRemoveLeaderUnderLoad(t *testing.T) {
 // TestGracefulStopHandsOverLeadership: when the leader stops gracefully, a
 // new leader is in place before Stop returns.
 func TestGracefulStopHandsOverLeadership(t *testing.T) {
-	c := testcluster.New(t, testcluster.Config{Size: 3})
+	// Stop allows the transfer one election timeout; the harness's 200 ms
+	// is short for a loaded machine running -race, the default 1 s is not.
+	c := testcluster.New(t, testcluster.Config{Size: 3, ElectionTicks: 50})
 	leader := c.WaitLeader()
 	term := c.Node(leader).Term()
 	if err := c.Stop(leader); err != nil {

@@ -2,12 +2,14 @@ package testcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Consistency selects how a read is served.
@@ -44,6 +46,26 @@ func (c *Cluster) Put(id uint64, key, value string) (uint64, error) {
 	})
 	return rev, err
 }
+
+// PutRetry is Put, retried for up to the cluster's WaitTimeout while the
+// answer is 503 (not applied) or 504 (outcome unknown), as a client does
+// after an election. Writing the same value again is harmless to tests that
+// only need it stored. It is safe to call from any goroutine.
+func (c *Cluster) PutRetry(id uint64, key, value string) (uint64, error) {
+	deadline := time.Now().Add(c.cfg.WaitTimeout)
+	for {
+		rev, err := c.Put(id, key, value)
+		var httpErr *HTTPError
+		if err == nil || !errors.As(err, &httpErr) || time.Now().After(deadline) ||
+			(httpErr.Status != http.StatusServiceUnavailable && httpErr.Status != http.StatusGatewayTimeout) {
+			return rev, err
+		}
+		time.Sleep(retryBackoff) // a new leader is being elected
+	}
+}
+
+// retryBackoff spaces PutRetry's attempts, well below an election timeout.
+const retryBackoff = 20 * time.Millisecond
 
 // Get reads key through member id's client API (GET /{key}, 200 expected).
 func (c *Cluster) Get(id uint64, key string, consistency Consistency) (string, error) {

@@ -93,11 +93,19 @@ func TestTLSProcesses(t *testing.T) {
 		t.Fatalf("GET on node 3: %d %q %v", status, body, err)
 	}
 	// Member client URLs are published as https, and a follower forwards
-	// the members request to the leader over TLS.
+	// the members request to the leader over TLS. Each member publishes its
+	// client URL in the background once it runs, so all three may take a
+	// moment to appear.
 	for _, u := range clientURLs {
-		status, body, err := call(http.MethodGet, u+"/v1/members", "")
-		if err != nil || status != http.StatusOK || strings.Count(body, `"https://`) != 6 {
-			t.Fatalf("GET %s/v1/members: %d %s %v", u, status, body, err)
+		err := eventually(leaderTimeout, func() error {
+			status, body, err := call(http.MethodGet, u+"/v1/members", "")
+			if err != nil || status != http.StatusOK || strings.Count(body, `"https://`) != 6 {
+				return fmt.Errorf("GET %s/v1/members: %d %s %v", u, status, body, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	// The CLI, with etcdctl's TLS flags: a read, and the status of every

@@ -54,9 +54,16 @@ func testMemberJoinsAfterCompaction(t *testing.T, learner bool) {
 			t.Fatalf("put %d: %v", i, err)
 		}
 	}
-	before, err := c.status(ctx, leader)
-	if err != nil || before.SnapshotIndex == 0 {
-		t.Fatalf("the leader has not taken a snapshot: %+v %v", before, err)
+	// The leader writes its snapshot in the background.
+	var before client.Status
+	err = poll(ctx, readyTimeout, func() error {
+		if before, err = c.status(ctx, leader); err != nil || before.SnapshotIndex == 0 {
+			return fmt.Errorf("the leader has not taken a snapshot: %+v %v", before, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	logf("leader %s: applied %d, snapshot %d", leader.name(), before.AppliedIndex, before.SnapshotIndex)
 
