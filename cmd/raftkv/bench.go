@@ -106,7 +106,7 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 		if len(all) == 0 {
 			return 0
 		}
-		return all[min(len(all)-1, int(p*float64(len(all))))]
+		return threeDigits(all[min(len(all)-1, int(p*float64(len(all))))])
 	}
 	if _, err := fmt.Fprintf(out, "%s: %d ok, %d failed in %v: %.0f req/s; latency p50 %v p90 %v p99 %v max %v\n",
 		f.op, len(all), failures.total(), elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(),
@@ -114,6 +114,16 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 		return err
 	}
 	return failures.print(out)
+}
+
+// threeDigits rounds d to three significant digits, as many as a
+// comparison of runs on a noisy machine can use.
+func threeDigits(d time.Duration) time.Duration {
+	unit := time.Duration(1)
+	for d >= 1000*unit {
+		unit *= 10
+	}
+	return d.Round(unit)
 }
 
 // failureCounts counts failed requests by reason, so that a run with

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/testcluster"
 )
@@ -54,6 +55,21 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		err := runBench(context.Background(), io.Discard, f)
 		if code := exitCode(err); code != 2 {
 			t.Errorf("bench %+v: %v, exit %d, want 2", f, err, code)
+		}
+	}
+}
+
+func TestThreeDigits(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{
+		0:                            0,
+		999 * time.Nanosecond:        999 * time.Nanosecond,
+		2182488 * time.Nanosecond:    2180 * time.Microsecond,
+		39017000 * time.Nanosecond:   39 * time.Millisecond,
+		1200013400 * time.Nanosecond: 1200 * time.Millisecond,
+		1999600 * time.Microsecond:   2 * time.Second,
+	} {
+		if got := threeDigits(in); got != want {
+			t.Errorf("threeDigits(%v) = %v, want %v", in, got, want)
 		}
 	}
 }
