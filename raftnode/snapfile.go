@@ -12,6 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// snapFileName is the name etcd's snapshotter gives a snapshot's file, from
+// its term and index; its loader and raftkv's purge find files by it.
+const snapFileName = "%016x-%016x.snap"
+
 // snapCRCTable is the checksum etcd's snapshotter uses for snap files.
 var snapCRCTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -63,7 +67,7 @@ func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (er
 	head = protowire.AppendTag(head, snapFileDataField, protowire.BytesType)
 	head = protowire.AppendVarint(head, uint64(bodyLen))
 
-	path := filepath.Join(dir, fmt.Sprintf("%016x-%016x.snap", md.GetTerm(), md.GetIndex()))
+	path := filepath.Join(dir, fmt.Sprintf(snapFileName, md.GetTerm(), md.GetIndex()))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
 		return fmt.Errorf("raftnode: create snap file: %w", err)

@@ -255,7 +255,7 @@ func (s *storage) oldestSnapshotIndex() (uint64, bool) {
 	found := false
 	for _, name := range names {
 		var term, index uint64
-		if _, err := fmt.Sscanf(name, "%016x-%016x.snap", &term, &index); err != nil || !strings.HasSuffix(name, ".snap") {
+		if _, err := fmt.Sscanf(name, snapFileName, &term, &index); err != nil || !strings.HasSuffix(name, ".snap") {
 			continue
 		}
 		if !found || index < oldest {
