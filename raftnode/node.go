@@ -301,6 +301,11 @@ func (n *Node) replay(ds *diskState) error {
 	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
 		return fmt.Errorf("raftnode: load hard state: %w", err)
 	}
+	// Raft puts a hard state in a Ready only when it changes, so until the
+	// next election the term on disk is the current one: publish it now,
+	// or status, X-Raft-Term and raftkv_term would say 0 until then.
+	n.term.Store(ds.hardState.GetTerm())
+	n.publishStatus(raft.StateFollower, ds.hardState.GetCommit())
 	if err := n.raftStorage.Append(ds.entries); err != nil {
 		return fmt.Errorf("raftnode: load entries: %w", err)
 	}

@@ -396,3 +396,43 @@ func snapIndex(t *testing.T, name string) uint64 {
 	}
 	return index
 }
+
+// TestRestartReportsTermFromDisk checks that a restarted member reports the
+// term of the hard state on disk at once, in Status, the X-Raft-Term header
+// and the raftkv_term gauge, not 0 until an election completes. The member
+// restarts alone, so no election can complete while it is checked.
+func TestRestartReportsTermFromDisk(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 3})
+	leader := c.WaitLeader()
+	term := c.Node(leader).Status().Term
+	f := otherThan(c, leader)
+	c.WaitFor("the follower to know the leader's term", func() error {
+		if got := c.Node(f).Status().Term; got != term {
+			return fmt.Errorf("member %d at term %d, leader at %d", f, got, term)
+		}
+		return nil
+	})
+	// The follower first, so that no hand-over at the others' stop raises
+	// its term.
+	for _, id := range append([]uint64{f}, slices.DeleteFunc(c.Running(), func(id uint64) bool { return id == f })...) {
+		if err := c.Stop(id); err != nil {
+			t.Fatalf("stop member %d: %v", id, err)
+		}
+	}
+
+	c.Restart(f)
+	if got := c.Node(f).Status().Term; got != term {
+		t.Errorf("Status().Term = %d right after the restart, want %d from disk", got, term)
+	}
+	resp, err := c.HTTPClient().Get(c.ClientURL(f) + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Raft-Term"); got != strconv.FormatUint(term, 10) {
+		t.Errorf("X-Raft-Term = %q after the restart, want %d", got, term)
+	}
+	if got := c.Node(f).Term(); got != term {
+		t.Errorf("Term() = %d after the restart, want %d", got, term)
+	}
+}
