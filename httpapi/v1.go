@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -377,11 +378,8 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, q url.Values) 
 	if v, ok, err := param(q, "cursor"); err != nil {
 		return err
 	} else if ok {
-		// The cursor is the last key of the previous page; no key is empty
-		// or longer than the limit, so neither is a cursor.
-		after, err = base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(after) == 0 || len(after) > s.cfg.MaxKeyBytes {
-			return badRequest("invalid_cursor", fmt.Sprintf("cursor %q is not one this API returned", v))
+		if after, err = parseCursor(v, prefix, s.cfg.MaxKeyBytes); err != nil {
+			return err
 		}
 	}
 	keysOnly, err := boolParam(q, "keys_only")
@@ -410,9 +408,30 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, q url.Values) 
 		}
 	}
 	if res.More && len(res.KVs) > 0 {
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(res.KVs[len(res.KVs)-1].Key)
+		out.NextCursor = cursorOf(res.KVs[len(res.KVs)-1].Key)
 	}
 	setRevision(w.Header(), res.Revision)
 	writeJSON(w, out)
 	return nil
+}
+
+// cursorOf is the cursor that continues a listing after key: the key in
+// unpadded URL-safe base64 (RFC 4648 §5), so that it needs no escaping in a
+// query string and a client can start after any key it knows.
+func cursorOf(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
+
+// parseCursor decodes a cursor of a listing of prefix. Only a key under the
+// prefix can be one: any other (a typo, a cursor of another listing) would
+// otherwise page from a place the client did not mean, or look like the
+// end of the list. The message does not echo the cursor, which can be as
+// large as a request line.
+func parseCursor(v, prefix string, maxKeyBytes int) ([]byte, error) {
+	key, err := base64.RawURLEncoding.DecodeString(v)
+	switch {
+	case err != nil || cursorOf(key) != v:
+		return nil, badRequest("invalid_cursor", "the cursor is not unpadded URL-safe base64: pass a listing's next_cursor unchanged")
+	case len(key) == 0 || len(key) > maxKeyBytes || !bytes.HasPrefix(key, []byte(prefix)):
+		return nil, badRequest("invalid_cursor", "the cursor is not a key under this prefix: pass the next_cursor of a listing of the same prefix")
+	}
+	return key, nil
 }

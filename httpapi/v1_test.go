@@ -162,6 +162,12 @@ func TestV1BadInput(t *testing.T) {
 		{"GET", "/v1/kv/?cursor=!!", nil, nil, 400, "invalid_cursor"},
 		{"GET", "/v1/kv/?cursor=ZXhpc3Rpbmc%3D", nil, nil, 400, "invalid_cursor"}, // padded
 		{"GET", "/v1/kv/?cursor=" + base64.RawURLEncoding.EncodeToString([]byte(longKey)), nil, nil, 400, "invalid_cursor"},
+		// a cursor this API never returned for the prefix: not the end of
+		// the list, and not a silent restart from the first key
+		{"GET", "/v1/kv/?prefix=config/&cursor=zzz", nil, nil, 400, "invalid_cursor"},
+		{"GET", "/v1/kv/?prefix=config/&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("existing")), nil, nil, 400, "invalid_cursor"},
+		{"GET", "/v1/kv/?prefix=config/&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("config")), nil, nil, 400, "invalid_cursor"},
+		{"GET", "/v1/kv/?cursor=ZXhpc3Rpbmd", nil, nil, 400, "invalid_cursor"}, // non-canonical final bits
 		{"GET", "/v1/kv/?keys_only=yes", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?keys_only=1", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?prefix=a&prefix=b", nil, nil, 400, "invalid_parameter"},
@@ -556,6 +562,20 @@ func TestV1List(t *testing.T) {
 	// HEAD answers the same without a body.
 	if r := n.do(t, http.MethodHead, "/v1/kv/?prefix=l/", nil); r.status != 200 || len(r.body) != 0 {
 		t.Fatalf("HEAD listing = %d with %d body bytes", r.status, len(r.body))
+	}
+	// A client can start after any key under the prefix: the cursor is the
+	// key in unpadded URL-safe base64, the encoding of next_cursor.
+	if l := n.list(t, "prefix=l/&limit=2&cursor="+base64.RawURLEncoding.EncodeToString([]byte("l/0010"))); len(l.KVs) != 2 || string(l.KVs[0].Key) != "l/0011" {
+		t.Fatalf("listing after l/0010 starts at %q", l.KVs[0].Key)
+	}
+	if first := n.list(t, "prefix=l/&limit=3"); first.NextCursor != base64.RawURLEncoding.EncodeToString(first.KVs[2].Key) {
+		t.Fatalf("next_cursor %q is not the last key %q in unpadded URL-safe base64", first.NextCursor, first.KVs[2].Key)
+	}
+	// A bad cursor is refused without being echoed back: it can be as long
+	// as the request line.
+	huge := strings.Repeat("z", 10<<10)
+	if r := n.do(t, http.MethodGet, "/v1/kv/?prefix=l/&cursor="+huge, nil); r.status != 400 || len(r.body) > 512 {
+		t.Fatalf("a 10 KB cursor = %d with a %d-byte body, want a short 400", r.status, len(r.body))
 	}
 	// A page reads the state at its own revision: a key written between
 	// pages shows up on the later page.
