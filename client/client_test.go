@@ -536,6 +536,10 @@ func TestWatchLaggedAndCompacted(t *testing.T) {
 		if !errors.As(err, &ce) || !errors.As(err, &apiErr) || apiErr.Status != http.StatusGone || apiErr.Code != "compacted" {
 			t.Fatalf("watch from a compacted revision: %v", err)
 		}
+		if strings.Contains(err.Error(), "no answer within") {
+			// The server answered at once: no timeout is the cause.
+			t.Errorf("watch from a compacted revision says %q", err)
+		}
 		if ce.OldestRevision <= first.Revision || ce.OldestRevision > last.Revision {
 			t.Fatalf("oldest revision %d, want within (%d, %d]", ce.OldestRevision, first.Revision, last.Revision)
 		}
@@ -586,6 +590,8 @@ func TestFailover(t *testing.T) {
 		}
 		if _, err := cl.Watch(ctx, []byte("k"), client.WatchOptions{}); !errors.Is(err, client.ErrUnavailable) {
 			t.Fatalf("watch with no server: %v", err)
+		} else if strings.Contains(err.Error(), "no answer within") || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("watch with no server says %q; want the refused connection, not a timeout", err)
 		}
 		t.Logf("gave up after %v", time.Since(start))
 	})

@@ -114,21 +114,25 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts WatchOptions) (*Wat
 	if len(key) > 0 {
 		path += escapeKey(key)
 	} else if !opts.Prefix {
-		return nil, errors.New("client: watch: empty key")
+		return nil, errors.New("watch: empty key")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watcher{c: c, ctx: ctx, cancel: cancel, path: path, prefix: opts.Prefix, resumeFrom: opts.From}
 	if err := w.connect(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("client: watch %q: %w", key, err)
+		return nil, fmt.Errorf("watch %q: %w", key, err)
 	}
 	return w, nil
 }
 
+// errWatchIdle is the cause with which a stream's idle timer cancels it.
+var errWatchIdle = errors.New("no answer within the idle timeout")
+
 // connect opens a stream from w.resumeFrom.
 func (w *Watcher) connect() error {
-	ctx, cancel := context.WithCancel(w.ctx)
-	idle := time.AfterFunc(w.c.watchIdleTimeout, cancel)
+	ctx, cancelCause := context.WithCancelCause(w.ctx)
+	cancel := func() { cancelCause(nil) }
+	idle := time.AfterFunc(w.c.watchIdleTimeout, func() { cancelCause(errWatchIdle) })
 	q := url.Values{}
 	if w.prefix {
 		q.Set("prefix", "true")
@@ -142,8 +146,11 @@ func (w *Watcher) connect() error {
 	})
 	if err != nil {
 		idle.Stop()
+		// The cause tells the idle timer's cancel from every other end of
+		// the request: ctx.Err() alone would be set by the cancel below.
+		timedOut := errors.Is(context.Cause(ctx), errWatchIdle)
 		cancel()
-		if ctx.Err() != nil && w.ctx.Err() == nil {
+		if timedOut {
 			return fmt.Errorf("no answer within %v: %w", w.c.watchIdleTimeout, err)
 		}
 		return err
@@ -198,7 +205,7 @@ func (w *Watcher) Next() (Event, error) {
 // ending without a word.
 func (w *Watcher) resume() {
 	if w.breaks > w.c.maxAttempts {
-		w.err = fmt.Errorf("client: watch: the stream ended %d times in a row without any data", w.breaks)
+		w.err = fmt.Errorf("watch: the stream ended %d times in a row without any data", w.breaks)
 		return
 	}
 	if w.breaks > 1 {
@@ -207,7 +214,7 @@ func (w *Watcher) resume() {
 		}
 	}
 	if err := w.connect(); err != nil {
-		w.err = fmt.Errorf("client: watch: resume from revision %d: %w", w.resumeFrom, err)
+		w.err = fmt.Errorf("watch: resume from revision %d: %w", w.resumeFrom, err)
 	}
 }
 
@@ -247,7 +254,7 @@ func (w *Watcher) read(conn *watchConn) {
 	case "put", "delete":
 		var ev Event
 		if err := json.Unmarshal(data, &ev); err != nil {
-			w.fail(conn, fmt.Errorf("client: watch: bad event %q: %w", data, err))
+			w.fail(conn, fmt.Errorf("watch: bad event %q: %w", data, err))
 			return
 		}
 		if len(w.pending) > 0 && w.pending[0].Revision != ev.Revision {
@@ -262,7 +269,7 @@ func (w *Watcher) read(conn *watchConn) {
 		}
 		_ = json.Unmarshal(data, &e)
 		if e.ResumeFrom == 0 {
-			w.fail(conn, fmt.Errorf("client: watch ended: %w", &APIError{Code: e.Code, Message: e.Error}))
+			w.fail(conn, fmt.Errorf("watch ended: %w", &APIError{Code: e.Code, Message: e.Error}))
 			return
 		}
 		// The server delivered everything before resume_from.
@@ -281,7 +288,7 @@ func (w *Watcher) read(conn *watchConn) {
 	if id != "" {
 		rev, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {
-			w.fail(conn, fmt.Errorf("client: watch: bad event id %q", id))
+			w.fail(conn, fmt.Errorf("watch: bad event id %q", id))
 			return
 		}
 		w.flush()
@@ -316,7 +323,7 @@ func (w *Watcher) endStream(conn *watchConn, err error) {
 		if err == nil {
 			err = errors.New("the stream ended")
 		}
-		w.err = fmt.Errorf("client: watch: the stream broke before the server said its start revision: %w", err)
+		w.err = fmt.Errorf("watch: the stream broke before the server said its start revision: %w", err)
 		return
 	}
 	if !conn.got {
@@ -377,7 +384,7 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 		chunk, err := r.ReadSlice('\n')
 		line = append(line, chunk...)
 		if len(line) > maxEventBytes {
-			return nil, fmt.Errorf("client: watch: a line longer than %d bytes", maxEventBytes)
+			return nil, fmt.Errorf("watch: a line longer than %d bytes", maxEventBytes)
 		}
 		switch {
 		case err == nil:
