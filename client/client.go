@@ -129,7 +129,7 @@ func WithWatchIdleTimeout(d time.Duration) Option {
 // client URLs (http://host:port, or https, optionally with a path prefix).
 func New(endpoints []string, opts ...Option) (*Client, error) {
 	if len(endpoints) == 0 {
-		return nil, errors.New("client: no endpoints")
+		return nil, errors.New("no endpoints")
 	}
 	c := &Client{
 		maxAttempts:      roundsPerRequest * len(endpoints),
@@ -146,7 +146,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.http != nil && c.tls != nil {
-		return nil, errors.New("client: WithTLS and WithHTTPClient: set the TLS config on the HTTP client's transport instead")
+		return nil, errors.New("WithTLS and WithHTTPClient: set the TLS config on the HTTP client's transport instead")
 	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -249,14 +249,22 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 	})
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
-		return nil, false, fmt.Errorf("client: %w", err)
+		return nil, false, fmt.Errorf("%w", err)
 	}
 	for k, v := range r.header {
 		req.Header[k] = v
 	}
 	resp, err = c.http.Do(req)
 	if err != nil {
-		return nil, gotConn.Load() && !neverRead(err), err
+		sent = gotConn.Load() && !neverRead(err)
+		// net/http says `Get "http://host/v1/kv/k?x=y": dial tcp ...`: the
+		// endpoint is what a user can act on, the method and path are
+		// already in the caller's message.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("%s: %w", endpoint, ue.Err)
+		}
+		return nil, sent, err
 	}
 	return resp, true, nil
 }
@@ -366,7 +374,7 @@ func headerUint(h http.Header, name string) uint64 {
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("client: decode response: %w", err)
+		return fmt.Errorf("decode response: %w", err)
 	}
 	return nil
 }

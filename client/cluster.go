@@ -20,35 +20,35 @@ import (
 // cluster when one of these is returned.
 var (
 	// ErrMemberNotFound: no member has the id (404 member_not_found).
-	ErrMemberNotFound = errors.New("client: member not found")
+	ErrMemberNotFound = errors.New("member not found")
 	// ErrConflict matches every refusal below: the change conflicts with
 	// the cluster's current state (any 409, and 410 member_removed).
-	ErrConflict = errors.New("client: the change conflicts with the cluster's state")
+	ErrConflict = errors.New("the change conflicts with the cluster's state")
 	// ErrMemberExists: the id is already a member's (409 member_exists).
-	ErrMemberExists = errors.New("client: member id in use")
+	ErrMemberExists = errors.New("member id in use")
 	// ErrPeerURLExists: another member has the peer URL (409
 	// peer_url_exists).
-	ErrPeerURLExists = errors.New("client: peer URL in use")
+	ErrPeerURLExists = errors.New("peer URL in use")
 	// ErrMemberRemoved: the id belonged to a removed member, and raft never
 	// lets an id come back: use a new one (410 member_removed).
-	ErrMemberRemoved = errors.New("client: member was removed")
+	ErrMemberRemoved = errors.New("member was removed")
 	// ErrLearnerNotReady: the learner has not caught up with the leader yet
 	// (409 learner_not_ready). Promoting it again later is safe.
-	ErrLearnerNotReady = errors.New("client: learner not caught up")
+	ErrLearnerNotReady = errors.New("learner not caught up")
 	// ErrNotLearner: promoting a member that is already a voter (409
 	// not_learner).
-	ErrNotLearner = errors.New("client: member is not a learner")
+	ErrNotLearner = errors.New("member is not a learner")
 	// ErrNotVoter: transferring leadership to a learner (409 not_voter).
-	ErrNotVoter = errors.New("client: member is not a voter")
+	ErrNotVoter = errors.New("member is not a voter")
 	// ErrNotEnoughStarted: the change would leave fewer started voters than
 	// a quorum (409 not_enough_started), etcd's strict reconfiguration
 	// check. Start the members that were added but never started first.
-	ErrNotEnoughStarted = errors.New("client: not enough started members")
+	ErrNotEnoughStarted = errors.New("not enough started members")
 	// ErrConfChangePending: another configuration change is not applied yet
 	// (409 conf_change_pending). Trying again later is safe.
-	ErrConfChangePending = errors.New("client: configuration change pending")
+	ErrConfChangePending = errors.New("configuration change pending")
 	// ErrLastVoter: removing the last voter (409 last_voter).
-	ErrLastVoter = errors.New("client: last voter")
+	ErrLastVoter = errors.New("last voter")
 )
 
 // opCodes maps the codes of the operations API to their sentinels.
@@ -179,11 +179,11 @@ type Health struct {
 func (c *Client) MemberList(ctx context.Context) (MemberListResult, error) {
 	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: "/v1/members", idempotent: true})
 	if err != nil {
-		return MemberListResult{}, fmt.Errorf("client: list members: %w", opErr(err))
+		return MemberListResult{}, fmt.Errorf("list members: %w", opErr(err))
 	}
 	var r MemberListResult
 	if err := decodeJSON(resp, &r); err != nil {
-		return MemberListResult{}, fmt.Errorf("client: list members: %w", err)
+		return MemberListResult{}, fmt.Errorf("list members: %w", err)
 	}
 	return r, nil
 }
@@ -193,7 +193,7 @@ func (c *Client) MemberList(ctx context.Context) (MemberListResult, error) {
 func (c *Client) MemberAdd(ctx context.Context, req MemberAddRequest) (Member, error) {
 	m, err := c.memberChange(ctx, http.MethodPost, "/v1/members", req)
 	if err != nil {
-		return Member{}, fmt.Errorf("client: add member %s: %w", strings.Join(req.PeerURLs, ","), err)
+		return Member{}, fmt.Errorf("add member %s: %w", strings.Join(req.PeerURLs, ","), err)
 	}
 	return m, nil
 }
@@ -206,7 +206,7 @@ func (c *Client) MemberPromote(ctx context.Context, id uint64) (Member, error) {
 	}
 	m, err := c.memberChange(ctx, http.MethodPost, memberPath(id)+"/promote", nil)
 	if err != nil {
-		return Member{}, fmt.Errorf("client: promote member %d: %w", id, err)
+		return Member{}, fmt.Errorf("promote member %d: %w", id, err)
 	}
 	return m, nil
 }
@@ -221,7 +221,7 @@ func (c *Client) MemberUpdate(ctx context.Context, id uint64, peerURLs []string)
 	}{peerURLs}
 	m, err := c.memberChange(ctx, http.MethodPut, memberPath(id), body)
 	if err != nil {
-		return Member{}, fmt.Errorf("client: update member %d: %w", id, err)
+		return Member{}, fmt.Errorf("update member %d: %w", id, err)
 	}
 	return m, nil
 }
@@ -234,7 +234,7 @@ func (c *Client) MemberRemove(ctx context.Context, id uint64) error {
 	}
 	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: memberPath(id)})
 	if err != nil {
-		return fmt.Errorf("client: remove member %d: %w", id, opErr(err))
+		return fmt.Errorf("remove member %d: %w", id, opErr(err))
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
@@ -251,15 +251,15 @@ func (c *Client) LeaderTransfer(ctx context.Context, to uint64) (LeaderTransferR
 	}{to}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return LeaderTransferResult{}, fmt.Errorf("client: transfer leadership: %w", err)
+		return LeaderTransferResult{}, fmt.Errorf("transfer leadership: %w", err)
 	}
 	resp, _, err := c.do(ctx, &request{method: http.MethodPost, path: "/v1/leader/transfer", header: jsonHeader(), body: b})
 	if err != nil {
-		return LeaderTransferResult{}, fmt.Errorf("client: transfer leadership: %w", opErr(err))
+		return LeaderTransferResult{}, fmt.Errorf("transfer leadership: %w", opErr(err))
 	}
 	var r LeaderTransferResult
 	if err := decodeJSON(resp, &r); err != nil {
-		return LeaderTransferResult{}, fmt.Errorf("client: transfer leadership: %w", err)
+		return LeaderTransferResult{}, fmt.Errorf("transfer leadership: %w", err)
 	}
 	return r, nil
 }
@@ -268,11 +268,11 @@ func (c *Client) LeaderTransfer(ctx context.Context, to uint64) (LeaderTransferR
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: "/v1/status", idempotent: true})
 	if err != nil {
-		return Status{}, fmt.Errorf("client: status: %w", err)
+		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	var s Status
 	if err := decodeJSON(resp, &s); err != nil {
-		return Status{}, fmt.Errorf("client: status: %w", err)
+		return Status{}, fmt.Errorf("status: %w", err)
 	}
 	return s, nil
 }
@@ -297,11 +297,11 @@ func (c *Client) statusOf(ctx context.Context, clientURL, path string) (Status, 
 		err = readError(resp)
 	}
 	if err != nil {
-		return Status{}, fmt.Errorf("client: status of %s: %w", clientURL, err)
+		return Status{}, fmt.Errorf("status of %s: %w", clientURL, err)
 	}
 	var s Status
 	if err := decodeJSON(resp, &s); err != nil {
-		return Status{}, fmt.Errorf("client: status of %s: %w", clientURL, err)
+		return Status{}, fmt.Errorf("status of %s: %w", clientURL, err)
 	}
 	return s, nil
 }
@@ -313,7 +313,7 @@ func (c *Client) statusOf(ctx context.Context, clientURL, path string) (Status, 
 func (c *Client) HealthOf(ctx context.Context, clientURL string) (Health, error) {
 	h, err := c.probe(ctx, clientURL, "/health")
 	if err != nil {
-		return Health{}, fmt.Errorf("client: health of %s: %w", clientURL, err)
+		return Health{}, fmt.Errorf("health of %s: %w", clientURL, err)
 	}
 	return h, nil
 }
@@ -325,7 +325,7 @@ func (c *Client) HealthOf(ctx context.Context, clientURL string) (Health, error)
 func (c *Client) ReadyOf(ctx context.Context, clientURL string) (Health, error) {
 	h, err := c.probe(ctx, clientURL, "/readyz")
 	if err != nil {
-		return Health{}, fmt.Errorf("client: readiness of %s: %w", clientURL, err)
+		return Health{}, fmt.Errorf("readiness of %s: %w", clientURL, err)
 	}
 	return h, nil
 }
@@ -393,7 +393,7 @@ func (c *Client) memberChange(ctx context.Context, method, path string, body any
 // errInvalidID is the error of a call with member id 0, which is never
 // sent.
 func errInvalidID(op string) error {
-	return fmt.Errorf("client: %s: the member id must be positive", op)
+	return fmt.Errorf("%s: the member id must be positive", op)
 }
 
 func memberPath(id uint64) string { return "/v1/members/" + strconv.FormatUint(id, 10) }
@@ -405,10 +405,10 @@ func jsonHeader() http.Header { return http.Header{"Content-Type": {"application
 func normalizeEndpoint(e string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(e))
 	if err != nil {
-		return "", fmt.Errorf("client: endpoint %q: %w", e, err)
+		return "", fmt.Errorf("endpoint %q: %w", e, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("client: endpoint %q: want http(s)://host:port", e)
+		return "", fmt.Errorf("endpoint %q: want http(s)://host:port", e)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
 }

@@ -12,18 +12,18 @@ import (
 // against the sentinels that describe it.
 var (
 	// ErrNotFound means the key does not exist (404 key_not_found).
-	ErrNotFound = errors.New("client: key not found")
+	ErrNotFound = errors.New("key not found")
 	// ErrUnavailable means the request was not applied: every endpoint
 	// tried was unreachable or answered 503 (or 504 read_timeout for a
 	// read). Retrying later is safe.
-	ErrUnavailable = errors.New("client: cluster unavailable")
+	ErrUnavailable = errors.New("cluster unavailable")
 	// ErrOutcomeUnknown means a write reached a server but its result did
 	// not come back (504 timeout_outcome_unknown, or the connection broke or
 	// the context ended after the request was sent): it may or may not have
 	// been applied. The client never retries such a write by itself.
-	ErrOutcomeUnknown = errors.New("client: outcome unknown")
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrClosed is returned by Watcher.Next after Close.
-	ErrClosed = errors.New("client: watcher closed")
+	ErrClosed = errors.New("watcher closed")
 )
 
 // APIError is an error response of the server: its HTTP status and the
@@ -39,12 +39,15 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	if e.Status == 0 { // an error event that ended a watch
-		return fmt.Sprintf("server: %s (%s)", e.Message, e.Code)
+		return fmt.Sprintf("%s (%s)", e.Message, e.Code)
 	}
 	if e.Code == "" {
-		return fmt.Sprintf("server: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+		if e.Message == "" {
+			return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+		}
+		return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 	}
-	return fmt.Sprintf("server: %s (%d %s)", e.Message, e.Status, e.Code)
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
 }
 
 // Is reports whether the response means one of the package's sentinels.
@@ -73,9 +76,9 @@ type PreconditionFailedError struct {
 
 func (e *PreconditionFailedError) Error() string {
 	if e.ModRevision == 0 {
-		return "server: precondition failed: the key does not exist"
+		return "precondition failed: the key does not exist"
 	}
-	return fmt.Sprintf("server: precondition failed: the key's mod revision is %d", e.ModRevision)
+	return fmt.Sprintf("precondition failed: the key's mod revision is %d", e.ModRevision)
 }
 
 // Unwrap gives the underlying *APIError.
@@ -91,7 +94,7 @@ type CompactedError struct {
 }
 
 func (e *CompactedError) Error() string {
-	return fmt.Sprintf("server: the requested revision is compacted; the oldest available is %d", e.OldestRevision)
+	return fmt.Sprintf("the requested revision is compacted; the oldest available is %d", e.OldestRevision)
 }
 
 // Unwrap gives the underlying *APIError.

@@ -117,11 +117,11 @@ func (c *Client) Put(ctx context.Context, key, value []byte, cond Condition) (Re
 	}
 	resp, _, err := c.do(ctx, &request{method: http.MethodPut, path: p, header: h, body: value})
 	if err != nil {
-		return Result{}, fmt.Errorf("client: put %q: %w", key, err)
+		return Result{}, fmt.Errorf("put %q: %w", key, err)
 	}
 	var r Result
 	if err := decodeJSON(resp, &r); err != nil {
-		return Result{}, fmt.Errorf("client: put %q: %w", key, err)
+		return Result{}, fmt.Errorf("put %q: %w", key, err)
 	}
 	return r, nil
 }
@@ -134,12 +134,12 @@ func (c *Client) Get(ctx context.Context, key []byte, consistency Consistency) (
 	}
 	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: p, query: consistencyQuery(consistency), idempotent: true})
 	if err != nil {
-		return KV{}, fmt.Errorf("client: get %q: %w", key, err)
+		return KV{}, fmt.Errorf("get %q: %w", key, err)
 	}
 	defer resp.Body.Close()
 	value, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return KV{}, fmt.Errorf("client: get %q: read value: %w", key, err)
+		return KV{}, fmt.Errorf("get %q: read value: %w", key, err)
 	}
 	h := resp.Header
 	return KV{
@@ -163,11 +163,11 @@ func (c *Client) Delete(ctx context.Context, key []byte, cond Condition) (Delete
 	cond.apply(h)
 	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: p, header: h})
 	if err != nil {
-		return DeleteResult{}, fmt.Errorf("client: delete %q: %w", key, err)
+		return DeleteResult{}, fmt.Errorf("delete %q: %w", key, err)
 	}
 	var r DeleteResult
 	if err := decodeJSON(resp, &r); err != nil {
-		return DeleteResult{}, fmt.Errorf("client: delete %q: %w", key, err)
+		return DeleteResult{}, fmt.Errorf("delete %q: %w", key, err)
 	}
 	return r, nil
 }
@@ -178,11 +178,11 @@ func (c *Client) DeleteRange(ctx context.Context, prefix []byte) (DeleteResult, 
 	q := url.Values{"prefix": {string(prefix)}}
 	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: "/v1/kv/", query: q})
 	if err != nil {
-		return DeleteResult{}, fmt.Errorf("client: delete prefix %q: %w", prefix, err)
+		return DeleteResult{}, fmt.Errorf("delete prefix %q: %w", prefix, err)
 	}
 	var r DeleteResult
 	if err := decodeJSON(resp, &r); err != nil {
-		return DeleteResult{}, fmt.Errorf("client: delete prefix %q: %w", prefix, err)
+		return DeleteResult{}, fmt.Errorf("delete prefix %q: %w", prefix, err)
 	}
 	return r, nil
 }
@@ -204,14 +204,14 @@ func (c *Client) List(ctx context.Context, prefix []byte, opts ListOptions) (Pag
 	}
 	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: "/v1/kv/", query: q, idempotent: true})
 	if err != nil {
-		return Page{}, fmt.Errorf("client: list %q: %w", prefix, err)
+		return Page{}, fmt.Errorf("list %q: %w", prefix, err)
 	}
 	var p Page
 	if err := decodeJSON(resp, &p); err != nil {
-		return Page{}, fmt.Errorf("client: list %q: %w", prefix, err)
+		return Page{}, fmt.Errorf("list %q: %w", prefix, err)
 	}
 	if p.More && p.NextCursor == "" {
-		return Page{}, fmt.Errorf("client: list %q: %w", prefix, errors.New("the server says more keys remain but gave no cursor"))
+		return Page{}, fmt.Errorf("list %q: %w", prefix, errors.New("the server says more keys remain but gave no cursor"))
 	}
 	return p, nil
 }
@@ -275,7 +275,7 @@ func consistencyQuery(c Consistency) url.Values {
 // decodes exactly key: see escapeKey.
 func keyPath(base string, key []byte) (string, error) {
 	if len(key) == 0 {
-		return "", errors.New("client: empty key")
+		return "", errors.New("empty key")
 	}
 	return base + escapeKey(key), nil
 }

@@ -6,24 +6,26 @@ import (
 )
 
 // Errors returned by the store and by KV operations. The HTTP layer maps them
-// to status codes with errors.Is.
+// to status codes with errors.Is. The texts of those a client can receive
+// reach users as the message of an error response, so they say what
+// happened and what to do, without this package's name.
 var (
 	// ErrKeyNotFound means the key does not exist.
-	ErrKeyNotFound = errors.New("kvstore: key not found")
+	ErrKeyNotFound = errors.New("key not found")
 	// ErrTimeout means a write was handed to raft but its result did not
 	// arrive in time: it may or may not have been applied.
-	ErrTimeout = errors.New("kvstore: request timed out, outcome unknown")
+	ErrTimeout = errors.New("no result in time: the write may or may not have been applied; read the key before retrying")
 	// ErrLeaderChanged means a write was handed to raft, a new leader took
 	// over, and the write was not among what it committed first: like
 	// ErrTimeout, it may or may not be applied later.
-	ErrLeaderChanged = errors.New("kvstore: the leader changed before the write was applied, outcome unknown")
+	ErrLeaderChanged = errors.New("the leader changed before the write was applied: it may or may not be applied later; read the key before retrying")
 	// ErrReadTimeout means a linearizable read could not be served in time.
-	ErrReadTimeout = errors.New("kvstore: read timed out")
+	ErrReadTimeout = errors.New("the read could not be confirmed with the leader in time; retry")
 	// ErrBusy means the proposal queue stayed full until the request's
 	// deadline; nothing was proposed.
-	ErrBusy = errors.New("kvstore: too many pending proposals")
+	ErrBusy = errors.New("too many writes are waiting for raft; retry shortly")
 	// ErrStopped means the store is shutting down.
-	ErrStopped = errors.New("kvstore: stopped")
+	ErrStopped = errors.New("the node is shutting down; retry on another node")
 	// ErrCorruptCommand means a log entry could not be decoded.
 	ErrCorruptCommand = errors.New("kvstore: corrupt command")
 	// ErrCorruptSnapshot means a snapshot could not be decoded.
@@ -32,7 +34,7 @@ var (
 
 // ErrPreconditionFailed means a conditional write's condition did not hold;
 // the error is a *PreconditionError.
-var ErrPreconditionFailed = errors.New("kvstore: precondition failed")
+var ErrPreconditionFailed = errors.New("precondition failed")
 
 // PreconditionError describes a failed condition and the key's state when it
 // was checked.
@@ -44,9 +46,9 @@ type PreconditionError struct {
 
 func (e *PreconditionError) Error() string {
 	if !e.Exists {
-		return "kvstore: precondition failed: the key does not exist"
+		return "precondition failed: the key does not exist"
 	}
-	return fmt.Sprintf("kvstore: precondition failed: the key is at mod revision %d", e.Current.ModRevision)
+	return fmt.Sprintf("precondition failed: the key is at mod revision %d", e.Current.ModRevision)
 }
 
 // Unwrap makes errors.Is(err, ErrPreconditionFailed) hold.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/types"
@@ -52,6 +53,18 @@ func progressState(s tracker.StateType) string {
 	}
 }
 
+// progressDetail says in words what a learner's replication state means.
+func progressDetail(s tracker.StateType) string {
+	switch s {
+	case tracker.StateReplicate:
+		return "receiving the log"
+	case tracker.StateSnapshot:
+		return "receiving a snapshot"
+	default:
+		return "the leader is probing where its log ends"
+	}
+}
+
 // IsLeader reports whether this node leads.
 func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
 
@@ -74,7 +87,7 @@ func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, lear
 	// Raft reads adding an existing learner as a voter as its promotion;
 	// that goes through PromoteMember and its readiness check only.
 	if _, exists := n.view.Load().members[id]; exists {
-		return Member{}, fmt.Errorf("%w: %d", ErrMemberExists, id)
+		return Member{}, ErrMemberExists
 	}
 	typ := raftpb.ConfChangeAddNode
 	if learner {
@@ -107,9 +120,9 @@ func (n *Node) PromoteMember(ctx context.Context, id uint64) (Member, error) {
 	mem, ok := n.view.Load().members[id]
 	if !ok {
 		if n.view.Load().isRemoved(id) {
-			return Member{}, fmt.Errorf("%w: %d", ErrMemberRemoved, id)
+			return Member{}, ErrMemberRemoved
 		}
-		return Member{}, fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+		return Member{}, ErrMemberNotFound
 	}
 	if !mem.IsLearner {
 		return Member{}, fmt.Errorf("%w: %d", ErrNotLearner, id)
@@ -155,7 +168,7 @@ func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 func (n *Node) member(id uint64) (Member, error) {
 	m, ok := n.view.Load().members[id]
 	if !ok {
-		return Member{}, fmt.Errorf("%w: %d (removed again meanwhile)", ErrMemberNotFound, id)
+		return Member{}, fmt.Errorf("%w (removed again meanwhile)", ErrMemberNotFound)
 	}
 	return m.clone(), nil
 }
@@ -182,13 +195,20 @@ func (n *Node) checkLearnerReady(id uint64) error {
 	}
 	pr, ok := st.Progress[id]
 	if !ok {
-		return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+		return ErrMemberNotFound
 	}
 	commit := st.HardState.GetCommit()
-	if pr.State != tracker.StateReplicate || pr.Match+learnerReadyLag < commit {
-		return fmt.Errorf("%w: member %d has %d of %d committed entries (state %s)", ErrLearnerNotReady, id, pr.Match, commit, progressState(pr.State))
+	if pr.State == tracker.StateReplicate && pr.Match+learnerReadyLag >= commit {
+		return nil
 	}
-	return nil
+	if !n.Started(id) {
+		// Its progress says nothing a user can act on: the process is not
+		// running (or cannot reach the leader).
+		m, _ := n.member(id)
+		return fmt.Errorf("member %d: %w: it has not started, or the leader cannot reach it; start it with --join and its peer URL %s, then promote it once it has caught up",
+			id, ErrLearnerNotReady, strings.Join(m.PeerURLs, ","))
+	}
+	return fmt.Errorf("member %d: %w: it has %d of %d committed entries (%s); promote it once it has caught up", id, ErrLearnerNotReady, pr.Match, commit, progressDetail(pr.State))
 }
 
 // checkQuorum is etcd's strict reconfiguration check: after the change, the
@@ -249,7 +269,7 @@ func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) erro
 	applied := n.confWait.Register(reqID)
 	// Unregisters the waiter on every early return; a no-op once triggered.
 	defer n.confWait.Trigger(reqID, nil)
-	unknown := fmt.Errorf("%w: the configuration change may or may not be applied", ErrTimeout)
+	unknown := fmt.Errorf("%w: the membership change may or may not be applied; check the member list before retrying", ErrTimeout)
 	req := confChangeRequest{cc: cc, result: make(chan error, 1)}
 	select {
 	case n.confChangeC <- req:

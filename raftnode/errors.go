@@ -3,56 +3,59 @@ package raftnode
 import "errors"
 
 // Errors returned by Node. The HTTP layer maps them to status codes with
-// errors.Is.
+// errors.Is. Their texts reach users (as the message of an error response,
+// or as the line a node that refuses to start prints), so they say what
+// happened, and what to do where that is not obvious, without this
+// package's name.
 var (
 	// ErrStopped means the node is shutting down or has stopped.
-	ErrStopped = errors.New("raftnode: stopped")
+	ErrStopped = errors.New("the node is shutting down; retry on another node")
 	// ErrNoLeader means the node knows no leader, so it can neither propose
 	// nor confirm a read; the client should retry shortly.
-	ErrNoLeader = errors.New("raftnode: no leader")
+	ErrNoLeader = errors.New("no leader: the cluster is electing one, or a quorum of its members is down; retry shortly")
 	// ErrProposalDropped means raft refused the proposal (for example during
 	// a leader transfer); it was not applied.
-	ErrProposalDropped = errors.New("raftnode: proposal dropped")
+	ErrProposalDropped = errors.New("raft dropped the proposal (leadership is moving); nothing was applied, retry")
 	// ErrTimeout means a request to raft got no answer in time; for a
 	// configuration change the outcome is unknown.
-	ErrTimeout = errors.New("raftnode: request timed out")
+	ErrTimeout = errors.New("raft gave no answer in time")
 	// ErrRemoved means this member was removed from the cluster.
-	ErrRemoved = errors.New("raftnode: this member was removed from the cluster")
+	ErrRemoved = errors.New("this member was removed from the cluster")
 	// ErrIDMismatch means the data dir belongs to another member.
-	ErrIDMismatch = errors.New("raftnode: data dir belongs to another member")
+	ErrIDMismatch = errors.New("the data dir belongs to another member")
 	// ErrInvalidConfig means the Config failed validation.
-	ErrInvalidConfig = errors.New("raftnode: invalid config")
+	ErrInvalidConfig = errors.New("invalid configuration")
 
 	// ErrInvalidMemberID means a member id of 0 (raft reserves it).
-	ErrInvalidMemberID = errors.New("raftnode: member id must be a positive integer")
+	ErrInvalidMemberID = errors.New("a member id must be a positive integer")
 	// ErrInvalidPeerURL means a peer URL that is not an absolute http(s) URL
 	// with a host and port.
-	ErrInvalidPeerURL = errors.New("raftnode: invalid peer URL")
+	ErrInvalidPeerURL = errors.New("invalid peer URL")
 	// ErrMemberExists means the id is already a member.
-	ErrMemberExists = errors.New("raftnode: member already exists")
+	ErrMemberExists = errors.New("the member id is in use")
 	// ErrPeerURLExists means another member already uses the peer URL.
-	ErrPeerURLExists = errors.New("raftnode: peer URL already used by another member")
+	ErrPeerURLExists = errors.New("the peer URL is in use")
 	// ErrMemberNotFound means the id is not a member.
-	ErrMemberNotFound = errors.New("raftnode: member not found")
+	ErrMemberNotFound = errors.New("no such member")
 	// ErrMemberRemoved means the id belonged to a removed member; raft ids
 	// cannot be reused.
-	ErrMemberRemoved = errors.New("raftnode: member id was removed and cannot be reused")
+	ErrMemberRemoved = errors.New("the member id was removed and cannot be reused; use a new id")
 	// ErrLastVoter means the change would remove the last voting member.
-	ErrLastVoter = errors.New("raftnode: cannot remove the last voting member")
+	ErrLastVoter = errors.New("the last voting member cannot be removed")
 	// ErrNotLearner means promoting a member that already votes.
-	ErrNotLearner = errors.New("raftnode: member is not a learner")
+	ErrNotLearner = errors.New("the member is not a learner")
 	// ErrLearnerNotReady means promoting a learner that has not caught up.
-	ErrLearnerNotReady = errors.New("raftnode: learner has not caught up with the leader")
+	ErrLearnerNotReady = errors.New("the learner has not caught up with the leader")
 	// ErrNotEnoughStarted means the change would leave fewer started voters
 	// than a quorum needs.
-	ErrNotEnoughStarted = errors.New("raftnode: the change would leave too few started voters for a quorum")
+	ErrNotEnoughStarted = errors.New("the change would leave too few started voters for a quorum; start the stopped members first")
 	// ErrConfChangePending means another configuration change is not
 	// applied yet.
-	ErrConfChangePending = errors.New("raftnode: another configuration change is pending")
+	ErrConfChangePending = errors.New("another membership change is still being applied; retry once it is")
 	// ErrNotLeader means the request needs the leader; ask it instead.
-	ErrNotLeader = errors.New("raftnode: not the leader")
+	ErrNotLeader = errors.New("this node is not the leader")
 	// ErrNotVoter means leadership cannot go to a learner.
-	ErrNotVoter = errors.New("raftnode: member is not a voter")
+	ErrNotVoter = errors.New("the member is not a voter")
 	// ErrClusterIDMismatch means the peers belong to another cluster.
-	ErrClusterIDMismatch = errors.New("raftnode: cluster id mismatch")
+	ErrClusterIDMismatch = errors.New("the peers belong to another cluster")
 )

@@ -122,7 +122,7 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 		return ErrInvalidMemberID
 	}
 	if m.isRemoved(id) {
-		return fmt.Errorf("%w: %d", ErrMemberRemoved, id)
+		return ErrMemberRemoved
 	}
 	cur, exists := m.members[id]
 	switch cc.GetType() {
@@ -132,17 +132,17 @@ func (m *membership) check(cc *raftpb.ConfChange) error {
 			if cc.GetType() == raftpb.ConfChangeAddNode && cur.IsLearner {
 				return nil
 			}
-			return fmt.Errorf("%w: %d", ErrMemberExists, id)
+			return ErrMemberExists
 		}
 		return m.checkPeerURLs(id, peerURLsOf(cc))
 	case raftpb.ConfChangeUpdateNode:
 		if !exists {
-			return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+			return ErrMemberNotFound
 		}
 		return m.checkPeerURLs(id, peerURLsOf(cc))
 	case raftpb.ConfChangeRemoveNode:
 		if !exists {
-			return fmt.Errorf("%w: %d", ErrMemberNotFound, id)
+			return ErrMemberNotFound
 		}
 		if !cur.IsLearner && m.voters() == 1 {
 			return ErrLastVoter
@@ -159,7 +159,7 @@ func (m *membership) checkPeerURLs(id uint64, urls []string) error {
 	}
 	for _, u := range urls {
 		if other, ok := m.urlOwner(u, id); ok {
-			return fmt.Errorf("%w: %s is member %d's", ErrPeerURLExists, u, other)
+			return fmt.Errorf("%w: member %d has %s", ErrPeerURLExists, other, u)
 		}
 	}
 	return nil
@@ -203,16 +203,20 @@ func ValidatePeerURL(s string) error {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%w: %q: %w", ErrInvalidPeerURL, s, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without url.Parse's quoted copy of s
+		}
+		return fmt.Errorf("%w %s: %w", ErrInvalidPeerURL, s, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%w: %q: scheme must be http or https", ErrInvalidPeerURL, s)
+		return fmt.Errorf("%w %s: the scheme must be http or https", ErrInvalidPeerURL, s)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" {
-		return fmt.Errorf("%w: %q: must be scheme://host:port only", ErrInvalidPeerURL, s)
+		return fmt.Errorf("%w %s: want scheme://host:port and nothing else", ErrInvalidPeerURL, s)
 	}
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" || u.Hostname() == "" {
-		return fmt.Errorf("%w: %q: needs a host and a port", ErrInvalidPeerURL, s)
+		return fmt.Errorf("%w %s: it needs a host and a port", ErrInvalidPeerURL, s)
 	}
 	return nil
 }
@@ -227,7 +231,7 @@ func validatePeerURLs(urls []string) error {
 			return err
 		}
 		if slices.Contains(urls[:i], u) {
-			return fmt.Errorf("%w: %s is listed twice", ErrInvalidPeerURL, u)
+			return fmt.Errorf("%w %s: listed twice", ErrInvalidPeerURL, u)
 		}
 	}
 	return nil

@@ -36,6 +36,10 @@ func TestLearnerCatchesUpThenIsPromoted(t *testing.T) {
 	}
 	if _, err := c.Node(leader).PromoteMember(ctx, id); !errors.Is(err, raftnode.ErrLearnerNotReady) {
 		t.Fatalf("promoting a learner that never started: %v, want ErrLearnerNotReady", err)
+	} else if !strings.Contains(err.Error(), "has not started") || !strings.Contains(err.Error(), peerURL) {
+		// Its progress ("0 of 8 committed entries") would not tell a user
+		// that the process is missing.
+		t.Errorf("promoting a learner that never started says %q; want it to say the member has not started, with its peer URL", err)
 	}
 	c.StartJoining(id)
 	for i := 50; i < 80; i++ {

@@ -101,7 +101,9 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(cmd *cobra.Command, a []string) error {
 			if err := args(cmd, a); err != nil {
-				return &usageError{err}
+				// cobra says "accepts 1 arg(s), received 0"; the Use line
+				// names them.
+				return usagef("%s takes %s; got %d argument(s)", strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" "), strings.TrimSpace(strings.TrimPrefix(cmd.Use, cmd.Name())), len(a))
 			}
 			return nil
 		}

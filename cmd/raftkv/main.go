@@ -11,8 +11,13 @@ import (
 )
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
+	cmd, err := newRootCommand().ExecuteC()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "raftkv:", err)
+		var usage *usageError
+		if errors.As(err, &usage) && cmd != nil {
+			fmt.Fprintf(os.Stderr, "Usage: %s\nRun '%s --help' for examples and every flag.\n", cmd.UseLine(), cmd.CommandPath())
+		}
 		os.Exit(exitStatus(err))
 	}
 }

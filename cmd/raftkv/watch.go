@@ -81,6 +81,10 @@ exits 1 naming the oldest revision available. --timeout bounds connecting.`,
 			if ctx.Err() != nil {
 				return nil
 			}
+			var compacted *client.CompactedError
+			if errors.As(err, &compacted) {
+				return fmt.Errorf("%w: use --from %d or later, or list the keys and watch from the listing's revision + 1", err, compacted.OldestRevision)
+			}
 			return err
 		}
 		defer w.Close()

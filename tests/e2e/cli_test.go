@@ -78,12 +78,20 @@ func (r cliRunner) ok(t *testing.T, args ...string) string {
 }
 
 // fails runs a command that must exit with code, print nothing on stdout
-// and one line on stderr containing want.
+// and one line on stderr containing want; a usage error (2) follows it
+// with the command's usage line and where to read more.
 func (r cliRunner) fails(t *testing.T, code int, want string, args ...string) {
 	t.Helper()
 	res := r.run(t, args...)
 	lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
-	if res.code != code || res.stdout != "" || len(lines) != 1 || !strings.Contains(res.stderr, want) {
+	wantLines := 1
+	if code == 2 {
+		wantLines = 3
+		if len(lines) != 3 || !strings.HasPrefix(lines[1], "Usage: raftkv ") || !strings.Contains(lines[2], "--help") {
+			t.Errorf("raftkv %s: stderr %q; want the usage after the error", strings.Join(args, " "), res.stderr)
+		}
+	}
+	if res.code != code || res.stdout != "" || len(lines) != wantLines || !strings.Contains(lines[0], want) {
 		t.Fatalf("raftkv %s: exit %d, stdout %q, stderr %q; want exit %d and one line with %q",
 			strings.Join(args, " "), res.code, res.stdout, res.stderr, code, want)
 	}
@@ -208,7 +216,8 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("conditional del printed %q, want 1", got)
 		}
 
-		cli.fails(t, 2, "accepts between 1 and 2 arg(s)", "put")
+		cli.fails(t, 2, "put takes KEY [VALUE]; got 0 argument(s)", "put")
+		cli.fails(t, 2, "get takes KEY; got 0 argument(s)", "get")
 		cli.fails(t, 2, "unknown flag: --bogus", "get", "k", "--bogus")
 		cli.fails(t, 2, "--output", "get", "k", "-o", "yaml")
 		cli.fails(t, 2, "exclude each other", "put", "k", "v", "--create-only", "--if-match", "3")

@@ -188,7 +188,7 @@ func TestOperations(t *testing.T) {
 	cli.fails(t, 3, "member_not_found", "member", "remove", "99")
 	cli.fails(t, 3, "member_not_found", "leader", "transfer", "--to", "99")
 	cli.fails(t, 2, "member id", "member", "promote", "four")
-	cli.fails(t, 2, "accepts 1 arg(s)", "member", "remove")
+	cli.fails(t, 2, "member remove takes ID; got 0 argument(s)", "member", "remove")
 
 	// A removed member stops by itself, and its id cannot come back.
 	if out := cli.ok(t, "member", "remove", "3"); out != "3\n" {
