@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -174,6 +175,7 @@ func TestMembers(t *testing.T) {
 		{"POST", "/v1/members", fmt.Sprintf(`{"peer_urls": [%q], "learner": true}`, learnerURL), 409, "peer_url_exists"},
 		{"POST", "/v1/members", `{"peer_urls": ["127.0.0.1:1"]}`, 400, "invalid_peer_url"},
 		{"POST", "/v1/members", `{"peer_urls": ["http://127.0.0.1:1/path"]}`, 400, "invalid_peer_url"},
+		{"POST", "/v1/members", `{"peer_urls": ["http://x y:1"]}`, 400, "invalid_peer_url"},
 		{"POST", "/v1/members", `{"peer_urls": ["http://127.0.0.1:1", "http://127.0.0.1:1"]}`, 400, "invalid_peer_url"},
 		{"POST", "/v1/members", `{"peer_urls": []}`, 400, "invalid_member"},
 		{"POST", "/v1/members", `{"id": 5, "learner": true}`, 400, "invalid_member"},
@@ -219,6 +221,11 @@ func TestMembers(t *testing.T) {
 		r := f.do(t, tc.method, tc.path, []byte(tc.body))
 		what := fmt.Sprintf("%s %s %.60s", tc.method, tc.path, tc.body)
 		expect(t, what, r, tc.status, tc.code)
+		if tc.code == "invalid_peer_url" && bytes.Count(r.body, []byte(`\"`)) > 2 {
+			// url.Parse's message quotes the URL again inside the quoted
+			// URL, which JSON then escapes once more.
+			t.Errorf("%s: %s quotes the URL more than once", what, r.body)
+		}
 		if tc.status == 405 && r.header.Get("Allow") == "" {
 			t.Fatalf("%s: 405 without Allow", what)
 		}

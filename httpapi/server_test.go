@@ -157,6 +157,11 @@ func errorCode(t *testing.T, r response) string {
 	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == "" {
 		t.Fatalf("error body %q is not {error, code} JSON: %v", r.body, err)
 	}
+	for _, pkg := range []string{"kvstore:", "raftnode:", "httpapi:", "server:"} {
+		if strings.Contains(e.Error, pkg) {
+			t.Errorf("error message %q names a package: users read it", e.Error)
+		}
+	}
 	return e.Code
 }
 

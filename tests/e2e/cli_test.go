@@ -91,6 +91,12 @@ func (r cliRunner) fails(t *testing.T, code int, want string, args ...string) {
 			t.Errorf("raftkv %s: stderr %q; want the usage after the error", strings.Join(args, " "), res.stderr)
 		}
 	}
+	for _, pkg := range []string{"client:", "server:", "kvstore:", "raftnode:", "httpapi:", `\"`} {
+		if strings.Contains(res.stderr, pkg) {
+			// What a user reads names no package and quotes once.
+			t.Errorf("raftkv %s: stderr %q contains %q", strings.Join(args, " "), res.stderr, pkg)
+		}
+	}
 	if res.code != code || res.stdout != "" || len(lines) != wantLines || !strings.Contains(lines[0], want) {
 		t.Fatalf("raftkv %s: exit %d, stdout %q, stderr %q; want exit %d and one line with %q",
 			strings.Join(args, " "), res.code, res.stdout, res.stderr, code, want)
