@@ -18,8 +18,9 @@ import (
 )
 
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
-// use them all; the other commands exit 0 or 1, and bench 2 for TLS flags
-// that do not go together. docs/CLI.md documents them.
+// use them all; health exits 5 when an endpoint is unhealthy; bench exits
+// 0, 1 or 2, or as a client command when --cleanup fails. docs/CLI.md
+// documents them.
 const (
 	exitOK = 0
 	// exitError is any other failure: a bad answer, a server error, a
