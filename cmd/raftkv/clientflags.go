@@ -18,8 +18,9 @@ import (
 )
 
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
-// use them all; the other commands exit 0 or 1, and bench 2 for TLS flags
-// that do not go together. docs/CLI.md documents them.
+// use them all; the other commands exit 0 or 1, bench 2 for TLS flags that
+// do not go together, and cert 2 for a bad command line. docs/CLI.md
+// documents them.
 const (
 	exitOK = 0
 	// exitError is any other failure: a bad answer, a server error, a
@@ -97,6 +98,13 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 	f.set.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
 	f.tls.register(f.set)
 	cmd.Flags().AddFlagSet(f.set)
+	usageErrors(cmd)
+	return f
+}
+
+// usageErrors makes cmd's flag and argument errors usage errors (exit 2).
+// Call it after cmd.Args is set.
+func usageErrors(cmd *cobra.Command) {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(cmd *cobra.Command, a []string) error {
@@ -106,7 +114,6 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 			return nil
 		}
 	}
-	return f
 }
 
 // client reads the environment, checks the flags and returns a client and

@@ -19,7 +19,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand())
+	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand(), newCertCommand())
 	return root
 }
 
