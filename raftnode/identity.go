@@ -306,7 +306,7 @@ func confirmPeerURL(cfg *Config, clusterID uint64, stored *membership, url strin
 				if err != nil || info.ClusterID != FormatID(clusterID) {
 					continue
 				}
-				i := slices.IndexFunc(info.Members, func(m Member) bool { return m.ID == cfg.ID })
+				i := slices.IndexFunc(info.Members, func(mem Member) bool { return mem.ID == cfg.ID })
 				if i >= 0 && slices.Contains(info.Members[i].PeerURLs, url) {
 					answers <- p
 					return
