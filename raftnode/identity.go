@@ -221,3 +221,106 @@ func (n *Node) publishAttributes() {
 		}
 	}
 }
+
+// checkStoredPeerURLs compares the member table a restarting member keeps in
+// its data dir with how it was started. On a restart that table, not the
+// cluster list, says where every member is (the list only gives this
+// member's own URL). A member started with another URL for itself listens
+// where no peer dials it; one whose peer TLS setting does not fit the stored
+// URLs' scheme dials its peers, and is dialed, in a way nobody can answer.
+// Either way the cluster just never elects a leader, with nothing in the logs
+// but failed handshakes, so the start fails instead, saying what is stored,
+// what was given and what to do.
+//
+// A table without this member (one that joined and had not yet received its
+// own addition) is checked for the scheme only.
+func checkStoredPeerURLs(lg *zap.Logger, cfg *Config, clusterID uint64, stored *membership) error {
+	given := cfg.Peers[cfg.ID-1]
+	self, known := stored.members[cfg.ID]
+	members := stored.list()
+	if known {
+		// This member first: it is the one the command line names.
+		members = append([]Member{self}, members...)
+	}
+	peerTLS := cfg.PeerTLS.Enabled()
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if checkPeerScheme(u, peerTLS) != nil {
+				return storedSchemeError(cfg, m.ID, u, peerTLS)
+			}
+		}
+	}
+	if !known || slices.Contains(self.PeerURLs, given) {
+		return nil
+	}
+	if peer, ok := confirmPeerURL(cfg, clusterID, stored, given); ok {
+		lg.Info("this member's peer URL was changed while it was down",
+			zap.Strings("stored", self.PeerURLs), zap.String("url", given), zap.String("confirmed-by", peer))
+		return nil
+	}
+	return fmt.Errorf("%w: %s stores member %d's peer URL as %s, not %s as the cluster list gives, and no running peer knows it at the new URL: a restarted member keeps the member table of its data dir; start the node with the stored URL, or move it first with `raftkv member update %d %s` while a quorum runs, or, for a throwaway cluster, stop every node and wipe the data dirs (make clean) to start a new one",
+		ErrInvalidConfig, cfg.DataDir, cfg.ID, strings.Join(self.PeerURLs, ","), given, cfg.ID, given)
+}
+
+// storedSchemeError says that the stored URL u of member id does not fit the
+// peer TLS setting. raftkv cannot change a member's URL to another scheme
+// (the cluster refuses an https URL without peer TLS and the reverse), so
+// the remedies are to start as before or to start over.
+func storedSchemeError(cfg *Config, id uint64, u string, peerTLS bool) error {
+	stored := fmt.Sprintf("member %d: %s", id, u)
+	if given := cfg.Peers[cfg.ID-1]; id == cfg.ID && given != u {
+		stored += "; the cluster list gives " + given
+	}
+	scheme, setting, start := "https", "off", "with peer TLS"
+	if peerTLS {
+		scheme, setting, start = "plain http", "on", "without peer TLS"
+	}
+	return fmt.Errorf("%w: %s holds a member table with %s peer URLs (%s) but peer TLS is %s: a restarted member keeps the member table of its data dir, and its URLs cannot change scheme; start the node %s and with the stored URLs, or, for a throwaway cluster, stop every node and wipe the data dirs (make clean) to start a new one",
+		ErrInvalidConfig, cfg.DataDir, scheme, stored, setting, start)
+}
+
+// confirmURLTimeout bounds each peer's answer to confirmPeerURL.
+const confirmURLTimeout = 2 * time.Second
+
+// confirmPeerURL asks the other stored members, all at once, whether the
+// cluster knows member cfg.ID at url. A member update made while the member
+// was down is the one legitimate reason for its stored URL to be out of
+// date; the member learns of it from the log once it runs. It returns the
+// peer that confirmed.
+func confirmPeerURL(cfg *Config, clusterID uint64, stored *membership, url string) (string, bool) {
+	client, err := peerClient(cfg, confirmURLTimeout)
+	if err != nil {
+		return "", false
+	}
+	defer client.CloseIdleConnections()
+	answers := make(chan string, len(stored.members))
+	asked := 0
+	for _, m := range stored.list() {
+		if m.ID == cfg.ID || len(m.PeerURLs) == 0 {
+			continue
+		}
+		asked++
+		go func() {
+			for _, p := range m.PeerURLs {
+				info, err := fetchClusterInfo(client, p)
+				if err != nil || info.ClusterID != FormatID(clusterID) {
+					continue
+				}
+				i := slices.IndexFunc(info.Members, func(mem Member) bool { return mem.ID == cfg.ID })
+				if i >= 0 && slices.Contains(info.Members[i].PeerURLs, url) {
+					answers <- p
+					return
+				}
+			}
+			answers <- ""
+		}()
+	}
+	// Every answer is awaited, so that no goroutine outlives the check.
+	confirmedBy := ""
+	for range asked {
+		if p := <-answers; p != "" && confirmedBy == "" {
+			confirmedBy = p
+		}
+	}
+	return confirmedBy, confirmedBy != ""
+}

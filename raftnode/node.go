@@ -278,7 +278,8 @@ func (n *Node) addPeer(id uint64, peerURLs []string) {
 }
 
 // replay rebuilds the in-memory log and the member table from disk and
-// refuses a member that was removed from the cluster.
+// refuses a member that was removed from the cluster, or whose stored member
+// table does not fit how it was started.
 func (n *Node) replay(ds *diskState) error {
 	if ds.snapshot != nil {
 		members, appData, streamed, err := decodeEnvelope(ds.snapshot.GetData())
@@ -331,7 +332,8 @@ func (n *Node) replay(ds *diskState) error {
 	if future.isRemoved(n.cfg.ID) {
 		return fmt.Errorf("%w: member %d; wipe %s and add it back as a new member", ErrRemoved, n.cfg.ID, n.cfg.DataDir)
 	}
-	return nil
+	// Before raft starts, so a refused start appends nothing to the WAL.
+	return checkStoredPeerURLs(n.lg, &n.cfg, n.clusterID, future)
 }
 
 // ProposeC accepts proposals for the state machine.

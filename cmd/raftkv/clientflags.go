@@ -19,7 +19,8 @@ import (
 
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
 // use them all; health exits 5 when an endpoint is unhealthy; bench exits
-// 0, 1 or 2, or as a client command when --cleanup fails. docs/CLI.md
+// 0, 1 or 2, or as a client command when --cleanup fails; cert exits 2 for
+// a bad command line. Usage errors (2) print the command's usage. docs/CLI.md
 // documents them.
 const (
 	exitOK = 0
@@ -98,6 +99,13 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 	f.set.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
 	f.tls.register(f.set)
 	cmd.Flags().AddFlagSet(f.set)
+	usageErrors(cmd)
+	return f
+}
+
+// usageErrors makes cmd's flag and argument errors usage errors (exit 2).
+// Call it after cmd.Args is set.
+func usageErrors(cmd *cobra.Command) {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(cmd *cobra.Command, a []string) error {
@@ -109,7 +117,6 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 			return nil
 		}
 	}
-	return f
 }
 
 // client reads the environment, checks the flags and returns a client and

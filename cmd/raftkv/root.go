@@ -19,7 +19,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand(), newHealthCommand())
+	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand(), newHealthCommand(), newCertCommand())
 	return root
 }
 
