@@ -192,7 +192,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 
 	n.transport = &rafthttp.Transport{
-		Logger:      lg,
+		Logger:      transportLogger(lg, n.stopping),
 		ID:          types.ID(cfg.ID),
 		URLs:        selfURLs,
 		ClusterID:   types.ID(ds.clusterID),
@@ -437,6 +437,16 @@ func (n *Node) Stop() {
 	n.handOverLeadership()
 	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.done
+}
+
+// stopping reports whether the node has begun to stop.
+func (n *Node) stopping() bool {
+	select {
+	case <-n.stopc:
+		return true
+	default:
+		return false
+	}
 }
 
 // run drives the Ready loop and then tears everything down in order: raft,

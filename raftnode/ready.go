@@ -41,7 +41,8 @@ func (n *Node) serveChannels() error {
 			}
 			if rd.SoftState != nil {
 				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
-					n.lg.Info("leader changed", zap.Uint64("leader", lead))
+					n.lg.Info("leader changed", zap.Uint64("leader", lead), zap.Uint64("term", n.term.Load()),
+						zap.String("raft-state", rd.SoftState.RaftState.String()))
 					n.setLeader(lead)
 				}
 				raftState = rd.SoftState.RaftState
