@@ -173,7 +173,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.PeerTLS = f.peerTLS
 	if err := cfg.Validate(); err != nil {
-		return raftnode.Config{}, fmt.Errorf("--id %d, --cluster %q: %w", f.id, f.cluster, err)
+		return raftnode.Config{}, fmt.Errorf("--id %d, --cluster: %w", f.id, err)
 	}
 	return cfg, nil
 }
@@ -230,14 +230,19 @@ func serve(f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("client TLS: %w", err)
 	}
+	peerFlag := "--cluster (this node's peer URL)"
+	if f.listenPeer != "" {
+		peerFlag = "--listen-peer"
+	}
 	peerLn, err := listener.New(listenPeer, peerTLS)
 	if err != nil {
-		return fmt.Errorf("peer listener %s: %w", listenPeer, err)
+		return listenError(peerFlag, listenPeer, err)
 	}
-	clientLn, err := listener.New(net.JoinHostPort(f.listenClient, strconv.Itoa(f.port)), clientTLS)
+	clientAddr := net.JoinHostPort(f.listenClient, strconv.Itoa(f.port))
+	clientLn, err := listener.New(clientAddr, clientTLS)
 	if err != nil {
 		peerLn.Close()
-		return fmt.Errorf("client port: %w", err)
+		return listenError("--port", clientAddr, err)
 	}
 	cfg.PeerListener = peerLn
 
@@ -280,4 +285,33 @@ func serve(f serveFlags) error {
 	}
 	lg.Info("stopped")
 	return nil
+}
+
+// listenError says which flag chose an address that cannot be listened on,
+// and for a port in use, what may hold it: a port in the kernel's ephemeral
+// range can be taken by any outgoing connection, not only by a server.
+func listenError(flag, addr string, err error) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s: listen on %s: %w", flag, addr, err)
+	}
+	msg := fmt.Sprintf("%s: %s is already in use: stop what listens there (ss -ltnp shows it), or choose another port", flag, addr)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	if lo, hi, ok := ephemeralPorts(); ok && port >= lo && port <= hi {
+		msg += fmt.Sprintf("; %d lies in the kernel's ephemeral port range %d-%d, where an outgoing connection may hold it for a while: retry, or pick a port below %d", port, lo, hi, lo)
+	}
+	return fmt.Errorf("%s: %w", msg, syscall.EADDRINUSE)
+}
+
+// ephemeralPorts reads the range of local ports Linux gives outgoing
+// connections; ok is false elsewhere.
+func ephemeralPorts() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0, 0, false
+	}
+	return lo, hi, true
 }
