@@ -2,10 +2,13 @@
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test test-short bench fuzz soak fmt vet lint tidy clean
+.PHONY: build install run test test-short bench fuzz soak fmt vet lint tidy clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/raftkv ./cmd/raftkv
+
+install:
+	$(GO) install -ldflags "-X main.version=$(VERSION)" ./cmd/raftkv
 
 run: build
 	$(GO) tool goreman start

@@ -277,7 +277,7 @@ func serve(f serveFlags) error {
 		err = srv.Err()
 	}
 	if errors.Is(err, raftnode.ErrRemoved) {
-		lg.Info("this node was removed from the cluster; exiting")
+		lg.Info("this member was removed from the cluster; exiting")
 		return nil
 	}
 	if err != nil {
