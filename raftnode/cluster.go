@@ -205,10 +205,10 @@ func (n *Node) checkLearnerReady(id uint64) error {
 		// Its progress says nothing a user can act on: the process is not
 		// running (or cannot reach the leader).
 		m, _ := n.member(id)
-		return fmt.Errorf("member %d: %w: it has not started, or the leader cannot reach it; start it with --join and its peer URL %s, then promote it once it has caught up",
-			id, ErrLearnerNotReady, strings.Join(m.PeerURLs, ","))
+		return fmt.Errorf("%w: it has not started, or the leader cannot reach it; start it with --join and its peer URL %s, then promote it once it has caught up",
+			ErrLearnerNotReady, strings.Join(m.PeerURLs, ","))
 	}
-	return fmt.Errorf("member %d: %w: it has %d of %d committed entries (%s); promote it once it has caught up", id, ErrLearnerNotReady, pr.Match, commit, progressDetail(pr.State))
+	return fmt.Errorf("%w: it has %d of %d committed entries (%s); promote it once it has caught up", ErrLearnerNotReady, pr.Match, commit, progressDetail(pr.State))
 }
 
 // checkQuorum is etcd's strict reconfiguration check: after the change, the
