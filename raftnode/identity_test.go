@@ -123,7 +123,7 @@ func TestCheckStoredPeerURLs(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalidConfig", err)
 			}
 			msg := err.Error()
-			if strings.Contains(msg, "\n") || !strings.Contains(msg, "invalid config: raftkv-x ") {
+			if strings.Contains(msg, "\n") || !strings.Contains(msg, "invalid configuration: raftkv-x ") {
 				t.Errorf("want one line naming the data dir, got %q", msg)
 			}
 			for _, w := range tc.want {

@@ -164,6 +164,12 @@ func Start(cfg Config) (*Node, error) {
 		st.close()
 		return nil, err
 	}
+	if !ds.fresh {
+		last, _ := n.raftStorage.LastIndex()
+		lg.Info("restarting from the data dir", zap.String("data-dir", cfg.DataDir),
+			zap.Uint64("snapshot-index", n.snapshotIndex), zap.Uint64("last-index", last),
+			zap.Uint64("commit", ds.hardState.GetCommit()), zap.Uint64("term", ds.hardState.GetTerm()))
+	}
 	n.view.Store(n.members.clone())
 
 	rc := &raft.Config{

@@ -212,9 +212,9 @@ func TestCertBadCommandLines(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"create-client", "--certs-dir", certs}, exitUsage, "accepts 1 arg"},
+		{[]string{"create-client", "--certs-dir", certs}, exitUsage, "cert create-client takes NAME; got 0 argument(s)"},
 		{[]string{"create-client", "../alice", "--certs-dir", certs}, exitUsage, "client name"},
-		{[]string{"create-ca", "extra", "--certs-dir", certs}, exitUsage, "unknown command"},
+		{[]string{"create-ca", "extra", "--certs-dir", certs}, exitUsage, "cert create-ca takes no arguments; got 1"},
 		{[]string{"create-ca", "--lifetime", "0s", "--certs-dir", certs}, exitUsage, "--lifetime"},
 		{[]string{"create-ca", "--lifetime", "soon", "--certs-dir", certs}, exitUsage, "invalid argument"},
 		{[]string{"create-node", "--certs-dir", certs}, exitError, "create-ca"},

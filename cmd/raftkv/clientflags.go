@@ -112,7 +112,11 @@ func usageErrors(cmd *cobra.Command) {
 			if err := args(cmd, a); err != nil {
 				// cobra says "accepts 1 arg(s), received 0"; the Use line
 				// names them.
-				return usagef("%s takes %s; got %d argument(s)", strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" "), strings.TrimSpace(strings.TrimPrefix(cmd.Use, cmd.Name())), len(a))
+				want := strings.TrimSpace(strings.TrimPrefix(cmd.Use, cmd.Name()))
+				if want == "" {
+					want = "no arguments"
+				}
+				return usagef("%s takes %s; got %d argument(s)", strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" "), want, len(a))
 			}
 			return nil
 		}

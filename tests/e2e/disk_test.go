@@ -210,7 +210,7 @@ func snapIndex(t *testing.T, path string) uint64 {
 	return i
 }
 
-var appliedAtStart = regexp.MustCompile(`newRaft 1 \[.*applied: (\d+),`)
+var appliedAtStart = regexp.MustCompile(`restarting from the data dir.*"snapshot-index": (\d+),`)
 
 // TestCorruptSnapshotFallsBackToOlder makes a node write several snapshots
 // (keeping every WAL file, so the WAL still covers the older ones; with WAL
@@ -259,11 +259,11 @@ func TestCorruptSnapshotFallsBackToOlder(t *testing.T) {
 	if _, err := os.Stat(newest + ".broken"); err != nil {
 		t.Errorf("the corrupt snapshot was not set aside as .broken: %v", err)
 	}
-	// Raft restarted at the older snapshot's index: the WAL was replayed
-	// from there.
+	// The node restarted from the older snapshot's index: the WAL was
+	// replayed from there.
 	got := appliedAtStart.FindStringSubmatch(m.proc.Log())
 	if got == nil {
-		t.Fatal(`the restarted node did not log raft's "newRaft ... applied: N"`)
+		t.Fatal(`the restarted node did not log "restarting from the data dir ... snapshot-index: N"`)
 	}
 	if want := strconv.FormatUint(snapIndex(t, older), 10); got[1] != want {
 		t.Errorf("raft restarted at applied index %s, want the older snapshot's %s", got[1], want)

@@ -51,7 +51,7 @@ func TestStoredHTTPDataDirRefusesTLS(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		r := runRaftkv(t, dir, nil, ex.serveArgs(t, i, ports)...)
 		peer := "127.0.0.1:" + strconv.Itoa(ports.peer[i-1])
-		want := fmt.Sprintf("raftkv: raftnode: invalid config: raftkv-%d holds a member table with plain http peer URLs (member %d: http://%s; the cluster list gives https://%s) but peer TLS is on", i, i, peer, peer)
+		want := fmt.Sprintf("raftkv: invalid configuration: raftkv-%d holds a member table with plain http peer URLs (member %d: http://%s; the cluster list gives https://%s) but peer TLS is on", i, i, peer, peer)
 		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "make clean") {
 			t.Errorf("TLS node %d on the http data dir: exit %d, stderr %q; want exit 1 and one line starting %q", i, r.code, r.stderr, want)
 		}
@@ -90,7 +90,7 @@ func TestStoredPeerURLMovedMember(t *testing.T) {
 	n3.cluster = strings.Replace(n3.cluster, oldURL, newURL, 1)
 	before := listDir(t, n3.dataDir)
 	r := runRaftkv(t, c.dir, nil, n3.args()...)
-	want := fmt.Sprintf("raftkv: raftnode: invalid config: %s stores member 3's peer URL as %s, not %s as the cluster list gives, and no running peer knows it at the new URL", n3.dataDir, oldURL, newURL)
+	want := fmt.Sprintf("raftkv: invalid configuration: %s stores member 3's peer URL as %s, not %s as the cluster list gives, and no running peer knows it at the new URL", n3.dataDir, oldURL, newURL)
 	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "raftkv member update 3 "+newURL) {
 		t.Fatalf("node 3 on a new URL: exit %d, stderr %q; want exit 1 and one line starting %q", r.code, r.stderr, want)
 	}
