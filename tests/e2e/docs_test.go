@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,4 +87,46 @@ func TestCLIExitCodeScript(t *testing.T) {
 // closedEndpoint is a client URL where nothing listens.
 func closedEndpoint(t *testing.T) string {
 	return "http://127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
+}
+
+// TestREADMEVersionedAPIExample runs the README's versioned-API example as
+// written against a three-node cluster, its ports replaced by the cluster's
+// and its last line, a watch that runs until Ctrl-C, left out: the captured
+// revision makes the compare-and-swap succeed once and then fail.
+func TestREADMEVersionedAPIExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("the example uses curl, which is not installed")
+	}
+	block := docBlock(t, "README.md", `If-Match: \"$rev\"`)
+	c := startCluster(t, 3)
+	var lines []string
+	for line := range strings.Lines(block) {
+		if strings.Contains(line, "until Ctrl-C") {
+			continue
+		}
+		for i, port := range []string{"12380", "22380", "32380"} {
+			line = strings.ReplaceAll(line, "127.0.0.1:"+port, "127.0.0.1:"+strconv.Itoa(c.members[i].port))
+		}
+		lines = append(lines, line)
+	}
+	out := strings.Split(strings.TrimSpace(runDocScript(t, strings.Join(lines, ""))), "\n")
+	if len(out) != 4 {
+		t.Fatalf("the example printed %q, want 4 lines", out)
+	}
+	rev, err := strconv.ParseUint(out[0], 10, 64)
+	if err != nil {
+		t.Fatalf("the captured revision is %q: %v", out[0], err)
+	}
+	if want := fmt.Sprintf(`"mod_revision":%d,`, rev+1); !strings.Contains(out[1], want) {
+		t.Errorf("the compare-and-swap answered %s, want the write at revision %d", out[1], rev+1)
+	}
+	if !strings.Contains(out[2], `"code":"precondition_failed"`) {
+		t.Errorf("the stale compare-and-swap answered %s, want precondition_failed", out[2])
+	}
+	if !strings.Contains(out[3], `"value":"cmVk"`) { // base64 of red
+		t.Errorf("the listing is %s, want config/color = red", out[3])
+	}
 }
