@@ -53,18 +53,6 @@ func progressState(s tracker.StateType) string {
 	}
 }
 
-// progressDetail says in words what a learner's replication state means.
-func progressDetail(s tracker.StateType) string {
-	switch s {
-	case tracker.StateReplicate:
-		return "receiving the log"
-	case tracker.StateSnapshot:
-		return "receiving a snapshot"
-	default:
-		return "the leader is probing where its log ends"
-	}
-}
-
 // IsLeader reports whether this node leads.
 func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
 
@@ -208,7 +196,7 @@ func (n *Node) checkLearnerReady(id uint64) error {
 		return fmt.Errorf("%w: it has not started, or the leader cannot reach it; start it with --join and its peer URL %s, then promote it once it has caught up",
 			ErrLearnerNotReady, strings.Join(m.PeerURLs, ","))
 	}
-	return fmt.Errorf("%w: it has %d of %d committed entries (%s); promote it once it has caught up", ErrLearnerNotReady, pr.Match, commit, progressDetail(pr.State))
+	return fmt.Errorf("%w: it has %d of %d committed entries (replication state %s); promote it once it has caught up", ErrLearnerNotReady, pr.Match, commit, progressState(pr.State))
 }
 
 // checkQuorum is etcd's strict reconfiguration check: after the change, the

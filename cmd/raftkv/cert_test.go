@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -20,16 +19,11 @@ import (
 // what it printed, or its error.
 func runCert(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(io.Discard)
-	err := root.ExecuteContext(context.Background())
+	out, err := runCommand(t, args...)
 	if err != nil {
 		return exitStatus(err), err.Error()
 	}
-	return exitOK, out.String()
+	return exitOK, out
 }
 
 func mustRunCert(t *testing.T, args ...string) {

@@ -84,13 +84,7 @@ func TestTLSFlags(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			args := append(tc.args, "--endpoints", srv.URL)
-			root := newRootCommand()
-			var out bytes.Buffer
-			root.SetArgs(args)
-			root.SetOut(&out)
-			root.SetErr(io.Discard)
-			err := root.ExecuteContext(context.Background())
-			got := out.String()
+			got, err := runCommand(t, args...)
 			if err != nil {
 				got = err.Error()
 			}

@@ -207,6 +207,16 @@ func startThree(t *testing.T, dir, name string, fixed *readmePorts, args func(i 
 	}
 }
 
+// makeCerts runs the example's `raftkv cert` lines in dir.
+func (ex readmeTLS) makeCerts(t *testing.T, dir string) {
+	t.Helper()
+	for _, args := range ex.certs {
+		if r := runRaftkv(t, dir, nil, args...); r.code != 0 {
+			t.Fatalf("raftkv %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}
+
 // TestTLSREADME follows the README's TLS example as written, in a fresh
 // directory standing for the repository's root: certificates made by
 // `raftkv cert`, three nodes started by the loop, a write with curl and a
@@ -218,11 +228,7 @@ func TestTLSREADME(t *testing.T) {
 	ex := readREADMETLS(t)
 	dir := t.TempDir()
 	// make clean build: the test binary stands for bin/raftkv.
-	for _, args := range ex.certs {
-		if r := runRaftkv(t, dir, nil, args...); r.code != 0 {
-			t.Fatalf("raftkv %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
-		}
-	}
+	ex.makeCerts(t, dir)
 	for _, key := range []string{"ca-key.pem", "node-key.pem"} {
 		if st, err := os.Stat(filepath.Join(dir, "certs", key)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("certs/%s: %v, want mode 0600", key, err)

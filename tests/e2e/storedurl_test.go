@@ -25,11 +25,7 @@ func TestStoredHTTPDataDirRefusesTLS(t *testing.T) {
 	}
 	ex := readREADMETLS(t)
 	dir := t.TempDir()
-	for _, args := range ex.certs {
-		if r := runRaftkv(t, dir, nil, args...); r.code != 0 {
-			t.Fatalf("raftkv %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
-		}
-	}
+	ex.makeCerts(t, dir)
 	put := func(p readmePorts) error {
 		r, err := do(http.MethodPut, p.clientURL("http", 1)+"/my-key", "bar")
 		if err != nil || r.status != http.StatusNoContent {
