@@ -262,9 +262,9 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 		// already in the caller's message.
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = fmt.Errorf("%s: %w", endpoint, ue.Err)
+			err = ue.Err
 		}
-		return nil, sent, err
+		return nil, sent, &EndpointError{Endpoint: endpoint, Err: err}
 	}
 	return resp, true, nil
 }

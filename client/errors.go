@@ -99,3 +99,16 @@ func (e *CompactedError) Error() string {
 
 // Unwrap gives the underlying *APIError.
 func (e *CompactedError) Unwrap() error { return &e.APIError }
+
+// EndpointError is a request to one endpoint that got no HTTP answer: the
+// connection failed or broke. Err is the transport's error, without the
+// request's method and URL that net/http would add.
+type EndpointError struct {
+	Endpoint string
+	Err      error
+}
+
+func (e *EndpointError) Error() string { return e.Endpoint + ": " + e.Err.Error() }
+
+// Unwrap gives the transport's error.
+func (e *EndpointError) Unwrap() error { return e.Err }

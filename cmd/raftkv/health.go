@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -112,13 +111,13 @@ func endpointHealth(ctx context.Context, c *client.Client, timeout time.Duration
 // answer that was neither 200 nor 503 (something other than a raftkv node
 // may listen there).
 func healthReason(err error, timeout time.Duration) string {
-	var urlErr *url.Error
+	var epErr *client.EndpointError
 	var apiErr *client.APIError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no answer within --timeout %v", timeout)
-	case errors.As(err, &urlErr):
-		return urlErr.Err.Error()
+	case errors.As(err, &epErr):
+		return epErr.Err.Error()
 	case errors.As(err, &apiErr):
 		return fmt.Sprintf("answered %d %s", apiErr.Status, cmp.Or(apiErr.Code, http.StatusText(apiErr.Status)))
 	}
