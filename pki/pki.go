@@ -24,16 +24,17 @@ import (
 	"time"
 )
 
-// Errors of the package, for errors.Is.
+// Errors of the package, for errors.Is. Their texts reach the users of
+// raftkv cert, so they name no package.
 var (
 	// ErrExists means a file to write is already there and overwriting was
 	// not asked for.
-	ErrExists = errors.New("pki: file exists")
+	ErrExists = errors.New("file exists")
 	// ErrNotCA means a certificate that should sign others is no CA.
-	ErrNotCA = errors.New("pki: not a CA certificate")
+	ErrNotCA = errors.New("not a CA certificate")
 	// ErrInvalidHost means a host for a node certificate that is neither an
 	// IP address nor a DNS name.
-	ErrInvalidHost = errors.New("pki: invalid host")
+	ErrInvalidHost = errors.New("invalid host")
 )
 
 // backdate is how long before its creation a certificate becomes valid, so
@@ -52,7 +53,7 @@ type KeyPair struct {
 func NewCA(commonName string, lifetime time.Duration) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("pki: generate CA key: %w", err)
+		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	now := time.Now()
 	tmpl, err := template(commonName, now.Add(-backdate), now.Add(lifetime))
@@ -72,11 +73,11 @@ func NewCA(commonName string, lifetime time.Duration) (*KeyPair, error) {
 func LoadCA(certFile, keyFile string) (*KeyPair, error) {
 	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("pki: load CA: %w", err)
+		return nil, fmt.Errorf("load CA: %w", err)
 	}
 	signer, ok := pair.PrivateKey.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("pki: load CA: %s holds a key that cannot sign", keyFile)
+		return nil, fmt.Errorf("load CA: %s holds a key that cannot sign", keyFile)
 	}
 	if !pair.Leaf.IsCA {
 		return nil, fmt.Errorf("%w: %s", ErrNotCA, certFile)
@@ -120,7 +121,7 @@ func (ca *KeyPair) IssueClient(name string, lifetime time.Duration) (*KeyPair, e
 func (ca *KeyPair) issue(commonName string, lifetime time.Duration, usage []x509.ExtKeyUsage, set func(*x509.Certificate)) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("pki: generate key: %w", err)
+		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	now := time.Now()
 	notAfter := now.Add(lifetime)
@@ -142,7 +143,7 @@ func template(commonName string, notBefore, notAfter time.Time) (*x509.Certifica
 	// collide.
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
-		return nil, fmt.Errorf("pki: serial number: %w", err)
+		return nil, fmt.Errorf("serial number: %w", err)
 	}
 	return &x509.Certificate{
 		SerialNumber: serial,
@@ -155,11 +156,11 @@ func template(commonName string, notBefore, notAfter time.Time) (*x509.Certifica
 func sign(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, parentKey crypto.Signer) (*KeyPair, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
-		return nil, fmt.Errorf("pki: sign %q: %w", tmpl.Subject.CommonName, err)
+		return nil, fmt.Errorf("sign %q: %w", tmpl.Subject.CommonName, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("pki: parse %q: %w", tmpl.Subject.CommonName, err)
+		return nil, fmt.Errorf("parse %q: %w", tmpl.Subject.CommonName, err)
 	}
 	return &KeyPair{Cert: cert, Key: key}, nil
 }
@@ -174,7 +175,7 @@ func (p *KeyPair) CertPEM() []byte {
 func (p *KeyPair) KeyPEM() ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(p.Key)
 	if err != nil {
-		return nil, fmt.Errorf("pki: encode key: %w", err)
+		return nil, fmt.Errorf("encode key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
@@ -199,7 +200,7 @@ func (p *KeyPair) Write(certFile, keyFile string, overwrite bool) error {
 			if _, err := os.Lstat(f); err == nil {
 				return fmt.Errorf("%w: %s", ErrExists, f)
 			} else if !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("pki: %w", err)
+				return err
 			}
 		}
 	}
@@ -217,7 +218,7 @@ func (p *KeyPair) Write(certFile, keyFile string, overwrite bool) error {
 func writeFile(path string, data []byte, mode fs.FileMode, overwrite bool) error {
 	if overwrite {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("pki: replace %s: %w", path, err)
+			return fmt.Errorf("replace %s: %w", path, err)
 		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
@@ -225,7 +226,7 @@ func writeFile(path string, data []byte, mode fs.FileMode, overwrite bool) error
 		return fmt.Errorf("%w: %s", ErrExists, path)
 	}
 	if err != nil {
-		return fmt.Errorf("pki: %w", err)
+		return err
 	}
 	_, err = f.Write(data)
 	if err == nil {
@@ -236,7 +237,7 @@ func writeFile(path string, data []byte, mode fs.FileMode, overwrite bool) error
 	}
 	if err != nil {
 		os.Remove(path) // a partial key or certificate must not look usable
-		return fmt.Errorf("pki: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
