@@ -192,9 +192,9 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath strin
 	case http.MethodPost:
 		err = s.addMember(ctx, w, r, path)
 	case http.MethodDelete:
-		err = s.removeMember(ctx, w, path)
+		err = s.removeMember(ctx, w, r, path)
 	default:
-		err = methodNotAllowed(w, r.Method+" is not allowed (GET or PUT for keys, POST or DELETE for members)", "GET, HEAD, PUT, POST, DELETE")
+		err = methodNotAllowed(w, r.Method+" is not allowed on /{key} or /{id}", "GET, HEAD, PUT, POST, DELETE")
 	}
 	if err != nil {
 		writeError(w, err)
@@ -274,6 +274,10 @@ func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
+	// On the leader, as /v1/members.
+	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+		return err
+	}
 	body, err := readBody(w, r, maxPeerURLBytes)
 	if err != nil {
 		return err
@@ -289,9 +293,14 @@ func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.R
 	return nil
 }
 
-func (s *Server) removeMember(ctx context.Context, w http.ResponseWriter, path string) error {
+func (s *Server) removeMember(ctx context.Context, w http.ResponseWriter, r *http.Request, path string) error {
 	id, err := parseMemberID(path)
 	if err != nil {
+		return err
+	}
+	// On the leader, as /v1/members: a leader that is removed hands
+	// leadership over first, which only it can do.
+	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
 		return err
 	}
 	if err := s.cfg.Cluster.RemoveMember(ctx, id); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -306,5 +307,50 @@ func TestPeersOfAnotherClusterAreRejected(t *testing.T) {
 	err := c.TryStartJoining(id)
 	if err == nil || !strings.Contains(err.Error(), "not in the cluster's member table") {
 		t.Fatalf("joining without being added: %v", err)
+	}
+}
+
+// TestRootRemoveLeaderViaFollowerHandsOver removes the leader with the
+// root API's DELETE /{id} sent to a follower, as the README's curl workflow
+// does. The follower forwards it to the leader, which hands leadership over
+// before it is removed: when the DELETE is answered, one of the remaining
+// members already leads, instead of all of them waiting out an election
+// timeout after the leader stepped down.
+func TestRootRemoveLeaderViaFollowerHandsOver(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 3})
+	leader := c.WaitLeader()
+	f := otherThan(c, leader)
+	c.WaitFollow(leader)
+	c.WaitFor("the follower to know where to forward", func() error {
+		for _, m := range c.Node(f).Members() {
+			if m.ID == leader && len(m.ClientURLs) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("member %d knows no client URL of leader %d yet", f, leader)
+	})
+	req, err := http.NewRequestWithContext(testContext(t), http.MethodDelete, c.ClientURL(f)+"/"+strconv.FormatUint(leader, 10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE /%d via member %d = %d, want 204", leader, f, resp.StatusCode)
+	}
+	var leaders []uint64
+	for _, id := range c.Running() {
+		if id != leader && c.Node(id).IsLeader() {
+			leaders = append(leaders, id)
+		}
+	}
+	if len(leaders) != 1 {
+		t.Errorf("when the removal was answered, %v of the remaining members led; want one: the removed leader hands over first", leaders)
+	}
+	if err := c.WaitStopped(leader); !errors.Is(err, raftnode.ErrRemoved) {
+		t.Fatalf("the removed leader stopped with %v, want ErrRemoved", err)
 	}
 }
