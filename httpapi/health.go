@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/kvstore"
@@ -211,7 +210,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		// the leader confirmed the read index and this node applied it.
 		_, _, err := s.cfg.KV.Get(ctx, nil, false)
 		if err != nil && !errors.Is(err, kvstore.ErrKeyNotFound) {
-			reason = "linearizable read failed: " + strings.TrimPrefix(err.Error(), "raftnode: ")
+			reason = "linearizable read failed: " + err.Error()
 		}
 	}
 	if reason != "" {

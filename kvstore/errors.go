@@ -27,9 +27,9 @@ var (
 	// ErrStopped means the store is shutting down.
 	ErrStopped = errors.New("the node is shutting down; retry on another node")
 	// ErrCorruptCommand means a log entry could not be decoded.
-	ErrCorruptCommand = errors.New("kvstore: corrupt command")
+	ErrCorruptCommand = errors.New("corrupt command")
 	// ErrCorruptSnapshot means a snapshot could not be decoded.
-	ErrCorruptSnapshot = errors.New("kvstore: corrupt snapshot")
+	ErrCorruptSnapshot = errors.New("corrupt snapshot")
 )
 
 // ErrPreconditionFailed means a conditional write's condition did not hold;

@@ -139,7 +139,7 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 			if err := kv.store.Restore(c.Snapshot); err != nil {
 				// Applying anything on top of a state that failed to load
 				// would diverge from the other replicas: stop.
-				kv.err = fmt.Errorf("kvstore: restore snapshot at %d: %w", c.Index, err)
+				kv.err = fmt.Errorf("restore snapshot at %d: %w", c.Index, err)
 				return
 			}
 			kv.hub.reset(kv.store.Revision())

@@ -48,12 +48,12 @@ type Change struct {
 var (
 	// ErrCompacted means the requested revision is older than the history
 	// the node keeps; the error is a *CompactedError.
-	ErrCompacted = errors.New("kvstore: revision compacted")
+	ErrCompacted = errors.New("revision compacted")
 	// ErrWatcherLagged means the watcher fell too far behind and was closed.
-	ErrWatcherLagged = errors.New("kvstore: watcher fell behind")
+	ErrWatcherLagged = errors.New("watcher fell behind")
 	// ErrWatchResync means the node replaced its state with a snapshot, so
 	// its history no longer joins up with what the watcher saw.
-	ErrWatchResync = errors.New("kvstore: state replaced by a snapshot; re-list and watch again")
+	ErrWatchResync = errors.New("state replaced by a snapshot; re-list and watch again")
 )
 
 // CompactedError reports the oldest revision a watch can start from.
@@ -62,7 +62,7 @@ type CompactedError struct {
 }
 
 func (e *CompactedError) Error() string {
-	return fmt.Sprintf("kvstore: revision %d is compacted; the oldest available is %d", e.Requested, e.Oldest)
+	return fmt.Sprintf("revision %d is compacted; the oldest available is %d", e.Requested, e.Oldest)
 }
 
 // Unwrap makes errors.Is(err, ErrCompacted) hold.

@@ -147,7 +147,7 @@ func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 			return err
 		}
 		if _, err := n.TransferLeadership(ctx, 0); err != nil {
-			return fmt.Errorf("raftnode: hand over leadership before removing the leader: %w", err)
+			return fmt.Errorf("hand over leadership before removing the leader: %w", err)
 		}
 	}
 	return n.changeMembership(ctx, cc)

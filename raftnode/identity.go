@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,6 +27,8 @@ const clusterPath = "/raftkv/cluster"
 type clusterInfo struct {
 	ClusterID string   `json:"cluster_id"`
 	Members   []Member `json:"members"`
+	// Removed are the ids that were removed, which can never come back.
+	Removed []uint64 `json:"removed,omitempty"`
 }
 
 // ClusterIDFor derives a cluster's id from its initial peer URLs and token, as
@@ -128,11 +131,14 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 			}
 			id, err := strconv.ParseUint(info.ClusterID, 16, 64)
 			if err != nil {
-				return 0, fmt.Errorf("raftnode: %s answered a bad cluster id %q", p, info.ClusterID)
+				return 0, fmt.Errorf("%s answered a bad cluster id %q", p, info.ClusterID)
 			}
 			// A peer that has not applied this member's addition yet does
 			// not list it; another peer, or a later round, may.
 			i := slices.IndexFunc(info.Members, func(m Member) bool { return m.ID == cfg.ID })
+			if i < 0 && slices.Contains(info.Removed, cfg.ID) {
+				return 0, fmt.Errorf("%w: member %d was removed from the cluster (as %s sees it) and raft never lets an id come back: add the node under a new id (raftkv member add %s) and start it with that --id", ErrInvalidConfig, cfg.ID, p, self)
+			}
 			if i < 0 {
 				errs = append(errs, fmt.Errorf("%w: member %d is not in the cluster's member table (as %s sees it); add it first (POST /%d with its peer URL)", ErrInvalidConfig, cfg.ID, p, cfg.ID))
 				continue
@@ -146,9 +152,9 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)) // backoff between rounds of dials
 	}
 	if len(errs) > 0 {
-		return 0, fmt.Errorf("raftnode: cannot join the cluster: %w", errs[len(errs)-1])
+		return 0, fmt.Errorf("cannot join the cluster: %w", errs[len(errs)-1])
 	}
-	return 0, errors.New("raftnode: cannot join the cluster: no other peer in the cluster list")
+	return 0, errors.New("cannot join the cluster: no other peer in the cluster list")
 }
 
 // peerClient is an HTTP client for the peers' ports, with the peer TLS
@@ -186,7 +192,9 @@ func (n *Node) peerHandler() http.Handler {
 	mux.Handle("/raft/", raftHandler)
 	mux.HandleFunc("GET "+clusterPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(clusterInfo{ClusterID: FormatID(n.clusterID), Members: n.Members()})
+		view := n.view.Load()
+		info := clusterInfo{ClusterID: FormatID(n.clusterID), Members: view.list(), Removed: slices.Sorted(maps.Keys(view.removed))}
+		_ = json.NewEncoder(w).Encode(info)
 	})
 	return mux
 }

@@ -248,8 +248,8 @@ var (
 )
 
 var (
-	errBadEnvelope           = errors.New("raftnode: corrupt snapshot envelope")
-	errUnsupportedConfChange = errors.New("raftnode: unsupported configuration change")
+	errBadEnvelope           = errors.New("corrupt snapshot envelope")
+	errUnsupportedConfChange = errors.New("unsupported configuration change")
 )
 
 // envelopeHeader encodes an envelope up to the state machine's part. Callers
@@ -366,13 +366,13 @@ func isAttributes(data []byte) bool { return len(data) > 0 && data[0] == attribu
 
 func unmarshalAttributes(data []byte) (attributes, error) {
 	if !isAttributes(data) {
-		return attributes{}, errors.New("raftnode: not an attributes entry")
+		return attributes{}, errors.New("not an attributes entry")
 	}
 	d := codec.NewDecoder(data[1:])
 	a := attributes{ID: d.Uvarint(), Name: string(d.Bytes())}
 	a.ClientURLs = readStrings(d)
 	if err := d.Err(); err != nil {
-		return attributes{}, fmt.Errorf("raftnode: attributes entry: %w", err)
+		return attributes{}, fmt.Errorf("attributes entry: %w", err)
 	}
 	return a, nil
 }

@@ -212,7 +212,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.transport.Start(); err != nil {
 		n.node.Stop()
 		st.close()
-		return nil, fmt.Errorf("raftnode: start transport: %w", err)
+		return nil, fmt.Errorf("start transport: %w", err)
 	}
 	// A fresh member dials the peers it was started with; a restarted one
 	// dials the members its data dir knows. Replayed configuration changes
@@ -254,7 +254,7 @@ func Start(cfg Config) (*Node, error) {
 func (n *Node) startRaft(rc *raft.Config, fresh bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("raftnode: raft refused the state in %s: %v", n.cfg.DataDir, r)
+			err = fmt.Errorf("raft refused the state in %s: %v", n.cfg.DataDir, r)
 		}
 	}()
 	if !fresh || n.cfg.Join {
@@ -293,10 +293,10 @@ func (n *Node) replay(ds *diskState) error {
 			err = fmt.Errorf("%w: stored snapshot lacks its data", errBadEnvelope)
 		}
 		if err != nil {
-			return fmt.Errorf("raftnode: load snapshot: %w", err)
+			return fmt.Errorf("load snapshot: %w", err)
 		}
 		if err := n.raftStorage.ApplySnapshot(metadataOnly(ds.snapshot)); err != nil {
-			return fmt.Errorf("raftnode: load snapshot: %w", err)
+			return fmt.Errorf("load snapshot: %w", err)
 		}
 		md := ds.snapshot.GetMetadata()
 		n.members = members
@@ -306,7 +306,7 @@ func (n *Node) replay(ds *diskState) error {
 		n.initialCommit = &Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}
 	}
 	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
-		return fmt.Errorf("raftnode: load hard state: %w", err)
+		return fmt.Errorf("load hard state: %w", err)
 	}
 	// Raft puts a hard state in a Ready only when it changes, so until the
 	// next election the term on disk is the current one: publish it now,
@@ -314,7 +314,7 @@ func (n *Node) replay(ds *diskState) error {
 	n.term.Store(ds.hardState.GetTerm())
 	n.publishStatus(raft.StateFollower, ds.hardState.GetCommit())
 	if err := n.raftStorage.Append(ds.entries); err != nil {
-		return fmt.Errorf("raftnode: load entries: %w", err)
+		return fmt.Errorf("load entries: %w", err)
 	}
 	// The committed entries will be applied again once raft starts; look
 	// ahead at their configuration changes so that a member whose removal is
@@ -329,7 +329,7 @@ func (n *Node) replay(ds *diskState) error {
 		}
 		cc := &raftpb.ConfChange{}
 		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-			return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
+			return fmt.Errorf("decode configuration change at %d: %w", e.GetIndex(), err)
 		}
 		if future.check(cc) == nil {
 			future.apply(cc)

@@ -54,7 +54,7 @@ func (n *Node) propose(step func(context.Context) error) (err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		return ErrNoLeader
 	default:
-		return fmt.Errorf("raftnode: propose: %w", err)
+		return fmt.Errorf("propose: %w", err)
 	}
 }
 

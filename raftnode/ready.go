@@ -123,7 +123,7 @@ func (n *Node) persist(rd raft.Ready) error {
 	}
 	start := time.Now()
 	if err := n.storage.wal.Save(rd.HardState, rd.Entries); err != nil {
-		return fmt.Errorf("raftnode: save wal: %w", err)
+		return fmt.Errorf("save wal: %w", err)
 	}
 	if rd.MustSync {
 		n.metrics.walFsync.Observe(time.Since(start).Seconds())
@@ -132,17 +132,17 @@ func (n *Node) persist(rd raft.Ready) error {
 		// The hard state must be durable before raft forgets the log the
 		// snapshot replaces.
 		if err := n.storage.wal.Sync(); err != nil {
-			return fmt.Errorf("raftnode: sync wal: %w", err)
+			return fmt.Errorf("sync wal: %w", err)
 		}
 		if err := n.raftStorage.ApplySnapshot(metadataOnly(rd.Snapshot)); err != nil {
-			return fmt.Errorf("raftnode: apply snapshot: %w", err)
+			return fmt.Errorf("apply snapshot: %w", err)
 		}
 		if err := n.applySnapshot(received); err != nil {
 			return err
 		}
 	}
 	if err := n.raftStorage.Append(rd.Entries); err != nil {
-		return fmt.Errorf("raftnode: append entries: %w", err)
+		return fmt.Errorf("append entries: %w", err)
 	}
 	for _, e := range rd.Entries {
 		if e.GetType() != raftpb.EntryNormal {
@@ -166,7 +166,7 @@ func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) (receivedSnapshot, er
 	md := snapshot.GetMetadata()
 	members, appData, streamed, err := decodeEnvelope(snapshot.GetData())
 	if err != nil {
-		return receivedSnapshot{}, fmt.Errorf("raftnode: received snapshot at %d: %w", md.GetIndex(), err)
+		return receivedSnapshot{}, fmt.Errorf("received snapshot at %d: %w", md.GetIndex(), err)
 	}
 	if streamed {
 		if appData, err = n.storage.readSnapDB(md.GetIndex()); err != nil {
@@ -181,7 +181,7 @@ func (n *Node) completeSnapshot(snapshot *raftpb.Snapshot) (receivedSnapshot, er
 func (n *Node) applySnapshot(s receivedSnapshot) error {
 	index := s.md.GetIndex()
 	if index <= n.appliedIndex {
-		return fmt.Errorf("raftnode: snapshot index %d is not after applied index %d", index, n.appliedIndex)
+		return fmt.Errorf("snapshot index %d is not after applied index %d", index, n.appliedIndex)
 	}
 	n.lg.Info("applying snapshot from leader", zap.Uint64("index", index))
 	n.metrics.snapshotsReceived.Inc()
@@ -225,7 +225,7 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 		return nil
 	}
 	if first := ents[0].GetIndex(); first > n.appliedIndex+1 {
-		return fmt.Errorf("raftnode: first committed index %d leaves a gap after applied index %d", first, n.appliedIndex)
+		return fmt.Errorf("first committed index %d leaves a gap after applied index %d", first, n.appliedIndex)
 	}
 	batch := make([]Entry, 0, len(ents))
 	for _, e := range ents {
@@ -243,14 +243,14 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 		case raftpb.EntryConfChange:
 			cc := &raftpb.ConfChange{}
 			if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-				return fmt.Errorf("raftnode: decode configuration change at %d: %w", e.GetIndex(), err)
+				return fmt.Errorf("decode configuration change at %d: %w", e.GetIndex(), err)
 			}
 			// Before the proposer hears of it, so that its next change is
 			// not refused as pending.
 			n.confApplied.Store(e.GetIndex())
 			n.applyConfChange(cc)
 		default:
-			return fmt.Errorf("raftnode: unexpected entry type %s at %d", e.GetType(), e.GetIndex())
+			return fmt.Errorf("unexpected entry type %s at %d", e.GetType(), e.GetIndex())
 		}
 	}
 	last := ents[len(ents)-1].GetIndex()

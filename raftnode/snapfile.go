@@ -38,7 +38,7 @@ const (
 func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (err error) {
 	mdBytes, err := proto.Marshal(md)
 	if err != nil {
-		return fmt.Errorf("raftnode: marshal snapshot metadata: %w", err)
+		return fmt.Errorf("marshal snapshot metadata: %w", err)
 	}
 	dataLen := 0
 	for _, p := range parts {
@@ -70,11 +70,11 @@ func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (er
 	path := filepath.Join(dir, fmt.Sprintf(snapFileName, md.GetTerm(), md.GetIndex()))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
-		return fmt.Errorf("raftnode: create snap file: %w", err)
+		return fmt.Errorf("create snap file: %w", err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("raftnode: close snap file: %w", cerr)
+			err = fmt.Errorf("close snap file: %w", cerr)
 		}
 		if err != nil {
 			// A partial file fails its CRC on load, but would count as a
@@ -84,11 +84,11 @@ func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (er
 	}()
 	for _, b := range append([][]byte{head}, body...) {
 		if _, err := f.Write(b); err != nil {
-			return fmt.Errorf("raftnode: write snap file: %w", err)
+			return fmt.Errorf("write snap file: %w", err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("raftnode: sync snap file: %w", err)
+		return fmt.Errorf("sync snap file: %w", err)
 	}
 	return nil
 }

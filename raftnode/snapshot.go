@@ -57,12 +57,12 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 	start := time.Now()
 	appData, err := encode()
 	if err != nil {
-		return fmt.Errorf("raftnode: snapshot state machine: %w", err)
+		return fmt.Errorf("snapshot state machine: %w", err)
 	}
 	// raft's copy holds only the metadata (see metadataOnly).
 	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, nil)
 	if err != nil {
-		return fmt.Errorf("raftnode: create snapshot: %w", err)
+		return fmt.Errorf("create snapshot: %w", err)
 	}
 	// The envelope's header and the state are written where they lie: an
 	// envelope joining them would copy the whole state once more.
@@ -94,7 +94,7 @@ func (n *Node) finishSnapshot(res snapshotResult) error {
 		compactIndex = res.index - n.cfg.SnapshotCatchUpEntries
 	}
 	if err := n.raftStorage.Compact(compactIndex); err != nil && !errors.Is(err, raft.ErrCompacted) {
-		return fmt.Errorf("raftnode: compact log: %w", err)
+		return fmt.Errorf("compact log: %w", err)
 	}
 	n.purge()
 	return nil

@@ -69,7 +69,7 @@ func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
 	// latest snapshot record is enough and works on a compacted WAL.
 	walSnaps, err := wal.ValidSnapshotEntries(lg, walDir)
 	if err != nil {
-		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
+		return fmt.Errorf("read wal in %s: %w", dataDir, err)
 	}
 	from := &walpb.Snapshot{}
 	if len(walSnaps) > 0 {
@@ -77,12 +77,12 @@ func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
 	}
 	w, err := wal.OpenForRead(lg, walDir, from)
 	if err != nil {
-		return fmt.Errorf("raftnode: open wal in %s: %w", dataDir, err)
+		return fmt.Errorf("open wal in %s: %w", dataDir, err)
 	}
 	defer w.Close()
 	metadata, _, ents, err := w.ReadAll()
 	if err != nil && metadata == nil {
-		return fmt.Errorf("raftnode: read wal in %s: %w", dataDir, err)
+		return fmt.Errorf("read wal in %s: %w", dataDir, err)
 	}
 	if _, err := checkMetadata(dataDir, metadata, id); err != nil {
 		return err
@@ -99,7 +99,7 @@ func CheckDataDir(lg *zap.Logger, dataDir string, id uint64) error {
 // cluster id.
 func checkMetadata(dataDir string, metadata []byte, id uint64) (clusterID uint64, err error) {
 	if len(metadata) != 16 {
-		return 0, fmt.Errorf("raftnode: wal in %s has no raftkv member id", dataDir)
+		return 0, fmt.Errorf("wal in %s has no raftkv member id", dataDir)
 	}
 	if got := binary.BigEndian.Uint64(metadata); got != id {
 		return 0, fmt.Errorf("%w: %s belongs to member %d, not %d", ErrIDMismatch, dataDir, got, id)
@@ -127,18 +127,18 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	}
 	if !wal.Exist(s.walDir) {
 		if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
-			return nil, nil, fmt.Errorf("raftnode: create snap dir: %w", err)
+			return nil, nil, fmt.Errorf("create snap dir: %w", err)
 		}
 		w, err := wal.Create(lg, s.walDir, walMetadata(id, clusterID))
 		if err != nil {
-			return nil, nil, fmt.Errorf("raftnode: create wal: %w", err)
+			return nil, nil, fmt.Errorf("create wal: %w", err)
 		}
 		s.wal = w
 		s.snapshotter = snap.New(lg, s.snapDir)
 		return s, &diskState{hardState: &raftpb.HardState{}, fresh: true, clusterID: clusterID}, nil
 	}
 	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
-		return nil, nil, fmt.Errorf("raftnode: open snap dir: %w", err)
+		return nil, nil, fmt.Errorf("open snap dir: %w", err)
 	}
 	s.snapshotter = snap.New(lg, s.snapDir)
 
@@ -146,11 +146,11 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	// written just before a crash, without its WAL record, must be ignored.
 	walSnaps, err := wal.ValidSnapshotEntries(lg, s.walDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("raftnode: list wal snapshots: %w", err)
+		return nil, nil, fmt.Errorf("list wal snapshots: %w", err)
 	}
 	snapshot, err := s.snapshotter.LoadNewestAvailable(walSnaps)
 	if err != nil && !errors.Is(err, snap.ErrNoSnapshot) {
-		return nil, nil, fmt.Errorf("raftnode: load snapshot: %w", err)
+		return nil, nil, fmt.Errorf("load snapshot: %w", err)
 	}
 	walSnap := &walpb.Snapshot{}
 	if snapshot != nil {
@@ -162,7 +162,7 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	for repaired := false; ; repaired = true {
 		w, err := wal.Open(lg, s.walDir, walSnap)
 		if err != nil {
-			return nil, nil, fmt.Errorf("raftnode: open wal: %w", err)
+			return nil, nil, fmt.Errorf("open wal: %w", err)
 		}
 		metadata, ds.hardState, ds.entries, err = w.ReadAll()
 		if err == nil {
@@ -174,14 +174,14 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 		// behind; it was never fsynced, so it was never acknowledged, and
 		// cutting it off loses nothing. Anything else is corruption.
 		if repaired || !errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, fmt.Errorf("raftnode: read wal: %w", err)
+			return nil, nil, fmt.Errorf("read wal: %w", err)
 		}
 		if terr := checkTornTail(s.walDir); terr != nil {
 			return nil, nil, terr
 		}
 		lg.Warn("repairing torn wal tail", zap.String("dir", s.walDir), zap.Error(err))
 		if !wal.Repair(lg, s.walDir) {
-			return nil, nil, fmt.Errorf("raftnode: repair wal: %w", err)
+			return nil, nil, fmt.Errorf("repair wal: %w", err)
 		}
 	}
 	if ds.clusterID, err = checkMetadata(dataDir, metadata, id); err != nil {
@@ -219,7 +219,7 @@ func (s *storage) saveSnapshot(md *raftpb.SnapshotMetadata, data ...[]byte) erro
 		return err
 	}
 	if err := s.wal.SaveSnapshot(walSnap); err != nil {
-		return fmt.Errorf("raftnode: save wal snapshot record: %w", err)
+		return fmt.Errorf("save wal snapshot record: %w", err)
 	}
 	return nil
 }
@@ -239,7 +239,7 @@ func (s *storage) purge(maxSnapshots, maxWALs int, newest uint64) error {
 		release = min(release, oldest)
 	}
 	if err := s.wal.ReleaseLockTo(release); err != nil {
-		return fmt.Errorf("raftnode: release wal locks: %w", err)
+		return fmt.Errorf("release wal locks: %w", err)
 	}
 	return purgeFiles(s.walDir, ".wal", maxWALs, true)
 }
@@ -271,7 +271,7 @@ func purgeFiles(dir, suffix string, keep int, locked bool) error {
 	}
 	names, err := fileutil.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("raftnode: purge: read %s: %w", dir, err)
+		return fmt.Errorf("purge: read %s: %w", dir, err)
 	}
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.HasSuffix(n, suffix) })
 	// File names start with zero-padded hex sequence numbers or indexes, so
@@ -287,10 +287,10 @@ func purgeFiles(dir, suffix string, keep int, locked bool) error {
 			err = os.Remove(path)
 			l.Close()
 			if err != nil {
-				return fmt.Errorf("raftnode: purge %s: %w", path, err)
+				return fmt.Errorf("purge %s: %w", path, err)
 			}
 		} else if err := os.Remove(path); err != nil {
-			return fmt.Errorf("raftnode: purge %s: %w", path, err)
+			return fmt.Errorf("purge %s: %w", path, err)
 		}
 		names = names[1:]
 	}
@@ -302,11 +302,11 @@ func purgeFiles(dir, suffix string, keep int, locked bool) error {
 func (s *storage) readSnapDB(index uint64) ([]byte, error) {
 	path, err := s.snapshotter.DBFilePath(index)
 	if err != nil {
-		return nil, fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+		return nil, fmt.Errorf("received snapshot at %d: %w", index, err)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("raftnode: received snapshot at %d: %w", index, err)
+		return nil, fmt.Errorf("received snapshot at %d: %w", index, err)
 	}
 	return data, nil
 }
@@ -341,7 +341,7 @@ func (s *storage) sweepSnapDir() {
 func (s *storage) markRemoved() error {
 	path := filepath.Join(s.memberDir, removedMarker)
 	if err := os.WriteFile(path, []byte("this member was removed from its cluster\n"), fileutil.PrivateFileMode); err != nil {
-		return fmt.Errorf("raftnode: %w", err)
+		return err
 	}
 	return fsyncDir(s.memberDir)
 }
@@ -349,18 +349,18 @@ func (s *storage) markRemoved() error {
 func fsyncDir(dir string) error {
 	d, err := fileutil.OpenDir(dir)
 	if err != nil {
-		return fmt.Errorf("raftnode: sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := fileutil.Fsync(d); err != nil {
-		return fmt.Errorf("raftnode: sync %s: %w", dir, err)
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
 
 func (s *storage) close() error {
 	if err := s.wal.Close(); err != nil {
-		return fmt.Errorf("raftnode: close wal: %w", err)
+		return fmt.Errorf("close wal: %w", err)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func (t transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
 // pipeline reports to it as "removed from the cluster", so it stops.
 type errFromRemovedMember struct{}
 
-func (errFromRemovedMember) Error() string { return "raftnode: message from a removed member" }
+func (errFromRemovedMember) Error() string { return "message from a removed member" }
 
 func (errFromRemovedMember) WriteTo(w http.ResponseWriter) {
 	http.Error(w, "the sender was removed from the cluster", http.StatusForbidden)

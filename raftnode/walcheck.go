@@ -19,7 +19,7 @@ import (
 // ErrCorruptWAL means the WAL is damaged somewhere other than a torn final
 // record: cutting it there could drop acknowledged entries, so the member
 // refuses to start.
-var ErrCorruptWAL = errors.New("raftnode: the wal is corrupt")
+var ErrCorruptWAL = errors.New("the wal is corrupt")
 
 // checkTornTail decides whether a WAL that ends in an unreadable record was
 // torn by a crash (safe to cut: the record was never fsynced, so never
@@ -38,7 +38,7 @@ var ErrCorruptWAL = errors.New("raftnode: the wal is corrupt")
 func checkTornTail(walDir string) error {
 	names, err := fileutil.ReadDir(walDir)
 	if err != nil {
-		return fmt.Errorf("raftnode: read %s: %w", walDir, err)
+		return fmt.Errorf("read %s: %w", walDir, err)
 	}
 	names = slices.DeleteFunc(names, func(n string) bool { return !strings.HasSuffix(n, ".wal") })
 	if len(names) == 0 {
@@ -47,12 +47,12 @@ func checkTornTail(walDir string) error {
 	path := filepath.Join(walDir, names[len(names)-1])
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("raftnode: %w", err)
+		return err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("raftnode: %w", err)
+		return err
 	}
 	size := info.Size()
 	end, err := dataEnd(f, size)
@@ -103,7 +103,7 @@ func dataEnd(f *os.File, size int64) (int64, error) {
 		lo := max(hi-chunk, 0)
 		n, err := f.ReadAt(buf[:hi-lo], lo)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, fmt.Errorf("raftnode: read %s: %w", f.Name(), err)
+			return 0, fmt.Errorf("read %s: %w", f.Name(), err)
 		}
 		for i := n - 1; i >= 0; i-- {
 			if buf[i] != 0 {

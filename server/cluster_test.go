@@ -436,3 +436,26 @@ func TestRestartReportsTermFromDisk(t *testing.T) {
 		t.Errorf("Term() = %d after the restart, want %d", got, term)
 	}
 }
+
+// TestJoinUnderRemovedIDIsRefused starts a node with --join under the id of
+// a member that was removed, on an empty data dir: the cluster lists the id
+// as removed, so the start fails at once saying to use a new id, instead of
+// telling the operator to add the member (which raft would refuse) after
+// the request timeout.
+func TestJoinUnderRemovedIDIsRefused(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 3})
+	leader := c.WaitLeader()
+	id := c.AddMember(leader)
+	c.StartJoining(id)
+	c.RemoveMember(leader, id)
+	if err := c.WaitStopped(id); !errors.Is(err, raftnode.ErrRemoved) {
+		t.Fatalf("member %d stopped with %v, want ErrRemoved", id, err)
+	}
+	if err := os.RemoveAll(c.DataDir(id)); err != nil {
+		t.Fatal(err)
+	}
+	err := c.TryRestart(id)
+	if !errors.Is(err, raftnode.ErrInvalidConfig) || !strings.Contains(err.Error(), "was removed from the cluster") || !strings.Contains(err.Error(), "new id") {
+		t.Fatalf("joining under removed id %d: %v; want a refusal that says to use a new id", id, err)
+	}
+}
