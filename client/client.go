@@ -41,6 +41,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -192,15 +193,20 @@ type request struct {
 func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error) {
 	n := len(c.endpoints)
 	first := int(c.preferred.Load())
-	var lastErr error
+	// lastErr is what the client gives up with: the last answer of a
+	// server, which says why the cluster could not serve (503 no_leader),
+	// over the last failed connection, which says only that one node is
+	// down.
+	var lastErr, lastAnswer error
+	giveUp := func() error { return cmp.Or(lastAnswer, lastErr) }
 	var retryAfter time.Duration
 	for attempt := range c.maxAttempts {
 		if attempt > 0 && attempt%n == 0 {
 			if err := pause(ctx, backoff(attempt/n, retryAfter)); err != nil {
 				if ctx.Err() != nil {
-					return nil, 0, fmt.Errorf("%w; last error: %w", ctx.Err(), lastErr)
+					return nil, 0, fmt.Errorf("%w; last error: %w", ctx.Err(), giveUp())
 				}
-				return nil, 0, lastErr
+				return nil, 0, giveUp()
 			}
 			retryAfter = 0
 		}
@@ -210,6 +216,8 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 			switch {
 			case sent && !r.idempotent:
 				return nil, 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			case ctx.Err() != nil && giveUp() != nil:
+				return nil, 0, fmt.Errorf("%w; last error: %w", err, giveUp())
 			case ctx.Err() != nil:
 				return nil, 0, err
 			}
@@ -223,13 +231,13 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 		apiErr := readError(resp)
 		if resp.StatusCode == http.StatusServiceUnavailable ||
 			(r.idempotent && resp.StatusCode == http.StatusGatewayTimeout) {
-			lastErr = apiErr
+			lastAnswer = apiErr
 			retryAfter = max(retryAfter, parseRetryAfter(resp.Header.Get("Retry-After")))
 			continue
 		}
 		return nil, 0, apiErr
 	}
-	return nil, 0, lastErr
+	return nil, 0, giveUp()
 }
 
 // send sends r to one endpoint. sent reports whether a failed request may

@@ -700,3 +700,33 @@ func TestNoRetryWhenOutcomeUnknown(t *testing.T) {
 		t.Fatalf("serializable get without a leader = %+v, %v", kv, err)
 	}
 }
+
+// TestGiveUpWithTheServersAnswer loses the quorum of a cluster and checks
+// that a client of all three nodes gives up with what the live node said
+// (503 no_leader), not with the last refused connection, which would hide
+// why the cluster cannot serve.
+func TestGiveUpWithTheServersAnswer(t *testing.T) {
+	c, leader := startCluster(t, testcluster.Config{})
+	live := leader%3 + 1
+	endpoints := urls(c, live, 1, 2, 3)[:1]
+	for _, id := range []uint64{1, 2, 3} {
+		if id != live {
+			endpoints = append(endpoints, c.ClientURL(id))
+			if err := c.Stop(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.WaitFor("the live member to lose its leader", func() error {
+		if l := c.Node(live).Status().Leader; l != 0 {
+			return fmt.Errorf("member %d still follows %d", live, l)
+		}
+		return nil
+	})
+	cl := newClient(t, endpoints)
+	_, err := cl.Put(testContext(t), []byte("k"), []byte("v"), client.Condition{})
+	var apiErr *client.APIError
+	if !errors.Is(err, client.ErrUnavailable) || !errors.As(err, &apiErr) || apiErr.Code != "no_leader" {
+		t.Fatalf("put without a quorum: %v; want the live node's 503 no_leader", err)
+	}
+}
