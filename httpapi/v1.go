@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,8 +74,14 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 	if key == "" {
 		switch {
 		case r.Method == http.MethodGet || r.Method == http.MethodHead:
+			if err := onlyParams(q, "prefix", "limit", "cursor", "keys_only", "consistency"); err != nil {
+				return err
+			}
 			return s.list(ctx, w, q)
 		case r.Method == http.MethodDelete && q.Has("prefix"):
+			if err := onlyParams(q, "prefix"); err != nil {
+				return err
+			}
 			return s.deleteRange(ctx, w, r, q)
 		}
 		return badRequest("empty_key", "the key is empty: use /v1/kv/{key}, or /v1/kv/?prefix=P to list or delete a range")
@@ -85,6 +92,13 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 		return badRequest("invalid_parameter", "prefix applies to /v1/kv/ only, not to a key")
 	}
 	if err := s.checkKey(key, "/v1/kv/{key}"); err != nil {
+		return err
+	}
+	var known []string
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		known = []string{"consistency"}
+	}
+	if err := onlyParams(q, known...); err != nil {
 		return err
 	}
 	switch r.Method {
@@ -115,6 +129,22 @@ func parseQuery(r *http.Request) (url.Values, error) {
 		return nil, badRequest("invalid_parameter", "the query string is malformed: "+err.Error())
 	}
 	return q, nil
+}
+
+// onlyParams refuses a parameter the request does not take: a misspelt
+// one (prefx=) would otherwise be ignored, and a listing of one prefix
+// would silently list every key.
+func onlyParams(q url.Values, known ...string) error {
+	for name := range q {
+		if !slices.Contains(known, name) {
+			takes := "no parameters"
+			if len(known) > 0 {
+				takes = strings.Join(known, ", ")
+			}
+			return badRequest("invalid_parameter", fmt.Sprintf("unknown parameter %q: this request takes %s", name, takes))
+		}
+	}
+	return nil
 }
 
 // param returns the one value of a query parameter and whether it is there.

@@ -168,6 +168,14 @@ func TestV1BadInput(t *testing.T) {
 		{"GET", "/v1/kv/?prefix=config/&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("existing")), nil, nil, 400, "invalid_cursor"},
 		{"GET", "/v1/kv/?prefix=config/&cursor=" + base64.RawURLEncoding.EncodeToString([]byte("config")), nil, nil, 400, "invalid_cursor"},
 		{"GET", "/v1/kv/?cursor=ZXhpc3Rpbmd", nil, nil, 400, "invalid_cursor"}, // non-canonical final bits
+		// a misspelt parameter is refused, not ignored: prefx= would
+		// otherwise list every key
+		{"GET", "/v1/kv/?prefx=config/", nil, nil, 400, "invalid_parameter"},
+		{"GET", "/v1/kv/existing?bogus=1", nil, nil, 400, "invalid_parameter"},
+		{"PUT", "/v1/kv/existing?consistency=serializable", nil, []byte("v"), 400, "invalid_parameter"},
+		{"DELETE", "/v1/kv/existing?limit=1", nil, nil, 400, "invalid_parameter"},
+		{"DELETE", "/v1/kv/?prefix=e&limit=1", nil, nil, 400, "invalid_parameter"},
+		{"GET", "/v1/watch/existing?form=3", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?keys_only=yes", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?keys_only=1", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?prefix=a&prefix=b", nil, nil, 400, "invalid_parameter"},

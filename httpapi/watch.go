@@ -34,6 +34,9 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey strin
 	if err != nil {
 		return err
 	}
+	if err := onlyParams(q, "prefix", "from"); err != nil {
+		return err
+	}
 	prefix, err := boolParam(q, "prefix")
 	if err != nil {
 		return err
