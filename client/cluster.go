@@ -404,10 +404,7 @@ func jsonHeader() http.Header { return http.Header{"Content-Type": {"application
 // slash.
 func normalizeEndpoint(e string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(e))
-	if err != nil {
-		return "", fmt.Errorf("endpoint %q: %w", e, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return "", fmt.Errorf("endpoint %q: want http(s)://host:port", e)
 	}
 	return strings.TrimRight(u.String(), "/"), nil

@@ -214,7 +214,7 @@ func (w *Watcher) resume() {
 		}
 	}
 	if err := w.connect(); err != nil {
-		w.err = fmt.Errorf("watch: resume from revision %d: %w", w.resumeFrom, err)
+		w.err = fmt.Errorf("watch: reconnect at revision %d: %w", w.resumeFrom, err)
 	}
 }
 

@@ -261,7 +261,7 @@ func (s *Server) addMemberV1(ctx context.Context, w http.ResponseWriter, r *http
 // promoting here.
 func (s *Server) addNewMember(ctx context.Context, id uint64, peerURLs []string, learner bool) (raftnode.Member, error) {
 	if id != 0 && slices.ContainsFunc(s.cfg.Cluster.Members(), func(m raftnode.Member) bool { return m.ID == id }) {
-		return raftnode.Member{}, fmt.Errorf("%w: %d (promote a learner with POST /v1/members/%d/promote)", raftnode.ErrMemberExists, id, id)
+		return raftnode.Member{}, fmt.Errorf("%w: member %d exists (a learner is promoted, not added again)", raftnode.ErrMemberExists, id)
 	}
 	return s.cfg.Cluster.AddMember(ctx, id, peerURLs, learner)
 }

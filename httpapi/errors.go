@@ -147,5 +147,7 @@ func writeError(w http.ResponseWriter, err error) {
 		h.Set("ETag", e.ETag)
 	}
 	w.WriteHeader(e.Status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: e.Message, Code: e.Code, OldestRevision: e.OldestRevision})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // messages say "<mod revision>", not "\u003cmod revision\u003e"
+	_ = enc.Encode(errorBody{Error: e.Message, Code: e.Code, OldestRevision: e.OldestRevision})
 }

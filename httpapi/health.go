@@ -64,6 +64,17 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, r.Method+" is not allowed on /v1/status", readOnlyAllow)
 	}
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	if err := onlyParams(q, "hash"); err != nil {
+		return err
+	}
+	hash, err := boolParam(q, "hash")
+	if err != nil {
+		return err
+	}
 	c, kv := s.cfg.Cluster, s.cfg.KV
 	st := c.Status()
 	// The store shows a change (and its writer is answered) a moment before
@@ -101,12 +112,8 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = dataDirUsage(c.DataDir())
 	// Hashing reads every key, so it is done only when asked for.
-	switch r.URL.Query().Get("hash") {
-	case "", "false":
-	case "true":
+	if hash {
 		out.StateHash, out.HashRevision = kv.Store().Hash()
-	default:
-		return badRequest("invalid_parameter", "hash must be true or false")
 	}
 	writeJSON(w, out)
 	return nil

@@ -200,12 +200,12 @@ func condition(h http.Header, method string) (kvstore.Condition, error) {
 			return kvstore.Condition{}, bad("If-None-Match: * cannot hold for a key that DELETE removes; use If-Match")
 		}
 		if len(none) != 1 || strings.TrimSpace(none[0]) != "*" {
-			return kvstore.Condition{}, bad("If-None-Match %q: only * (create only) is supported", strings.Join(none, ", "))
+			return kvstore.Condition{}, bad("If-None-Match %s: only * (create only) is supported", strings.Join(none, ", "))
 		}
 		return kvstore.Condition{Kind: kvstore.CondAbsent}, nil
 	case hasMatch:
 		if len(match) != 1 {
-			return kvstore.Condition{}, bad("If-Match %q: give one revision", strings.Join(match, ", "))
+			return kvstore.Condition{}, bad("If-Match %s: give one revision", strings.Join(match, ", "))
 		}
 		v := strings.TrimSpace(match[0])
 		if v == "*" {
@@ -213,7 +213,7 @@ func condition(h http.Header, method string) (kvstore.Condition, error) {
 		}
 		rev, ok := parseRevisionTag(v)
 		if !ok {
-			return kvstore.Condition{}, bad(`If-Match %q: use "<mod revision>" (a positive integer, quotes optional) or *`, match[0])
+			return kvstore.Condition{}, bad(`If-Match %s: use "<mod revision>" (a positive integer, quotes optional) or *`, match[0])
 		}
 		return kvstore.Condition{Kind: kvstore.CondModRevision, ModRevision: rev}, nil
 	}

@@ -96,7 +96,7 @@ func (n *Node) checkPeerURLs(urls []string) error {
 	}
 	for _, u := range urls {
 		if err := checkPeerScheme(u, n.cfg.PeerTLS.Enabled()); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidPeerURL, err)
+			return fmt.Errorf("%w %w", ErrInvalidPeerURL, err)
 		}
 	}
 	return nil
@@ -113,7 +113,7 @@ func (n *Node) PromoteMember(ctx context.Context, id uint64) (Member, error) {
 		return Member{}, ErrMemberNotFound
 	}
 	if !mem.IsLearner {
-		return Member{}, fmt.Errorf("%w: %d", ErrNotLearner, id)
+		return Member{}, fmt.Errorf("%w: it votes already", ErrNotLearner)
 	}
 	if err := n.checkLearnerReady(id); err != nil {
 		return Member{}, err
@@ -223,7 +223,7 @@ func (n *Node) checkQuorum(cc *raftpb.ConfChange) error {
 		}
 	}
 	if quorum := voters/2 + 1; started < quorum {
-		return fmt.Errorf("%w: %d of %d voters would be started, %d needed", ErrNotEnoughStarted, started, voters, quorum)
+		return fmt.Errorf("%w: after the change %d of %d voters would be started, and a quorum needs %d; start the stopped members first", ErrNotEnoughStarted, started, voters, quorum)
 	}
 	return nil
 }
@@ -355,9 +355,9 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) (uint64, error
 	m, ok := view.members[to]
 	switch {
 	case !ok:
-		return 0, fmt.Errorf("%w: %d", ErrMemberNotFound, to)
+		return 0, ErrMemberNotFound
 	case m.IsLearner:
-		return 0, fmt.Errorf("%w: %d is a learner", ErrNotVoter, to)
+		return 0, fmt.Errorf("%w: it is a learner", ErrNotVoter)
 	case to == n.cfg.ID:
 		return to, nil
 	}

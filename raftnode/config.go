@@ -163,9 +163,9 @@ func checkPeerScheme(peerURL string, peerTLS bool) error {
 	https := err == nil && u.Scheme == "https"
 	switch {
 	case https && !peerTLS:
-		return fmt.Errorf("peer URL %s is https but no peer certificate is configured", peerURL)
+		return fmt.Errorf("%s: https, but no peer certificate is configured (--peer-cert-file); use http", peerURL)
 	case !https && peerTLS:
-		return fmt.Errorf("peer URL %s is plain http but peer TLS is configured; use https", peerURL)
+		return fmt.Errorf("%s: plain http, but peer TLS is configured; use https", peerURL)
 	}
 	return nil
 }

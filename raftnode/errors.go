@@ -22,7 +22,7 @@ var (
 	// ErrRemoved means this member was removed from the cluster.
 	ErrRemoved = errors.New("this member was removed from the cluster")
 	// ErrIDMismatch means the data dir belongs to another member.
-	ErrIDMismatch = errors.New("the data dir belongs to another member")
+	ErrIDMismatch = errors.New("the data dir is another member's")
 	// ErrInvalidConfig means the Config failed validation.
 	ErrInvalidConfig = errors.New("invalid configuration")
 
@@ -48,7 +48,7 @@ var (
 	ErrLearnerNotReady = errors.New("the learner has not caught up with the leader")
 	// ErrNotEnoughStarted means the change would leave fewer started voters
 	// than a quorum needs.
-	ErrNotEnoughStarted = errors.New("the change would leave too few started voters for a quorum; start the stopped members first")
+	ErrNotEnoughStarted = errors.New("too few started voters")
 	// ErrConfChangePending means another configuration change is not
 	// applied yet.
 	ErrConfChangePending = errors.New("another membership change is still being applied; retry once it is")

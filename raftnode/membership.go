@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 
 	"go.etcd.io/raft/v3/raftpb"
 
@@ -200,6 +201,11 @@ func (m *membership) applyAttributes(a attributes) {
 func ValidatePeerURL(s string) error {
 	if s == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidPeerURL)
+	}
+	if !strings.Contains(s, "://") {
+		// url.Parse would say "first path segment in URL cannot contain
+		// colon" of host:port.
+		return fmt.Errorf("%w %s: want http://host:port (or https://)", ErrInvalidPeerURL, s)
 	}
 	u, err := url.Parse(s)
 	if err != nil {

@@ -102,7 +102,7 @@ func checkMetadata(dataDir string, metadata []byte, id uint64) (clusterID uint64
 		return 0, fmt.Errorf("wal in %s has no raftkv member id", dataDir)
 	}
 	if got := binary.BigEndian.Uint64(metadata); got != id {
-		return 0, fmt.Errorf("%w: %s belongs to member %d, not %d", ErrIDMismatch, dataDir, got, id)
+		return 0, fmt.Errorf("%w: %s holds member %d's data, not member %d's: start it with --id %d, or give member %d its own --data-dir", ErrIDMismatch, dataDir, got, id, got, id)
 	}
 	return binary.BigEndian.Uint64(metadata[8:]), nil
 }

@@ -435,7 +435,7 @@ func TestCheckDataDir(t *testing.T) {
 		t.Errorf("absent dir: %v", err)
 	}
 	before := dirDigest(t, dir)
-	if err := CheckDataDir(lg, dir, 2); !errors.Is(err, ErrIDMismatch) || !strings.Contains(err.Error(), "belongs to member 1, not 2") {
+	if err := CheckDataDir(lg, dir, 2); !errors.Is(err, ErrIDMismatch) || !strings.Contains(err.Error(), "holds member 1's data, not member 2's") {
 		t.Errorf("member 2 on member 1's dir: %v, want ErrIDMismatch naming member 1", err)
 	}
 	if _, _, err := openStorage(lg, dir, 2, 0); !errors.Is(err, ErrIDMismatch) {

@@ -294,13 +294,13 @@ func listenError(flag, addr string, err error) error {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s: listen on %s: %w", flag, addr, err)
 	}
-	msg := fmt.Sprintf("%s: %s is already in use: stop what listens there (ss -ltnp shows it), or choose another port", flag, addr)
+	hint := "stop what listens there (ss -ltnp shows it), or choose another port"
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
 	if lo, hi, ok := ephemeralPorts(); ok && port >= lo && port <= hi {
-		msg += fmt.Sprintf("; %d lies in the kernel's ephemeral port range %d-%d, where an outgoing connection may hold it for a while: retry, or pick a port below %d", port, lo, hi, lo)
+		hint += fmt.Sprintf("; %d lies in the kernel's ephemeral port range %d-%d, where an outgoing connection may hold it for a while: retry, or pick a port below %d", port, lo, hi, lo)
 	}
-	return fmt.Errorf("%s: %w", msg, syscall.EADDRINUSE)
+	return fmt.Errorf("%s: %s: %w; %s", flag, addr, syscall.EADDRINUSE, hint)
 }
 
 // ephemeralPorts reads the range of local ports Linux gives outgoing

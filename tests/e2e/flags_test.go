@@ -90,7 +90,7 @@ func TestServeRejectsInvalidConfig(t *testing.T) {
 		{"peer URL not http", nil, []string{"--id", "1", "--cluster", "ftp://127.0.0.1:" + strconv.Itoa(ports[0]), "--port", client}, "scheme must be http or https"},
 		{"empty cluster", nil, []string{"--id", "1", "--cluster", "", "--port", client}, "invalid peer URL"},
 		{"duplicate URLs", nil, []string{"--id", "1", "--cluster", peer(0) + "," + peer(1) + "," + peer(0), "--port", client}, "peers 1 and 3 share the URL"},
-		{"client port in use", nil, []string{"--id", "1", "--cluster", peer(0), "--port", busyClientPort}, "--port: 127.0.0.1:" + busyClientPort + " is already in use"},
+		{"client port in use", nil, []string{"--id", "1", "--cluster", peer(0), "--port", busyClientPort}, "--port: 127.0.0.1:" + busyClientPort + ": address already in use; stop what listens there"},
 		{"peer port in use", nil, []string{"--id", "1", "--cluster", busyPeerURL, "--port", client}, "--cluster (this node's peer URL): "},
 		{"port out of range", nil, []string{"--id", "1", "--cluster", peer(0), "--port", "70000"}, "--port 70000"},
 		{"bad log level", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--log-level", "loud"}, "--log-level"},
@@ -102,8 +102,8 @@ func TestServeRejectsInvalidConfig(t *testing.T) {
 		{"cert without key", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", certs.NodeCert}, "--cert-file and --key-file go together"},
 		{"client cert auth without CA", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", certs.NodeCert, "--key-file", certs.NodeKey, "--client-cert-auth"}, "--client-cert-auth needs --trusted-ca-file"},
 		{"missing cert file", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--cert-file", missing, "--key-file", certs.NodeKey}, "no such file"},
-		{"https peers without peer TLS", nil, []string{"--id", "1", "--cluster", httpsPeer, "--port", client}, "is https but no peer certificate"},
-		{"peer TLS with http peers", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--peer-cert-file", certs.NodeCert, "--peer-key-file", certs.NodeKey}, "is plain http but peer TLS is configured"},
+		{"https peers without peer TLS", nil, []string{"--id", "1", "--cluster", httpsPeer, "--port", client}, ": https, but no peer certificate is configured"},
+		{"peer TLS with http peers", nil, []string{"--id", "1", "--cluster", peer(0), "--port", client, "--peer-cert-file", certs.NodeCert, "--peer-key-file", certs.NodeKey}, ": plain http, but peer TLS is configured"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +158,7 @@ func TestServeRejectsOtherMembersDataDir(t *testing.T) {
 	r := runRaftkv(t, t.TempDir(), nil, "serve", "--id", "2",
 		"--cluster", one.peerURL+",http://127.0.0.1:"+strconv.Itoa(ports[0]),
 		"--port", strconv.Itoa(ports[1]), "--data-dir", dataDir)
-	checkRejected(t, r, "belongs to member 1")
+	checkRejected(t, r, "holds member 1's data")
 	after := listDir(t, dataDir)
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Errorf("the data dir changed:\nbefore %v\nafter  %v", before, after)
