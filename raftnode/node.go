@@ -93,6 +93,7 @@ type Node struct {
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
 	leader        atomic.Uint64
+	leaderLost    atomic.Int64 // when leader last became 0 (UnixNano); the start counts
 	term          atomic.Uint64
 	applied       atomic.Uint64 // mirrors appliedIndex
 	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
@@ -159,6 +160,7 @@ func Start(cfg Config) (*Node, error) {
 		stopc:        make(chan struct{}),
 		done:         make(chan struct{}),
 	}
+	n.leaderLost.Store(n.startedAt.UnixNano())
 	n.metrics = newMetrics(n)
 	if err := n.replay(ds); err != nil {
 		st.close()
@@ -372,6 +374,8 @@ func (n *Node) setLeader(lead uint64) {
 	n.leader.Store(lead)
 	if lead != raft.None {
 		n.metrics.leaderChanges.Inc()
+	} else {
+		n.leaderLost.Store(time.Now().UnixNano())
 	}
 	close(n.leaderC)
 	n.leaderC = make(chan struct{})

@@ -3,6 +3,7 @@ package server_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,4 +60,34 @@ func assertHTTPError(t *testing.T, err error, status int, code string) {
 	if !errors.As(err, &he) || he.Status != status || !strings.Contains(he.Body, `"code":"`+code+`"`) {
 		t.Fatalf("err = %v, want status %d with code %s", err, status, code)
 	}
+}
+
+// TestLinearizableReadWithoutQuorumFailsFast checks that a node that has
+// known no leader for longer than an election takes answers linearizable
+// reads with 503 no_leader at once, as it does writes, rather than holding
+// each for the whole request timeout (30 s here).
+func TestLinearizableReadWithoutQuorumFailsFast(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 3, RequestTimeout: 30 * time.Second})
+	leader := c.WaitLeader()
+	f := otherThan(c, leader)
+	for _, id := range c.Running() {
+		if id != f {
+			if err := c.Stop(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	c.WaitFor("a linearizable read to answer 503 no_leader", func() error {
+		resp, err := client.Get(c.ClientURL(f) + "/v1/kv/k")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"no_leader"`) {
+			return fmt.Errorf("GET = %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 }
