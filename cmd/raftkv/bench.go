@@ -114,7 +114,6 @@ every second.`,
 			return runBench(ctx, cmd.OutOrStdout(), f)
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	fl := cmd.Flags()
 	fl.StringVar(&f.endpoints, "endpoints", defaultEndpoints, "comma-separated client URLs")
 	fl.StringVar(&f.op, "op", "put", "put or get")

@@ -63,7 +63,7 @@ type certFlags struct {
 
 func newCertCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "cert",
+		Use:   "cert COMMAND",
 		Short: "Create a CA, node and client certificates for TLS",
 		Long: `Create the certificates of a TLS cluster in a certs dir (default ./certs):
 
@@ -73,8 +73,8 @@ func newCertCommand() *cobra.Command {
 
 Keys are ECDSA P-256, written readable by their owner only. Existing files are
 never replaced without --overwrite.`,
-		Args: cobra.NoArgs,
 	}
+	commandGroup(cmd, "create-ca, create-node or create-client")
 	cmd.AddCommand(newCertCreateCACommand(), newCertCreateNodeCommand(), newCertCreateClientCommand())
 	return cmd
 }

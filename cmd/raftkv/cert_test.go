@@ -210,7 +210,7 @@ func TestCertBadCommandLines(t *testing.T) {
 		{[]string{"create-client", "../alice", "--certs-dir", certs}, exitUsage, "client name"},
 		{[]string{"create-ca", "extra", "--certs-dir", certs}, exitUsage, "cert create-ca takes no arguments; got 1"},
 		{[]string{"create-ca", "--lifetime", "0s", "--certs-dir", certs}, exitUsage, "--lifetime"},
-		{[]string{"create-ca", "--lifetime", "soon", "--certs-dir", certs}, exitUsage, "invalid argument"},
+		{[]string{"create-ca", "--lifetime", "soon", "--certs-dir", certs}, exitUsage, `--lifetime "soon": want a duration`},
 		{[]string{"create-node", "--certs-dir", certs}, exitError, "create-ca"},
 		{[]string{"create-client", "alice", "--certs-dir", certs}, exitError, "create-ca"},
 	} {

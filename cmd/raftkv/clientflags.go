@@ -106,7 +106,7 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 // usageErrors makes cmd's flag and argument errors usage errors (exit 2).
 // Call it after cmd.Args is set.
 func usageErrors(cmd *cobra.Command) {
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{flagProblem(err)} })
 	if args := cmd.Args; args != nil {
 		cmd.Args = func(cmd *cobra.Command, a []string) error {
 			if err := args(cmd, a); err != nil {

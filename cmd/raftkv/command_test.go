@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -34,4 +35,30 @@ func closedEndpoint(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return "http://" + addr
+}
+
+// TestBadCommandLines checks that every bad command line is a usage error
+// (exit 2) with a message in the command line's terms, except serve's,
+// which exits 1 like its other refusals.
+func TestBadCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bogus"}, exitUsage, `unknown command "bogus"`},
+		{[]string{"--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{[]string{"version", "extra"}, exitUsage, "version takes no arguments; got 1 argument(s)"},
+		{[]string{"cert"}, exitUsage, "cert needs a command: create-ca, create-node or create-client"},
+		{[]string{"cert", "bogus"}, exitUsage, `unknown command "bogus" for "raftkv cert"`},
+		{[]string{"member"}, exitUsage, "member needs a command"},
+		{[]string{"get"}, exitUsage, "get takes KEY; got 0 argument(s)"},
+		{[]string{"get", "k", "--timeout", "bogus"}, exitUsage, `--timeout "bogus": want a duration`},
+		{[]string{"serve", "--port", "abc"}, exitError, `--port "abc": want an integer`},
+	} {
+		_, err := runCommand(t, tc.args...)
+		if code := exitStatus(err); code != tc.code || err == nil || err.Error() != tc.want && !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("raftkv %s: exit %d, %v; want exit %d, %q", strings.Join(tc.args, " "), code, err, tc.code, tc.want)
+		}
+	}
 }

@@ -10,16 +10,10 @@ import (
 
 func newLeaderCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "leader",
+		Use:   "leader COMMAND",
 		Short: "Move the cluster's leadership",
-		Args:  cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return usagef("%s needs a command: transfer", cmd.CommandPath())
-		},
 	}
+	commandGroup(cmd, "transfer")
 	cmd.AddCommand(newLeaderTransferCommand())
 	return cmd
 }

@@ -16,19 +16,13 @@ import (
 
 func newMemberCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "member",
+		Use:   "member COMMAND",
 		Short: "List, add, promote, update and remove members",
 		Long: `List the members of the cluster and change them, one change at a time.
 Each change is answered once it is applied; a change whose answer is lost is
 never sent twice (exit 6: look with "raftkv member list").`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return usagef("%s needs a command: list, add, promote, update or remove", cmd.CommandPath())
-		},
 	}
+	commandGroup(cmd, "list, add, promote, update or remove")
 	cmd.AddCommand(newMemberListCommand(), newMemberAddCommand(), newMemberPromoteCommand(),
 		newMemberUpdateCommand(), newMemberRemoveCommand())
 	return cmd

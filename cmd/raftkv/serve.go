@@ -73,6 +73,9 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 			return serve(f)
 		},
 	}
+	// A bad serve command line exits 1, like its other refusals (README),
+	// not 2 as the client commands' usage errors.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagProblem(err) })
 	fl := cmd.Flags()
 	fl.Uint64Var(&f.id, "id", 1, "this node's id: its position (from 1) in --cluster")
 	fl.StringVar(&f.cluster, "cluster", "http://127.0.0.1:9021", "comma-separated peer URLs of the cluster, in id order")
@@ -96,7 +99,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.clusterToken, "initial-cluster-token", raftnode.DefaultClusterToken, "token that, with the initial peer URLs, makes the cluster's id")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new to bootstrap a cluster, existing to join one (same as --join)")
 	fl.IntVar(&f.heartbeatMS, "heartbeat-ms", 100, "raft heartbeat interval in milliseconds")
-	fl.IntVar(&f.electionMS, "election-ms", 1000, "raft election timeout in milliseconds (a multiple of --heartbeat-ms)")
+	fl.IntVar(&f.electionMS, "election-ms", 1000, "raft election timeout in milliseconds (at least twice --heartbeat-ms)")
 	fl.StringVar(&f.clientTLS.CertFile, "cert-file", "", "serve the client API over TLS with this certificate (PEM)")
 	fl.StringVar(&f.clientTLS.KeyFile, "key-file", "", "key of --cert-file (PEM)")
 	fl.StringVar(&f.clientTLS.TrustedCAFile, "trusted-ca-file", "", "CA bundle that signs client certificates and, for forwarded requests, the other members' client certificates")
