@@ -297,11 +297,11 @@ func (c *Client) statusOf(ctx context.Context, clientURL, path string) (Status, 
 		err = readError(resp)
 	}
 	if err != nil {
-		return Status{}, fmt.Errorf("status of %s: %w", clientURL, err)
+		return Status{}, memberError("status", clientURL, err)
 	}
 	var s Status
 	if err := decodeJSON(resp, &s); err != nil {
-		return Status{}, fmt.Errorf("status of %s: %w", clientURL, err)
+		return Status{}, memberError("status", clientURL, err)
 	}
 	return s, nil
 }
@@ -313,7 +313,7 @@ func (c *Client) statusOf(ctx context.Context, clientURL, path string) (Status, 
 func (c *Client) HealthOf(ctx context.Context, clientURL string) (Health, error) {
 	h, err := c.probe(ctx, clientURL, "/health")
 	if err != nil {
-		return Health{}, fmt.Errorf("health of %s: %w", clientURL, err)
+		return Health{}, memberError("health", clientURL, err)
 	}
 	return h, nil
 }
@@ -325,7 +325,7 @@ func (c *Client) HealthOf(ctx context.Context, clientURL string) (Health, error)
 func (c *Client) ReadyOf(ctx context.Context, clientURL string) (Health, error) {
 	h, err := c.probe(ctx, clientURL, "/readyz")
 	if err != nil {
-		return Health{}, fmt.Errorf("readiness of %s: %w", clientURL, err)
+		return Health{}, memberError("readiness", clientURL, err)
 	}
 	return h, nil
 }
@@ -364,7 +364,26 @@ func (c *Client) getOnce(ctx context.Context, rawURL, path string) (*http.Respon
 	case ctx.Err() != nil:
 		return nil, err
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return nil, &unreachableError{err}
+}
+
+// unreachableError is a member that one request could not reach: it
+// matches ErrUnavailable without saying "cluster unavailable", which would
+// be wrong of one member.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string        { return e.err.Error() }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnavailable }
+
+// memberError says which member a one-member request was for, unless the
+// error names its endpoint already.
+func memberError(what, clientURL string, err error) error {
+	var ee *EndpointError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s of %s: %w", what, clientURL, err)
 }
 
 // memberChange sends a membership change with body (nil: none) and decodes

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Errors the client returns, alone or wrapped; compare them with errors.Is.
@@ -45,10 +46,19 @@ func (e *APIError) Error() string {
 		if e.Message == "" {
 			return fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
 		}
-		return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+		// Not raftkv's answer (a proxy's error page, say): its first line
+		// is enough to tell what answered, and the error stays one line.
+		msg, rest, cut := strings.Cut(e.Message, "\n")
+		if cut = cut && strings.TrimSpace(rest) != ""; cut || len(msg) > maxErrorLine {
+			msg = strings.ToValidUTF8(msg[:min(len(msg), maxErrorLine)], "") + " ..."
+		}
+		return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), msg)
 	}
 	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
 }
+
+// maxErrorLine bounds how much of a foreign error body Error shows.
+const maxErrorLine = 200
 
 // Is reports whether the response means one of the package's sentinels.
 func (e *APIError) Is(target error) bool {

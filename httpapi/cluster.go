@@ -13,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -317,12 +318,46 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool, co
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		return badRequest(code, "the request body is not valid: "+err.Error())
+		return badRequest(code, "the request body is not valid: "+jsonProblem(err))
 	}
 	if err := d.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		return badRequest(code, "the request body must hold one JSON object and nothing after it")
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a JSON body in the API's terms: the
+// decoder's own words name Go types ("Go struct field addMemberRequest.id
+// of type uint64").
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		want := "a " + typeErr.Type.Kind().String()
+		switch typeErr.Type.Kind() {
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			want = "a positive integer"
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			want = "an integer"
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.Slice:
+			want = "an array"
+		case reflect.Struct, reflect.Map:
+			want = "an object"
+		}
+		if typeErr.Field == "" {
+			return fmt.Sprintf("got a JSON %s, want %s", typeErr.Value, want)
+		}
+		return fmt.Sprintf("field %s is a JSON %s, want %s", typeErr.Field, typeErr.Value, want)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("not JSON (at byte %d)", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends early"
+	}
+	// DisallowUnknownFields has no error type: `json: unknown field "x"`.
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // parseV1MemberID parses the {id} of /v1/members/{id}.

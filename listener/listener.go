@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -30,7 +29,7 @@ func New(addr string, tlsConfig *tls.Config) (*Listener, error) {
 	lc := net.ListenConfig{KeepAlive: keepAlivePeriod}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listener: %w", err)
+		return nil, err
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)

@@ -53,13 +53,13 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("listener: load certificate: %w", err)
+		return nil, fmt.Errorf("load certificate: %w", err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if f.ClientCertAuth {
 		pool, err := LoadCAPool(f.TrustedCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("listener: trusted CA: %w", err)
+			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
@@ -77,12 +77,12 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("listener: load certificate: %w", err)
+		return nil, fmt.Errorf("load certificate: %w", err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if f.TrustedCAFile != "" {
 		if cfg.RootCAs, err = LoadCAPool(f.TrustedCAFile); err != nil {
-			return nil, fmt.Errorf("listener: trusted CA: %w", err)
+			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
 	}
 	return cfg, nil

@@ -39,7 +39,7 @@ var (
 	ErrMemberNotFound = errors.New("no such member")
 	// ErrMemberRemoved means the id belonged to a removed member; raft ids
 	// cannot be reused.
-	ErrMemberRemoved = errors.New("the member id was removed and cannot be reused; use a new id")
+	ErrMemberRemoved = errors.New("the member id was removed, and ids are never reused")
 	// ErrLastVoter means the change would remove the last voting member.
 	ErrLastVoter = errors.New("the last voting member cannot be removed")
 	// ErrNotLearner means promoting a member that already votes.

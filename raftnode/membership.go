@@ -160,7 +160,7 @@ func (m *membership) checkPeerURLs(id uint64, urls []string) error {
 	}
 	for _, u := range urls {
 		if other, ok := m.urlOwner(u, id); ok {
-			return fmt.Errorf("%w: member %d has %s", ErrPeerURLExists, other, u)
+			return fmt.Errorf("%w by member %d", ErrPeerURLExists, other)
 		}
 	}
 	return nil
