@@ -176,7 +176,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.RequestTimeout = f.requestTimeout
 	cfg.PeerTLS = f.peerTLS
 	if err := cfg.Validate(); err != nil {
-		return raftnode.Config{}, fmt.Errorf("--id %d, --cluster: %w", f.id, err)
+		return raftnode.Config{}, fmt.Errorf("--id, --cluster: %w", err)
 	}
 	return cfg, nil
 }
