@@ -28,7 +28,9 @@ func (n *Node) serveChannels() error {
 	defer ticker.Stop()
 	isLeader := false
 	raftState := raft.StateFollower
-	var commit uint64
+	// Raft reports a hard state only when it changes: until then the
+	// commit index is the one on disk, which replay published.
+	commit := n.Status().Commit
 	for {
 		select {
 		case <-ticker.C:

@@ -398,42 +398,60 @@ func snapIndex(t *testing.T, name string) uint64 {
 }
 
 // TestRestartReportsTermFromDisk checks that a restarted member reports the
-// term of the hard state on disk at once, in Status, the X-Raft-Term header
-// and the raftkv_term gauge, not 0 until an election completes. The member
-// restarts alone, so no election can complete while it is checked.
+// term and commit index of the hard state on disk at once, in Status, the
+// X-Raft-Term header and Term(), not 0 until an election completes, and
+// keeps reporting them through its next Readys (raft puts a hard state in a
+// Ready only when it changes). The member restarts alone, so no election
+// can complete while it is checked.
 func TestRestartReportsTermFromDisk(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Size: 3})
 	leader := c.WaitLeader()
-	term := c.Node(leader).Status().Term
 	f := otherThan(c, leader)
-	c.WaitFor("the follower to know the leader's term", func() error {
-		if got := c.Node(f).Status().Term; got != term {
-			return fmt.Errorf("member %d at term %d, leader at %d", f, got, term)
-		}
-		return nil
-	})
+	putKeys(t, c, leader, "k", 5, map[string]string{})
 	// The follower first, so that no hand-over at the others' stop raises
-	// its term.
-	for _, id := range append([]uint64{f}, slices.DeleteFunc(c.Running(), func(id uint64) bool { return id == f })...) {
+	// its term. Once Stop returns, its last published status is what its
+	// disk holds.
+	node := c.Node(f)
+	if err := c.Stop(f); err != nil {
+		t.Fatalf("stop member %d: %v", f, err)
+	}
+	want := node.Status()
+	if want.Term == 0 || want.Commit == 0 {
+		t.Fatalf("member %d stopped at term %d, commit %d", f, want.Term, want.Commit)
+	}
+	for _, id := range c.Running() {
 		if err := c.Stop(id); err != nil {
 			t.Fatalf("stop member %d: %v", id, err)
 		}
 	}
 
 	c.Restart(f)
-	if got := c.Node(f).Status().Term; got != term {
-		t.Errorf("Status().Term = %d right after the restart, want %d from disk", got, term)
+	// The disk may hold a later commit than the status published before
+	// the stop: the hard state is saved before the status is published.
+	restarted := c.Node(f).Status()
+	if restarted.Term != want.Term || restarted.Commit < want.Commit {
+		t.Errorf("right after the restart: term %d, commit %d; want %d, at least %d from disk", restarted.Term, restarted.Commit, want.Term, want.Commit)
 	}
 	resp, err := c.HTTPClient().Get(c.ClientURL(f) + "/v1/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got := resp.Header.Get("X-Raft-Term"); got != strconv.FormatUint(term, 10) {
-		t.Errorf("X-Raft-Term = %q after the restart, want %d", got, term)
+	if got := resp.Header.Get("X-Raft-Term"); got != strconv.FormatUint(want.Term, 10) {
+		t.Errorf("X-Raft-Term = %q after the restart, want %d", got, want.Term)
 	}
-	if got := c.Node(f).Term(); got != term {
-		t.Errorf("Term() = %d after the restart, want %d", got, term)
+	if got := c.Node(f).Term(); got != want.Term {
+		t.Errorf("Term() = %d after the restart, want %d", got, want.Term)
+	}
+	// Alone, it pre-votes in vain: Readys without a hard state.
+	c.WaitFor("the lone member to campaign", func() error {
+		if st := c.Node(f).Status(); st.RaftState != "StatePreCandidate" {
+			return fmt.Errorf("member %d is %s", f, st.RaftState)
+		}
+		return nil
+	})
+	if got := c.Node(f).Status(); got.Term != want.Term || got.Commit != restarted.Commit || got.Applied < restarted.Commit {
+		t.Errorf("campaigning alone: term %d, commit %d, applied %d; want %d, %d, %d", got.Term, got.Commit, got.Applied, want.Term, restarted.Commit, restarted.Commit)
 	}
 }
 
