@@ -93,7 +93,7 @@ type Node struct {
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
 	leader        atomic.Uint64
-	leaderLost    atomic.Int64 // when leader last became 0 (UnixNano); the start counts
+	leaderLost    atomic.Pointer[leaderLoss] // when and at which term leader last became 0
 	term          atomic.Uint64
 	applied       atomic.Uint64 // mirrors appliedIndex
 	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
@@ -160,7 +160,6 @@ func Start(cfg Config) (*Node, error) {
 		stopc:        make(chan struct{}),
 		done:         make(chan struct{}),
 	}
-	n.leaderLost.Store(n.startedAt.UnixNano())
 	n.metrics = newMetrics(n)
 	if err := n.replay(ds); err != nil {
 		st.close()
@@ -173,6 +172,7 @@ func Start(cfg Config) (*Node, error) {
 			zap.Uint64("commit", ds.hardState.GetCommit()), zap.Uint64("term", ds.hardState.GetTerm()))
 	}
 	n.view.Store(n.members.clone())
+	n.leaderLost.Store(&leaderLoss{term: n.term.Load()}) // a node starts without a leader
 
 	rc := &raft.Config{
 		ID:                        cfg.ID,
@@ -375,10 +375,27 @@ func (n *Node) setLeader(lead uint64) {
 	if lead != raft.None {
 		n.metrics.leaderChanges.Inc()
 	} else {
-		n.leaderLost.Store(time.Now().UnixNano())
+		n.leaderLost.Store(&leaderLoss{after: time.Since(n.startedAt), term: n.term.Load()})
 	}
 	close(n.leaderC)
 	n.leaderC = make(chan struct{})
+}
+
+// leaderLoss is when (after the start, on the monotonic clock) and at which
+// term the node last lost its leader.
+type leaderLoss struct {
+	after time.Duration
+	term  uint64
+}
+
+// quorumLost reports whether the node has known no leader for longer than
+// any election takes, without raising its term. An election ends within
+// two election timeouts unless votes split, and a split vote raises the
+// term; with PreVote a node that cannot reach a quorum never raises it.
+func (n *Node) quorumLost() bool {
+	l := n.leaderLost.Load()
+	return n.leader.Load() == raft.None && n.term.Load() == l.term &&
+		time.Since(n.startedAt)-l.after > 2*n.electionTimeout()
 }
 
 // LeaderChanged returns the current leader (0: none known) and term, and a

@@ -83,12 +83,10 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 	defer retry.Stop()
 	for {
 		if n.leader.Load() == raft.None {
-			// An election ends within two election timeouts (raft
-			// randomizes each candidate's in [1, 2)): a node that has
-			// known no leader for longer has lost its quorum (or its
-			// peers), and its reads fail at once with no_leader, as
-			// writes do, instead of after the whole request timeout.
-			if time.Since(time.Unix(0, n.leaderLost.Load())) > 2*n.electionTimeout() {
+			// A node that lost its quorum answers reads at once with
+			// no_leader, as it does writes, instead of after the whole
+			// request timeout; during an election they wait.
+			if n.quorumLost() {
 				return 0, ErrNoLeader
 			}
 			// Raft drops reads without a leader; waiting out an election is
