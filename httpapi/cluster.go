@@ -170,7 +170,7 @@ func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request, rest strin
 	if err != nil {
 		return err
 	}
-	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
@@ -209,7 +209,7 @@ func (s *Server) serveMemberTable(w http.ResponseWriter, r *http.Request) error 
 	default:
 		return methodNotAllowed(w, r.Method+" is not allowed on /v1/members", membersAllow)
 	}
-	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
 		return err
 	}
 	if r.Method != http.MethodPost {
@@ -280,7 +280,7 @@ func (s *Server) serveLeaderTransfer(w http.ResponseWriter, r *http.Request) err
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, r.Method+" is not allowed on /v1/leader/transfer", postAllow)
 	}
-	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
 		return err
 	}
 	var req transferRequest
@@ -379,11 +379,11 @@ func notFound(r *http.Request) error {
 
 // forwardToLeader serves r on the leader when this node is a follower: it
 // reports whether r was forwarded (and answered). It returns an error, and
-// forwards nothing, when no leader can be named or the body is too large. A
-// request that was forwarded to this node already is never forwarded again;
-// it is served here, and what needs the leader fails with
-// raftnode.ErrNotLeader.
-func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) (bool, error) {
+// forwards nothing, when no leader can be named or the body is larger than
+// maxBody, the limit of the route. A request that was forwarded to this node
+// already is never forwarded again; it is served here, and what needs the
+// leader fails with raftnode.ErrNotLeader.
+func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, maxBody int64) (bool, error) {
 	if s.cfg.Cluster.IsLeader() || r.Header.Get(forwardedHeader) != "" {
 		return false, nil
 	}
@@ -403,7 +403,7 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) (bool, 
 	}
 	// The body is small; reading it first refuses an oversized one here,
 	// instead of the leader cutting the forwarded request off mid-write.
-	body, err := readBody(w, r, maxMemberBodyBytes)
+	body, err := readBody(w, r, maxBody)
 	if err != nil {
 		return false, err
 	}

@@ -275,7 +275,7 @@ func (s *Server) addMember(ctx context.Context, w http.ResponseWriter, r *http.R
 		return err
 	}
 	// On the leader, as /v1/members.
-	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+	if forwarded, err := s.forwardToLeader(w, r, maxPeerURLBytes); forwarded || err != nil {
 		return err
 	}
 	body, err := readBody(w, r, maxPeerURLBytes)
@@ -300,7 +300,7 @@ func (s *Server) removeMember(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	// On the leader, as /v1/members: a leader that is removed hands
 	// leadership over first, which only it can do.
-	if forwarded, err := s.forwardToLeader(w, r); forwarded || err != nil {
+	if forwarded, err := s.forwardToLeader(w, r, maxPeerURLBytes); forwarded || err != nil {
 		return err
 	}
 	if err := s.cfg.Cluster.RemoveMember(ctx, id); err != nil {
