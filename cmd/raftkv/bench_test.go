@@ -199,7 +199,9 @@ func TestBenchCleanup(t *testing.T) {
 func TestBenchInterrupt(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Size: 1})
 	c.WaitLeader()
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// Long enough for --cleanup's check and some fsynced writes on a
+	// loaded machine; the run is interrupted either way.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	err := runBench(ctx, &out, benchFlags{endpoints: c.ClientURL(1), op: "put", clients: 4, requests: 1 << 30, keys: 1 << 30,
