@@ -21,7 +21,8 @@
 // Retry-After, or a short growing backoff) before the next round; it gives up
 // after WithMaxAttempts attempts in all (default: three rounds), when the
 // context ends, or when a wait would outlast the context's deadline, and then
-// returns the last error. A write whose outcome is unknown (a 504, or a
+// returns the last answer of a server (a 503 says why the cluster could not
+// serve) or, when no server answered, the last connection error. A write whose outcome is unknown (a 504, or a
 // connection that broke, or a context that ended, after the request was
 // sent) is never retried: it is returned as an error matching
 // ErrOutcomeUnknown, for the caller to decide.
@@ -30,7 +31,10 @@
 //
 // Error responses are *APIError values (a 412 is a *PreconditionFailedError,
 // a 410 a *CompactedError) that also match ErrNotFound, ErrUnavailable or
-// ErrOutcomeUnknown with errors.Is. See errors.go.
+// ErrOutcomeUnknown with errors.Is. A request that got no answer fails with
+// an *EndpointError: the endpoint and the transport's error (net/http's
+// *url.Error is unwrapped, so its method and URL do not repeat the caller's
+// message). See errors.go.
 //
 // # Keys
 //
@@ -193,10 +197,9 @@ type request struct {
 func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error) {
 	n := len(c.endpoints)
 	first := int(c.preferred.Load())
-	// lastErr is what the client gives up with: the last answer of a
-	// server, which says why the cluster could not serve (503 no_leader),
-	// over the last failed connection, which says only that one node is
-	// down.
+	// The client gives up (giveUp) with the last answer of a server, which
+	// says why the cluster could not serve (503 no_leader), over the last
+	// failed connection (lastErr), which says only that one node is down.
 	var lastErr, lastAnswer error
 	giveUp := func() error { return cmp.Or(lastAnswer, lastErr) }
 	var retryAfter time.Duration
@@ -257,7 +260,7 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 	})
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w", err)
+		return nil, false, err
 	}
 	for k, v := range r.header {
 		req.Header[k] = v

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -135,7 +136,7 @@ func parseQuery(r *http.Request) (url.Values, error) {
 // one (prefx=) would otherwise be ignored, and a listing of one prefix
 // would silently list every key.
 func onlyParams(q url.Values, known ...string) error {
-	for name := range q {
+	for _, name := range slices.Sorted(maps.Keys(q)) { // the same name each time
 		if !slices.Contains(known, name) {
 			takes := "no parameters"
 			if len(known) > 0 {

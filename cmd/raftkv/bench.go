@@ -34,6 +34,10 @@ const (
 	cleanupTimeout = 30 * time.Second
 )
 
+// benchPrefixEnds are the characters a --key-prefix must end in for
+// --cleanup: a separator, so that the prefix and a number are bench's own.
+const benchPrefixEnds = "-_/.:"
+
 // errNotBenchKey is the refusal of --cleanup to delete a prefix that holds
 // a key bench does not write: the prefix is shared with other data.
 var errNotBenchKey = errors.New("not a key bench writes")
@@ -82,12 +86,7 @@ every second.`,
 		Example: `  raftkv bench --op put --clients 64 --requests 100000 --keys 100000
   raftkv bench --duration 30s --key-prefix tmp/bench- --cleanup
   raftkv bench --op get --duration 10s -o json | jq .latency_ms.p99`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef("bench takes no arguments, got %q", args)
-			}
-			return nil
-		},
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fl := cmd.Flags()
 			// The flags that choose which keys are written and deleted come
@@ -127,6 +126,7 @@ every second.`,
 	fl.BoolVar(&f.cleanup, "cleanup", false, "after the run, delete every key under --key-prefix, which must be non-empty (command line only)")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
 	f.tls.register(fl)
+	usageErrors(cmd)
 	return cmd
 }
 
@@ -157,6 +157,9 @@ func (f *benchFlags) check() error {
 		return usagef("--output %q: use text or json", f.output)
 	case f.cleanup && f.keyPrefix == "":
 		return usagef("--cleanup needs a non-empty --key-prefix: an empty one would delete every key")
+	case f.cleanup && !strings.ContainsAny(f.keyPrefix[len(f.keyPrefix)-1:], benchPrefixEnds):
+		// "user" would take user42 for a key bench wrote; "user-" would not.
+		return usagef("--cleanup needs a --key-prefix that ends in one of %s (such as bench- or tmp/bench-), so that bench's numbered keys cannot be mistaken for others", strings.Join(strings.Split(benchPrefixEnds, ""), " "))
 	}
 	if f.op == "get" {
 		if _, err := parseConsistency(f.consistency); err != nil {

@@ -68,6 +68,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 	endpoint := closedEndpoint(t)
 	for _, args := range [][]string{
 		{"--cleanup", "--key-prefix", ""},
+		{"--cleanup", "--key-prefix", "user"}, // would take user42 for its own
 		{"--requests", "0"},
 		{"--requests", "-1", "--duration", "1s"},
 		{"--duration", "-1s"},
