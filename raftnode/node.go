@@ -161,7 +161,12 @@ func Start(cfg Config) (*Node, error) {
 		done:         make(chan struct{}),
 	}
 	n.metrics = newMetrics(n)
-	if err := n.replay(ds); err != nil {
+	committed, err := n.replay(ds)
+	if err == nil {
+		// Before raft starts, so a refused start appends nothing to the WAL.
+		err = checkStoredPeerURLs(lg, &cfg, n.clusterID, committed)
+	}
+	if err != nil {
 		st.close()
 		return nil, err
 	}
@@ -285,20 +290,21 @@ func (n *Node) addPeer(id uint64, peerURLs []string) {
 	n.transport.AddPeer(types.ID(id), peerURLs)
 }
 
-// replay rebuilds the in-memory log and the member table from disk and
-// refuses a member that was removed from the cluster, or whose stored member
-// table does not fit how it was started.
-func (n *Node) replay(ds *diskState) error {
+// replay rebuilds the in-memory log and the member table from disk, refuses
+// a member that was removed from the cluster, and returns the member table
+// as the committed entries on disk leave it (what Start checks against how
+// the node was started).
+func (n *Node) replay(ds *diskState) (*membership, error) {
 	if ds.snapshot != nil {
 		members, appData, streamed, err := decodeEnvelope(ds.snapshot.GetData())
 		if err == nil && streamed {
 			err = fmt.Errorf("%w: stored snapshot lacks its data", errBadEnvelope)
 		}
 		if err != nil {
-			return fmt.Errorf("load snapshot: %w", err)
+			return nil, fmt.Errorf("load snapshot: %w", err)
 		}
 		if err := n.raftStorage.ApplySnapshot(metadataOnly(ds.snapshot)); err != nil {
-			return fmt.Errorf("load snapshot: %w", err)
+			return nil, fmt.Errorf("load snapshot: %w", err)
 		}
 		md := ds.snapshot.GetMetadata()
 		n.members = members
@@ -308,7 +314,7 @@ func (n *Node) replay(ds *diskState) error {
 		n.initialCommit = &Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}
 	}
 	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
-		return fmt.Errorf("load hard state: %w", err)
+		return nil, fmt.Errorf("load hard state: %w", err)
 	}
 	// Raft puts a hard state in a Ready only when it changes, so until the
 	// next election the term on disk is the current one: publish it now,
@@ -316,7 +322,7 @@ func (n *Node) replay(ds *diskState) error {
 	n.term.Store(ds.hardState.GetTerm())
 	n.publishStatus(raft.StateFollower, ds.hardState.GetCommit())
 	if err := n.raftStorage.Append(ds.entries); err != nil {
-		return fmt.Errorf("load entries: %w", err)
+		return nil, fmt.Errorf("load entries: %w", err)
 	}
 	// The committed entries will be applied again once raft starts; look
 	// ahead at their configuration changes so that a member whose removal is
@@ -331,17 +337,16 @@ func (n *Node) replay(ds *diskState) error {
 		}
 		cc := &raftpb.ConfChange{}
 		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-			return fmt.Errorf("decode configuration change at %d: %w", e.GetIndex(), err)
+			return nil, fmt.Errorf("decode configuration change at %d: %w", e.GetIndex(), err)
 		}
 		if future.check(cc) == nil {
 			future.apply(cc)
 		}
 	}
 	if future.isRemoved(n.cfg.ID) {
-		return fmt.Errorf("%w: member %d; wipe %s and add it back as a new member", ErrRemoved, n.cfg.ID, n.cfg.DataDir)
+		return nil, fmt.Errorf("%w: member %d; wipe %s and add it back as a new member", ErrRemoved, n.cfg.ID, n.cfg.DataDir)
 	}
-	// Before raft starts, so a refused start appends nothing to the WAL.
-	return checkStoredPeerURLs(n.lg, &n.cfg, n.clusterID, future)
+	return future, nil
 }
 
 // ProposeC accepts proposals for the state machine.
