@@ -49,14 +49,6 @@ const (
 	maxMemberBodyBytes = 64 << 10
 )
 
-// The methods each operations resource allows, for 405 answers.
-const (
-	membersAllow  = "GET, HEAD, POST"
-	memberAllow   = "PUT, DELETE"
-	postAllow     = "POST"
-	readOnlyAllow = "GET, HEAD"
-)
-
 // newForwarder returns the transport that carries forwarded requests.
 func newForwarder(tlsConfig *tls.Config) *http.Transport {
 	return &http.Transport{
@@ -151,21 +143,8 @@ func progressState(s string) string {
 	return strings.ToLower(strings.TrimPrefix(s, "State"))
 }
 
-// serveMembers serves /v1/members; rest is the escaped path after
-// "/v1/members": "", "/{id}" or "/{id}/promote".
-func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request, rest string) error {
-	if rest == "" {
-		return s.serveMemberTable(w, r)
-	}
-	rawID, action, sub := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-	switch {
-	case !strings.HasPrefix(rest, "/") || rawID == "" || (sub && action != "promote"):
-		return notFound(r)
-	case sub && r.Method != http.MethodPost:
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/members/{id}/promote", postAllow)
-	case !sub && r.Method != http.MethodPut && r.Method != http.MethodDelete:
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/members/{id}", memberAllow)
-	}
+// serveMember serves PUT and DELETE /v1/members/{id}.
+func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rawID string) error {
 	id, err := parseV1MemberID(rawID)
 	if err != nil {
 		return err
@@ -175,26 +154,40 @@ func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request, rest strin
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	var m raftnode.Member
-	switch {
-	case sub:
-		m, err = s.cfg.Cluster.PromoteMember(ctx, id)
-	case r.Method == http.MethodPut:
-		var req updateMemberRequest
-		if err := decodeBody(w, r, &req, false, "invalid_member"); err != nil {
-			return err
-		}
-		if len(req.PeerURLs) == 0 {
-			return badRequest("invalid_member", `the body must be {"peer_urls": ["http://host:port", ...]}`)
-		}
-		m, err = s.cfg.Cluster.UpdateMember(ctx, id, req.PeerURLs)
-	default: // DELETE
+	if r.Method == http.MethodDelete {
 		if err := s.cfg.Cluster.RemoveMember(ctx, id); err != nil {
 			return err
 		}
 		writeJSON(w, removeMemberResponse{Removed: id})
 		return nil
 	}
+	var req updateMemberRequest
+	if err := decodeBody(w, r, &req, false, "invalid_member"); err != nil {
+		return err
+	}
+	if len(req.PeerURLs) == 0 {
+		return badRequest("invalid_member", `the body must be {"peer_urls": ["http://host:port", ...]}`)
+	}
+	m, err := s.cfg.Cluster.UpdateMember(ctx, id, req.PeerURLs)
+	if err != nil {
+		return err
+	}
+	s.writeMember(w, http.StatusOK, m)
+	return nil
+}
+
+// servePromote serves POST /v1/members/{id}/promote.
+func (s *Server) servePromote(w http.ResponseWriter, r *http.Request, rawID string) error {
+	id, err := parseV1MemberID(rawID)
+	if err != nil {
+		return err
+	}
+	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	m, err := s.cfg.Cluster.PromoteMember(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -203,12 +196,7 @@ func (s *Server) serveMembers(w http.ResponseWriter, r *http.Request, rest strin
 }
 
 // serveMemberTable serves GET and POST /v1/members.
-func (s *Server) serveMemberTable(w http.ResponseWriter, r *http.Request) error {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodPost:
-	default:
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/members", membersAllow)
-	}
+func (s *Server) serveMemberTable(w http.ResponseWriter, r *http.Request, _ string) error {
 	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
 		return err
 	}
@@ -276,10 +264,7 @@ func (s *Server) writeMember(w http.ResponseWriter, status int, m raftnode.Membe
 }
 
 // serveLeaderTransfer serves POST /v1/leader/transfer.
-func (s *Server) serveLeaderTransfer(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/leader/transfer", postAllow)
-	}
+func (s *Server) serveLeaderTransfer(w http.ResponseWriter, r *http.Request, _ string) error {
 	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
 		return err
 	}
@@ -370,11 +355,6 @@ func parseV1MemberID(raw string) (uint64, error) {
 		}
 	}
 	return 0, badRequest("invalid_member_id", fmt.Sprintf("member id %q must be a positive integer (0x hex accepted)", raw))
-}
-
-func notFound(r *http.Request) error {
-	return &Error{Status: http.StatusNotFound, Code: "not_found",
-		Message: fmt.Sprintf("%s is not part of the API: use /v1/members, /v1/members/{id} or /v1/members/{id}/promote", r.URL.EscapedPath())}
 }
 
 // forwardToLeader serves r on the leader when this node is a follower: it

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
 )
@@ -52,6 +53,8 @@ var statuses = []struct {
 	status int
 	code   string
 }{
+	{auth.ErrNoCredentials, http.StatusUnauthorized, "auth_required"},
+	{auth.ErrBadCredentials, http.StatusUnauthorized, "invalid_credentials"},
 	{kvstore.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
 	{kvstore.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition_failed"},
 	{kvstore.ErrCompacted, http.StatusGone, "compacted"},
@@ -145,6 +148,11 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	if e.ETag != "" {
 		h.Set("ETag", e.ETag)
+	}
+	if e.Status == http.StatusUnauthorized {
+		// Both schemes the server takes (RFC 9110 §11.6.1); curl -u and
+		// browsers answer the Basic one.
+		h["Www-Authenticate"] = []string{`Basic realm="raftkv", charset="UTF-8"`, `Bearer realm="raftkv"`}
 	}
 	w.WriteHeader(e.Status)
 	enc := json.NewEncoder(w)

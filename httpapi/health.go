@@ -60,10 +60,7 @@ var raftStates = map[string]string{
 }
 
 // serveStatus serves GET /v1/status: this node's own view, never forwarded.
-func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/status", readOnlyAllow)
-	}
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) error {
 	q, err := parseQuery(r)
 	if err != nil {
 		return err
@@ -147,14 +144,6 @@ func countFiles(dir, ext string) int {
 	return n
 }
 
-// checkProbe refuses methods other than GET and HEAD on a probe.
-func checkProbe(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return methodNotAllowed(w, r.Method+" is not allowed on "+r.URL.Path, readOnlyAllow)
-	}
-	return nil
-}
-
 // writeProbe writes a probe's answer: 200, or 503 with Retry-After.
 func writeProbe(w http.ResponseWriter, ok bool, v any) {
 	h := w.Header()
@@ -175,26 +164,20 @@ type probeStatus struct {
 }
 
 // serveLivez answers while the process serves requests at all.
-func (s *Server) serveLivez(w http.ResponseWriter, r *http.Request) {
-	if err := checkProbe(w, r); err != nil {
-		writeError(w, err)
-		return
-	}
+func (s *Server) serveLivez(w http.ResponseWriter, _ *http.Request, _ string) error {
 	writeProbe(w, true, probeStatus{Status: "ok"})
+	return nil
 }
 
 // serveReadyz answers whether the node can serve: it knows a leader and has
 // applied what it knows committed.
-func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
-	if err := checkProbe(w, r); err != nil {
-		writeError(w, err)
-		return
-	}
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request, _ string) error {
 	if reason := s.unready(r.Context()); reason != "" {
 		writeProbe(w, false, probeStatus{Status: "unready", Reason: reason})
-		return
+		return nil
 	}
 	writeProbe(w, true, probeStatus{Status: "ready"})
+	return nil
 }
 
 type healthStatus struct {
@@ -204,11 +187,7 @@ type healthStatus struct {
 
 // serveHealth is etcd's health check: ready, and a linearizable read
 // succeeds within healthReadTimeout.
-func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if err := checkProbe(w, r); err != nil {
-		writeError(w, err)
-		return
-	}
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, _ string) error {
 	reason := s.unready(r.Context())
 	if reason == "" {
 		ctx, cancel := context.WithTimeout(r.Context(), healthReadTimeout)
@@ -222,9 +201,10 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	if reason != "" {
 		writeProbe(w, false, healthStatus{Health: "false", Reason: reason})
-		return
+		return nil
 	}
 	writeProbe(w, true, healthStatus{Health: "true"})
+	return nil
 }
 
 // unready returns why the node is not ready, or "" when it is.

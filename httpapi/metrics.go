@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,11 +73,11 @@ func newHTTPMetrics(cfg Config) *httpMetrics {
 // track starts measuring a request. It returns the ResponseWriter to serve
 // the request with, whose done method records it, or nil when the API keeps
 // no request metrics.
-func (m *httpMetrics) track(w http.ResponseWriter, r *http.Request) *trackedResponse {
+func (m *httpMetrics) track(w http.ResponseWriter, r *http.Request, route string) *trackedResponse {
 	if m.requests == nil {
 		return nil
 	}
-	return &trackedResponse{ResponseWriter: w, m: m, route: route(r), method: method(r), start: time.Now()}
+	return &trackedResponse{ResponseWriter: w, m: m, route: route, method: method(r), start: time.Now()}
 }
 
 // trackedResponse records a response's status. Unwrap lets
@@ -120,50 +119,6 @@ func (t *trackedResponse) done() {
 	t.m.duration.WithLabelValues(t.route, t.method).Observe(time.Since(t.start).Seconds())
 }
 
-// route names the request's route for the metrics, from the same raw path
-// ServeHTTP dispatches on.
-func route(r *http.Request) string {
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
-	first, rest, nested := strings.Cut(raw, "/")
-	switch {
-	case first == "v1":
-		section, key, hasKey := strings.Cut(rest, "/")
-		switch {
-		case section == "kv" && hasKey && key == "":
-			return routeV1List
-		case section == "kv" && hasKey:
-			return routeV1KV
-		case section == "watch" && hasKey:
-			return routeV1Watch
-		case section == "members":
-			return routeV1Members
-		case section == "leader" && hasKey && key == "transfer":
-			return routeV1Leader
-		case section == "status" && !hasKey:
-			return routeV1Status
-		}
-		return routeOther
-	case reservedRoots[first]:
-		if nested {
-			return routeOther
-		}
-		switch first {
-		case "livez":
-			return routeLivez
-		case "readyz":
-			return routeReadyz
-		case "health":
-			return routeHealth
-		case "metrics":
-			return routeMetrics
-		}
-		return routeOther
-	case r.Method == http.MethodPost || r.Method == http.MethodDelete:
-		return routeRootMember
-	}
-	return routeRootKey
-}
-
 // method names the request's method for the metrics; unknown methods share
 // one value, so that a client cannot create label values at will.
 func method(r *http.Request) string {
@@ -176,15 +131,10 @@ func method(r *http.Request) string {
 }
 
 // serveMetrics serves GET /metrics in the Prometheus exposition format.
-func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request, _ string) error {
 	if s.metrics.handler == nil {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: "this server exports no metrics"})
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeError(w, methodNotAllowed(w, r.Method+" is not allowed on /metrics", "GET, HEAD"))
-		return
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "this server exports no metrics"}
 	}
 	s.metrics.handler.ServeHTTP(w, r)
+	return nil
 }

@@ -3,10 +3,11 @@ package httpapi
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
-// TestRoute checks that requests map to the fixed set of route labels, never
+// TestRoute checks that requests map, through the route table, to the fixed set of route labels, never
 // to anything taken from the key.
 func TestRoute(t *testing.T) {
 	cases := []struct {
@@ -39,9 +40,11 @@ func TestRoute(t *testing.T) {
 		{http.MethodGet, "/v1/leader", routeOther},
 		{http.MethodGet, "/v1/nope/x", routeOther},
 	}
+	s := New(Config{})
 	for _, c := range cases {
 		r := httptest.NewRequest(c.method, c.target, nil)
-		if got := route(r); got != c.route {
+		rt, _, _ := s.lookup(r, strings.TrimPrefix(r.URL.EscapedPath(), "/"))
+		if got := rt.label; got != c.route {
 			t.Errorf("%s %s: route %q, want %q", c.method, c.target, got, c.route)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
 )
@@ -30,7 +31,7 @@ type KV interface {
 	Delete(ctx context.Context, key []byte, cond kvstore.Condition) (kvstore.Result, error)
 	DeleteRange(ctx context.Context, prefix []byte) (kvstore.Result, error)
 	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
-	List(ctx context.Context, prefix, after []byte, limit int, serializable bool) (kvstore.ListResult, error)
+	List(ctx context.Context, req kvstore.ListRequest) (kvstore.ListResult, error)
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
 	// Applied, Watchers and Store feed /v1/status and /readyz.
 	Applied() uint64
@@ -92,6 +93,8 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Gatherer is what GET /metrics serves; nil answers 404 there.
 	Gatherer prometheus.Gatherer
+	// Auth, when set, turns access control on: see access.go.
+	Auth *auth.Store
 	// ForwardTLS is how a follower dials the leader's https client URL to
 	// forward a request; nil trusts the system's CAs.
 	ForwardTLS *tls.Config
@@ -104,11 +107,8 @@ type Server struct {
 	// the leader.
 	forwarder *http.Transport
 	metrics   *httpMetrics
+	routes    []route
 }
-
-// reservedRoots are root paths that belong to the server, not to keys. Keys
-// with these names are reached through /v1/kv/.
-var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true}
 
 // New returns the API handler.
 func New(cfg Config) *Server {
@@ -127,78 +127,72 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg)}
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg), routes: apiRoutes()}
 }
 
-// ServeHTTP dispatches on the raw path. It does not use http.ServeMux for
-// keys: the mux cleans paths and redirects "a//b" or "a/../b", which are
-// legal keys.
+// ServeHTTP dispatches on the raw path through the route table. It does not
+// use http.ServeMux: the mux cleans paths and redirects "a//b" or "a/../b",
+// which are legal keys.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if t := s.metrics.track(w, r); t != nil {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+	rt, rest, unmatched := s.lookup(r, raw)
+	if t := s.metrics.track(w, r, rt.label); t != nil {
 		defer t.done()
 		w = t
 	}
 	s.setRaftHeaders(w.Header())
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
-	first, rest, _ := strings.Cut(raw, "/")
-	if first == "v1" {
-		s.serveV1(w, r, rest)
-		return
-	}
-	switch raw {
-	case "livez":
-		s.serveLivez(w, r)
-		return
-	case "readyz":
-		s.serveReadyz(w, r)
-		return
-	case "health":
-		s.serveHealth(w, r)
-		return
-	case "metrics":
-		s.serveMetrics(w, r)
-		return
-	}
-	if reservedRoots[first] {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("%s is not served: /%s is reserved by the server", r.URL.EscapedPath(), first)})
-		return
-	}
-	s.serveRoot(w, r, raw)
-}
-
-// serveRoot serves raftexample's API: the path after "/" is a key for GET and
-// PUT, and a member id for POST and DELETE.
-func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request, rawPath string) {
-	path, err := url.PathUnescape(rawPath)
-	if err != nil {
-		writeError(w, badRequest("invalid_key", "the path is not valid URL encoding: "+err.Error()))
-		return
-	}
-	// An escaped path such as /v1%2Fkv or /%761 decodes to a reserved name;
-	// such keys are reached through /v1/kv/ only.
-	if first, _, _ := strings.Cut(path, "/"); first == "v1" || reservedRoots[first] {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("keys starting with %q are reserved on the root API; use /v1/kv/", first)})
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		err = s.get(ctx, w, r, path)
-	case http.MethodPut:
-		err = s.put(ctx, w, r, path)
-	case http.MethodPost:
-		err = s.addMember(ctx, w, r, path)
-	case http.MethodDelete:
-		err = s.removeMember(ctx, w, r, path)
-	default:
-		err = methodNotAllowed(w, r.Method+" is not allowed on /{key} or /{id}", "GET, HEAD, PUT, POST, DELETE")
+	var err error
+	if unmatched != nil {
+		err = methodNotAllowedOn(w, r, unmatched)
+	} else if r, err = s.authorize(r, rt.accessOf(r.Method)); err == nil {
+		err = rt.serve(s, w, r, rest)
 	}
 	if err != nil {
 		writeError(w, err)
 	}
+}
+
+// rootPath decodes the path of a root API request. An escaped path such as
+// /v1%2Fkv or /%761 decodes to a reserved name; such keys are reached
+// through /v1/kv/ only.
+func rootPath(rawPath string) (string, error) {
+	path, err := url.PathUnescape(rawPath)
+	if err != nil {
+		return "", badRequest("invalid_key", "the path is not valid URL encoding: "+err.Error())
+	}
+	if first, _, _ := strings.Cut(path, "/"); first == "v1" || reservedRoots[first] {
+		return "", &Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("keys starting with %q are reserved on the root API; use /v1/kv/", first)}
+	}
+	return path, nil
+}
+
+// serveRootKey serves raftexample's GET and PUT /{key}.
+func (s *Server) serveRootKey(w http.ResponseWriter, r *http.Request, rawPath string) error {
+	key, err := rootPath(rawPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	if r.Method == http.MethodPut {
+		return s.put(ctx, w, r, key)
+	}
+	return s.get(ctx, w, r, key)
+}
+
+// serveRootMember serves raftexample's POST and DELETE /{id}.
+func (s *Server) serveRootMember(w http.ResponseWriter, r *http.Request, rawPath string) error {
+	path, err := rootPath(rawPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	if r.Method == http.MethodPost {
+		return s.addMember(ctx, w, r, path)
+	}
+	return s.removeMember(ctx, w, r, path)
 }
 
 // checkKey checks a key's size; usage tells how to name a key.
@@ -233,6 +227,9 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err := s.checkKey(key, "/{key}"); err != nil {
 		return err
 	}
+	if err := mayRead(r, []byte(key)); err != nil {
+		return err
+	}
 	serializable, err := consistency(r)
 	if err != nil {
 		return err
@@ -254,6 +251,9 @@ func (s *Server) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 
 func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
 	if err := s.checkKey(key, "/{key}"); err != nil {
+		return err
+	}
+	if err := mayWrite(r, []byte(key)); err != nil {
 		return err
 	}
 	value, err := readBody(w, r, s.cfg.MaxRequestBytes)

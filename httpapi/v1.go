@@ -23,45 +23,8 @@ const (
 	maxListLimit     = 10000
 )
 
-// The methods each /v1 resource allows, for 405 answers.
-const (
-	kvAllow    = "GET, HEAD, PUT, DELETE"
-	watchAllow = "GET"
-)
-
-// serveV1 serves the versioned API; rest is the escaped path after "/v1/".
-func (s *Server) serveV1(w http.ResponseWriter, r *http.Request, rest string) {
-	section, rawKey, ok := strings.Cut(rest, "/")
-	var err error
-	switch {
-	case ok && section == "kv":
-		err = s.serveKV(w, r, rawKey)
-	case ok && section == "watch":
-		// A watch writes its own errors once the stream has started.
-		err = s.serveWatch(w, r, rawKey)
-	case section == "members":
-		// The rest is "", "{id}" or "{id}/promote".
-		err = s.serveMembers(w, r, strings.TrimPrefix(rest, "members"))
-	case ok && section == "leader" && rawKey == "transfer":
-		err = s.serveLeaderTransfer(w, r)
-	case !ok && section == "status":
-		err = s.serveStatus(w, r)
-	default:
-		err = &Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("%s is not part of the API: use /v1/kv/{key}, /v1/watch/{key}, /v1/members, /v1/leader/transfer or /v1/status", r.URL.EscapedPath())}
-	}
-	if err != nil {
-		writeError(w, err)
-	}
-}
-
 // serveKV serves /v1/kv/{key}, and the listing and range deletes of /v1/kv/.
 func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) error {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
-	default:
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/kv/", kvAllow)
-	}
 	key, err := unescapeKey(rawKey)
 	if err != nil {
 		return err
@@ -78,7 +41,7 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 			if err := onlyParams(q, "prefix", "limit", "cursor", "keys_only", "consistency"); err != nil {
 				return err
 			}
-			return s.list(ctx, w, q)
+			return s.list(ctx, w, r, q)
 		case r.Method == http.MethodDelete && q.Has("prefix"):
 			if err := onlyParams(q, "prefix"); err != nil {
 				return err
@@ -255,6 +218,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (s *Server) getV1(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values, key string) error {
+	if err := mayRead(r, []byte(key)); err != nil {
+		return err
+	}
 	serializable, err := consistencyParam(q)
 	if err != nil {
 		return err
@@ -291,6 +257,9 @@ type putResponse struct {
 }
 
 func (s *Server) putV1(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	if err := mayWrite(r, []byte(key)); err != nil {
+		return err
+	}
 	cond, err := condition(r.Header, r.Method)
 	if err != nil {
 		return err
@@ -323,6 +292,9 @@ type deleteResponse struct {
 }
 
 func (s *Server) deleteV1(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+	if err := mayWrite(r, []byte(key)); err != nil {
+		return err
+	}
 	cond, err := condition(r.Header, r.Method)
 	if err != nil {
 		return err
@@ -342,6 +314,9 @@ func (s *Server) deleteRange(ctx context.Context, w http.ResponseWriter, r *http
 		return err
 	}
 	if err := s.checkPrefix(prefix); err != nil {
+		return err
+	}
+	if err := mayWriteAll(r, []byte(prefix)); err != nil {
 		return err
 	}
 	if _, ok := r.Header["If-Match"]; ok {
@@ -387,7 +362,7 @@ type listedKV struct {
 	Version        uint64  `json:"version"`
 }
 
-func (s *Server) list(ctx context.Context, w http.ResponseWriter, q url.Values) error {
+func (s *Server) list(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values) error {
 	prefix, _, err := param(q, "prefix")
 	if err != nil {
 		return err
@@ -421,7 +396,8 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, q url.Values) 
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.KV.List(ctx, []byte(prefix), after, limit, serializable)
+	res, err := s.cfg.KV.List(ctx, kvstore.ListRequest{Prefix: []byte(prefix), After: after, Limit: limit,
+		Serializable: serializable, Only: readableUnder(r, prefix)})
 	if err != nil {
 		return err
 	}

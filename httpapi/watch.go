@@ -23,9 +23,6 @@ import (
 // ends with an error event or when the client goes away. The request timeout
 // does not apply: a watch lasts as long as the client wants.
 func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey string) error {
-	if r.Method != http.MethodGet {
-		return methodNotAllowed(w, r.Method+" is not allowed on /v1/watch/", watchAllow)
-	}
 	key, err := unescapeKey(rawKey)
 	if err != nil {
 		return err
@@ -45,6 +42,14 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey strin
 		if err := s.checkKey(key, "/v1/watch/{key}, or /v1/watch/?prefix=true to watch every key"); err != nil {
 			return err
 		}
+	}
+	if prefix {
+		err = mayReadAll(r, []byte(key))
+	} else {
+		err = mayRead(r, []byte(key))
+	}
+	if err != nil {
+		return err
 	}
 	from, err := watchStart(q, r.Header)
 	if err != nil {

@@ -241,15 +241,32 @@ type ListResult struct {
 	Revision uint64
 }
 
-// List returns up to limit keys with the prefix, after the key after (nil:
-// from the start), in key order.
-func (kv *KV) List(ctx context.Context, prefix, after []byte, limit int, serializable bool) (ListResult, error) {
-	if !serializable {
+// ListRequest asks for one page of a listing.
+type ListRequest struct {
+	// Prefix selects the keys; After, when set, starts the page after
+	// that key; Limit bounds the page.
+	Prefix, After []byte
+	Limit         int
+	// Only, when not nil, narrows the listing to the keys under these
+	// prefixes, each under Prefix and none a prefix of another; empty
+	// (not nil), it lists nothing.
+	Only [][]byte
+	// Serializable reads the local state without asking the leader.
+	Serializable bool
+}
+
+// List returns a page of keys in key order.
+func (kv *KV) List(ctx context.Context, req ListRequest) (ListResult, error) {
+	if !req.Serializable {
 		if err := kv.linearize(ctx); err != nil {
 			return ListResult{}, err
 		}
 	}
-	kvs, more, rev := kv.store.List(prefix, after, limit)
+	under := [][]byte{req.Prefix}
+	if req.Only != nil {
+		under = req.Only
+	}
+	kvs, more, rev := kv.store.ListUnder(under, req.After, req.Limit)
 	return ListResult{KVs: kvs, More: more, Revision: rev}, nil
 }
 

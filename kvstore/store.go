@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -95,23 +96,37 @@ func (s *Store) Get(key []byte) (Item, uint64, bool) {
 // List returns up to limit keys with the prefix that sort after after (all
 // of them when after is nil), whether more remain, and the store's revision.
 func (s *Store) List(prefix, after []byte, limit int) (kvs []KeyValue, more bool, revision uint64) {
-	start := string(prefix)
-	if after != nil && string(after) >= start {
-		start = string(after) + "\x00" // the smallest key after it
-	}
+	return s.ListUnder([][]byte{prefix}, after, limit)
+}
+
+// ListUnder is List over several prefixes at once, at one revision: the
+// keys under any of them, in key order. No prefix may be a prefix of
+// another, so that their ranges are apart and follow their order once
+// sorted.
+func (s *Store) ListUnder(prefixes [][]byte, after []byte, limit int) (kvs []KeyValue, more bool, revision uint64) {
+	prefixes = slices.SortedFunc(slices.Values(prefixes), bytes.Compare)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	s.tree.AscendGreaterOrEqual(&entry{key: start}, func(e *entry) bool {
-		if !strings.HasPrefix(e.key, string(prefix)) {
-			return false
+	for _, prefix := range prefixes {
+		start := string(prefix)
+		if after != nil && string(after) >= start {
+			start = string(after) + "\x00" // the smallest key after it
 		}
-		if len(kvs) == limit {
-			more = true
-			return false
+		s.tree.AscendGreaterOrEqual(&entry{key: start}, func(e *entry) bool {
+			if !strings.HasPrefix(e.key, string(prefix)) {
+				return false
+			}
+			if len(kvs) == limit {
+				more = true
+				return false
+			}
+			kvs = append(kvs, KeyValue{Key: []byte(e.key), Item: e.Item})
+			return true
+		})
+		if more {
+			break
 		}
-		kvs = append(kvs, KeyValue{Key: []byte(e.key), Item: e.Item})
-		return true
-	})
+	}
 	return kvs, more, s.revision
 }
 

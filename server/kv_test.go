@@ -26,7 +26,7 @@ func testContext(t *testing.T) context.Context {
 // listAll returns every key of member id's store, serializably.
 func listAll(t *testing.T, c *testcluster.Cluster, id uint64) []kvstore.KeyValue {
 	t.Helper()
-	res, err := c.Server(id).KV().List(testContext(t), nil, nil, 1<<20, true)
+	res, err := c.Server(id).KV().List(testContext(t), kvstore.ListRequest{Limit: 1 << 20, Serializable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
