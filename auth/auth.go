@@ -218,8 +218,12 @@ func checkName(kind Kind, name string) error {
 
 // dummyHash is checked against when the name is unknown, so that an unknown
 // name takes as long to refuse as a wrong password and names cannot be
-// probed by timing.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("raftkv: no such account"), bcrypt.DefaultCost)
+// probed by timing. It is made on first use: every raftkv command links
+// this package, and only a node checking credentials needs it.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("raftkv: no such account"), bcrypt.DefaultCost)
+	return h
+})
 
 // Authenticate returns the identity of r's credentials: HTTP Basic auth for
 // a user, Authorization: Bearer NAME.SECRET for a token.
@@ -263,9 +267,11 @@ func (t *table) check(ctx context.Context, verifying chan struct{}, kind Kind, n
 		accounts = t.tokens
 	}
 	a, ok := accounts[name]
-	hash := dummyHash
+	var hash []byte
 	if ok {
 		hash = a.hash
+	} else {
+		hash = dummyHash()
 	}
 	select {
 	case verifying <- struct{}{}:

@@ -78,7 +78,7 @@ func TestAuthenticate(t *testing.T) {
 		{"bearer ci.s3cret", "token ci", nil}, // schemes are case-insensitive
 		{"Bearer ci.wrong", "", ErrBadCredentials},
 		{"Bearer ci", "", ErrBadCredentials},
-		{"Bearer root.rootpw", "", ErrBadCredentials}, // a user is not a token
+		{"Bearer root.rootpw", "", ErrBadCredentials},  // a user is not a token
 		{basic("ci", "s3cret"), "", ErrBadCredentials}, // nor a token a user
 		{"Digest x", "", ErrBadCredentials},
 		{"Basic !!!", "", ErrBadCredentials},

@@ -30,11 +30,18 @@
 // # Errors
 //
 // Error responses are *APIError values (a 412 is a *PreconditionFailedError,
-// a 410 a *CompactedError) that also match ErrNotFound, ErrUnavailable or
-// ErrOutcomeUnknown with errors.Is. A request that got no answer fails with
+// a 410 a *CompactedError) that also match ErrNotFound, ErrUnavailable,
+// ErrOutcomeUnknown, ErrUnauthenticated (401) or ErrPermissionDenied (403)
+// with errors.Is. A 401 or 403 is not retried on another endpoint: every
+// member checks credentials against the same auth file. A request that got no answer fails with
 // an *EndpointError: the endpoint and the transport's error (net/http's
 // *url.Error is unwrapped, so its method and URL do not repeat the caller's
 // message). See errors.go.
+//
+// # Credentials
+//
+// A cluster with access control on (docs/SECURITY.md) needs a user's name
+// and password (WithBasicAuth) or a token (WithToken) on every request.
 //
 // # Keys
 //
@@ -92,6 +99,8 @@ type Client struct {
 	tls              *tls.Config
 	maxAttempts      int
 	watchIdleTimeout time.Duration
+	// authorization is the Authorization header of every request.
+	authorization string
 	// preferred is the index of the endpoint that answered last: requests
 	// start there.
 	preferred atomic.Int64
@@ -128,6 +137,23 @@ func WithMaxAttempts(n int) Option {
 // another connection (default DefaultWatchIdleTimeout).
 func WithWatchIdleTimeout(d time.Duration) Option {
 	return func(c *Client) { c.watchIdleTimeout = d }
+}
+
+// WithBasicAuth sends every request with a user's name and password (HTTP
+// Basic auth), for a cluster with access control on. Use it over https: the
+// password is only encoded, not encrypted.
+func WithBasicAuth(user, password string) Option {
+	return func(c *Client) {
+		r := http.Request{Header: http.Header{}}
+		r.SetBasicAuth(user, password)
+		c.authorization = r.Header.Get("Authorization")
+	}
+}
+
+// WithToken sends every request with a token (Authorization: Bearer), for a
+// cluster with access control on.
+func WithToken(token string) Option {
+	return func(c *Client) { c.authorization = "Bearer " + token }
 }
 
 // New returns a client for the cluster reachable at endpoints, the nodes'
@@ -264,6 +290,9 @@ func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *h
 	}
 	for k, v := range r.header {
 		req.Header[k] = v
+	}
+	if c.authorization != "" {
+		req.Header.Set("Authorization", c.authorization)
 	}
 	resp, err = c.http.Do(req)
 	if err != nil {

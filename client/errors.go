@@ -23,6 +23,12 @@ var (
 	// the context ended after the request was sent): it may or may not have
 	// been applied. The client never retries such a write by itself.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrUnauthenticated means the cluster has access control on and the
+	// client sent no credentials, or ones it does not accept (401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied means the credentials are good but do not allow
+	// the request (403). Nothing changed.
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrClosed is returned by Watcher.Next after Close.
 	ErrClosed = errors.New("watcher closed")
 )
@@ -70,6 +76,10 @@ func (e *APIError) Is(target error) bool {
 			(e.Status == http.StatusGatewayTimeout && e.Code == "read_timeout")
 	case ErrOutcomeUnknown:
 		return e.Status == http.StatusGatewayTimeout && e.Code != "read_timeout"
+	case ErrUnauthenticated:
+		return e.Status == http.StatusUnauthorized
+	case ErrPermissionDenied:
+		return e.Status == http.StatusForbidden
 	}
 	return false
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -34,6 +35,9 @@ func (s *Server) authorize(r *http.Request, need access) (*http.Request, error) 
 		return r, nil
 	}
 	id, err := s.cfg.Auth.Authenticate(r.Context(), r)
+	if errors.Is(err, auth.ErrNoCredentials) {
+		return r, fmt.Errorf("%w: access control is on; send a user's name and password (HTTP Basic: curl -u USER:PASSWORD, raftkv --user) or a token (Authorization: Bearer NAME.SECRET, raftkv --token)", err)
+	}
 	if err != nil {
 		// The name is not secret and helps an operator find a client with
 		// stale credentials; the secret is never logged.

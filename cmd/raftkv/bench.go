@@ -57,6 +57,7 @@ type benchFlags struct {
 	cleanup     bool
 	output      string // text (or "") or json
 	tls         tlsFlags
+	creds       credFlags
 
 	// progress, when set, receives a progress line every progressEvery
 	// (default progressInterval); the command sets it to standard error
@@ -126,6 +127,7 @@ every second.`,
 	fl.BoolVar(&f.cleanup, "cleanup", false, "after the run, delete every key under --key-prefix, which must be non-empty (command line only)")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
 	f.tls.register(fl)
+	f.creds.register(fl)
 	usageErrors(cmd)
 	return cmd
 }
@@ -186,9 +188,14 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 	if err != nil {
 		return err
 	}
+	credOpts, err := f.creds.options()
+	if err != nil {
+		return err
+	}
+	authorization, _ := f.creds.header() // checked by options
 	var kv *client.Client
 	if f.cleanup {
-		if kv, err = client.New(endpoints, client.WithTLS(tlsConfig)); err != nil {
+		if kv, err = client.New(endpoints, append(credOpts, client.WithTLS(tlsConfig))...); err != nil {
 			return &usageError{fmt.Errorf("--endpoints: %w", err)}
 		}
 		defer kv.Close()
@@ -200,7 +207,8 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 			return err
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: f.clients, TLSClientConfig: tlsConfig}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &withAuthorization{
+		base: &http.Transport{MaxIdleConnsPerHost: f.clients, TLSClientConfig: tlsConfig}, header: authorization}}
 	defer hc.CloseIdleConnections()
 
 	r := runLoad(ctx, hc, endpoints, f)
@@ -573,3 +581,21 @@ func benchRequest(ctx context.Context, client *http.Client, op, target, value, c
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&apiErr) // the code is optional
 	return &statusError{status: resp.StatusCode, code: apiErr.Code}
 }
+
+// withAuthorization sends every request with an Authorization header (none
+// when header is "").
+type withAuthorization struct {
+	base   *http.Transport
+	header string
+}
+
+func (t *withAuthorization) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.header != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", t.header)
+	}
+	return t.base.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach base.
+func (t *withAuthorization) CloseIdleConnections() { t.base.CloseIdleConnections() }

@@ -84,6 +84,7 @@ type clientFlags struct {
 	timeout   time.Duration
 	output    string
 	tls       tlsFlags
+	creds     credFlags
 	// set holds just these flags, so that only they are read from the
 	// environment: RAFTKV_PREFIX=true must not turn a del into a range
 	// delete.
@@ -98,6 +99,7 @@ func addClientFlags(cmd *cobra.Command) *clientFlags {
 	f.set.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long a request may take, failover included (env RAFTKV_TIMEOUT)")
 	f.set.StringVarP(&f.output, "output", "o", "text", "output format: text or json (env RAFTKV_OUTPUT)")
 	f.tls.register(f.set)
+	f.creds.register(f.set)
 	cmd.Flags().AddFlagSet(f.set)
 	usageErrors(cmd)
 	return f
@@ -145,7 +147,11 @@ func (f *clientFlags) client(cmd *cobra.Command) (*client.Client, *printer, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := client.New(endpoints, client.WithTLS(tlsConfig))
+	opts, err := f.creds.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(endpoints, append(opts, client.WithTLS(tlsConfig))...)
 	if err != nil {
 		return nil, nil, &usageError{fmt.Errorf("--endpoints: %w", err)}
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/listener"
@@ -55,6 +56,8 @@ type serveFlags struct {
 
 	clientTLS listener.TLSFiles
 	peerTLS   listener.TLSFiles
+
+	authFile string
 }
 
 func newServeCommand() *cobra.Command {
@@ -108,6 +111,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
 	fl.StringVar(&f.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that signs the peers' certificates")
 	fl.BoolVar(&f.peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "require peers to present certificates signed by --peer-trusted-ca-file")
+	fl.StringVar(&f.authFile, "auth-file", "", "turn access control on with the users and tokens in this JSON file (docs/SECURITY.md); SIGHUP reloads it")
 	return cmd
 }
 
@@ -248,6 +252,12 @@ func serve(f serveFlags) error {
 		return listenError("--port", clientAddr, err)
 	}
 	cfg.PeerListener = peerLn
+	authStore, err := openAuth(lg, f.authFile, clientLn.Addr(), f.clientTLS.Enabled())
+	if err != nil {
+		peerLn.Close()
+		clientLn.Close()
+		return err
+	}
 
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
@@ -261,6 +271,7 @@ func serve(f serveFlags) error {
 			RequestTimeout:  f.requestTimeout,
 			Version:         version,
 			ForwardTLS:      forwardTLS,
+			Auth:            authStore,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
@@ -272,12 +283,23 @@ func serve(f serveFlags) error {
 		zap.Uint64("id", cfg.ID), zap.String("peer-url", peerURL.String()),
 		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir))
 
-	select {
-	case <-ctx.Done():
-		lg.Info("signal received, shutting down")
-		err = srv.Stop()
-	case <-srv.Done():
-		err = srv.Err()
+	// SIGHUP reloads the auth file. Without one it does nothing: a daemon
+	// does not die of its terminal going away.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-hup:
+			reloadAuth(lg, authStore)
+		case <-ctx.Done():
+			lg.Info("signal received, shutting down")
+			err = srv.Stop()
+			running = false
+		case <-srv.Done():
+			err = srv.Err()
+			running = false
+		}
 	}
 	if errors.Is(err, raftnode.ErrRemoved) {
 		lg.Info("this member was removed from the cluster; exiting")
@@ -317,4 +339,41 @@ func ephemeralPorts() (lo, hi int, ok bool) {
 		return 0, 0, false
 	}
 	return lo, hi, true
+}
+
+// openAuth loads the auth file, if any, and says what it turned on.
+func openAuth(lg *zap.Logger, path string, clientAddr net.Addr, clientTLS bool) (*auth.Store, error) {
+	if path == "" {
+		return nil, nil
+	}
+	st, err := auth.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--auth-file: %w", err)
+	}
+	users, tokens := st.Counts()
+	lg.Info("access control on", zap.String("auth-file", path), zap.Int("users", users), zap.Int("tokens", tokens))
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		lg.Warn("the auth file can be read by other users of this machine; its hashes are worth guessing at: chmod 600 it",
+			zap.String("auth-file", path), zap.Stringer("mode", fi.Mode().Perm()))
+	}
+	if tcp, ok := clientAddr.(*net.TCPAddr); ok && !clientTLS && !tcp.IP.IsLoopback() {
+		lg.Warn("access control is on but the client API is not served over TLS: passwords and tokens cross the network in the clear; set --cert-file and --key-file",
+			zap.Stringer("client-addr", clientAddr))
+	}
+	return st, nil
+}
+
+// reloadAuth reloads the auth file on SIGHUP. A file that cannot be used
+// leaves the one in force, and says why.
+func reloadAuth(lg *zap.Logger, st *auth.Store) {
+	if st == nil {
+		lg.Info("SIGHUP: no --auth-file to reload")
+		return
+	}
+	if err := st.Reload(); err != nil {
+		lg.Error("auth file not reloaded; the previous one stays in force", zap.Error(err))
+		return
+	}
+	users, tokens := st.Counts()
+	lg.Info("auth file reloaded", zap.String("auth-file", st.Path()), zap.Int("users", users), zap.Int("tokens", tokens))
 }

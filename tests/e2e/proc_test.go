@@ -99,11 +99,23 @@ type result struct {
 // command that is still running after exitTimeout fails the test.
 func runRaftkv(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
+	return runRaftkvWith(t, dir, env, "", args...)
+}
+
+// runRaftkvStdin is runRaftkv with stdin as the command's standard input.
+func runRaftkvStdin(t *testing.T, dir, stdin string, args ...string) result {
+	t.Helper()
+	return runRaftkvWith(t, dir, nil, stdin, args...)
+}
+
+func runRaftkvWith(t *testing.T, dir string, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, server.Path(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(proctest.CleanEnv(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
