@@ -183,7 +183,7 @@ func Start(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
-		Storage:                   n.raftStorage,
+		Storage:                   raftStorage{n.raftStorage},
 		Applied:                   n.appliedIndex,
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           256,
