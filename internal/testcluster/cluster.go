@@ -56,6 +56,9 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	MaxSnapshots           int
 	MaxWALs                int
+	// MaxSnapshotBytes is the members' --max-snapshot-bytes (zero: the
+	// default).
+	MaxSnapshotBytes int64
 
 	TickInterval  time.Duration
 	ElectionTicks int
@@ -243,6 +246,9 @@ func (c *Cluster) start(m *member) error {
 	rc.SnapshotCatchUpEntries = c.cfg.SnapshotCatchUpEntries
 	rc.MaxSnapshots = c.cfg.MaxSnapshots
 	rc.MaxWALs = c.cfg.MaxWALs
+	if c.cfg.MaxSnapshotBytes != 0 {
+		rc.MaxSnapshotBytes = c.cfg.MaxSnapshotBytes
+	}
 	rc.TickInterval = c.cfg.TickInterval
 	rc.ElectionTicks = c.cfg.ElectionTicks
 	rc.RequestTimeout = c.cfg.RequestTimeout
