@@ -18,8 +18,10 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/raftkv/raftkv/internal/testcerts"
 	"github.com/raftkv/raftkv/internal/testcluster"
 	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 )
 
@@ -312,4 +314,52 @@ func TestSnapshotOnlyFromLeaderAndBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.WaitApplied(rev)
+}
+
+// TestPeerCertAllowedCN runs a cluster whose peers must present a
+// certificate with common name "node" (--peer-cert-allowed-cn): it elects
+// a leader and replicates, while a client certificate the same CA signed
+// (an operator's, common name "client") cannot even complete a handshake
+// on the peer port, so it cannot send the forged append that a bare
+// --peer-client-cert-auth would let through.
+func TestPeerCertAllowedCN(t *testing.T) {
+	certs := testcerts.New(t)
+	c := testcluster.New(t, testcluster.Config{Size: 3, TLS: certs, PeerAllowedCNs: []string{"node"}})
+	leader := c.WaitLeader()
+	to := follower(c, leader)
+	settle(t, c, leader, "before")
+
+	dial := func(certFile, keyFile string) *http.Client {
+		cfg, err := listener.TLSFiles{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: certs.CAFile}.ClientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	}
+	body, err := proto.Marshal(forgedAppend(c, leader, to, "forged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, c.PeerURL(to)+"/raft", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	setRaftHeaders(req, c.Node(to).ClusterID(), leader)
+	resp, err := dial(certs.ClientCert, certs.ClientKey).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a certificate with common name \"client\" reached the peer port: status %d", resp.StatusCode)
+	}
+	t.Logf("refused: %v", err)
+
+	rev, err := c.PutRetry(leader, "after", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitApplied(rev)
+	for _, id := range c.Running() {
+		if v, err := c.Get(id, "forged", testcluster.Serializable); err == nil {
+			t.Errorf("member %d applied the forged put: %q", id, v)
+		}
+	}
 }

@@ -76,6 +76,8 @@ type Config struct {
 	// over TLS with certificates from it, requiring client certificates on
 	// both; the harness's own requests present TLS.ClientCert.
 	TLS *testcerts.Set
+	// PeerAllowedCNs is the members' --peer-cert-allowed-cn (with TLS).
+	PeerAllowedCNs []string
 }
 
 func (c *Config) withDefaults() {
@@ -275,10 +277,17 @@ func (c *Cluster) peerTLS() listener.TLSFiles {
 	if c.cfg.TLS == nil {
 		return listener.TLSFiles{}
 	}
-	return listener.TLSFiles{CertFile: c.cfg.TLS.NodeCert, KeyFile: c.cfg.TLS.NodeKey, TrustedCAFile: c.cfg.TLS.CAFile, ClientCertAuth: true}
+	files := c.clientTLS()
+	files.AllowedCNs = c.cfg.PeerAllowedCNs
+	return files
 }
 
-func (c *Cluster) clientTLS() listener.TLSFiles { return c.peerTLS() }
+func (c *Cluster) clientTLS() listener.TLSFiles {
+	if c.cfg.TLS == nil {
+		return listener.TLSFiles{}
+	}
+	return listener.TLSFiles{CertFile: c.cfg.TLS.NodeCert, KeyFile: c.cfg.TLS.NodeKey, TrustedCAFile: c.cfg.TLS.CAFile, ClientCertAuth: true}
+}
 
 // scheme is the scheme of the members' URLs, with its "://".
 func (c *Cluster) scheme() string {
