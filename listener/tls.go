@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 )
@@ -18,6 +19,14 @@ type TLSFiles struct {
 	CertFile, KeyFile string
 	TrustedCAFile     string
 	ClientCertAuth    bool
+	// AllowedCNs and AllowedHostnames, at most one of them set, narrow
+	// whom the CA's signature admits, as etcd's --peer-cert-allowed-cn and
+	// --peer-cert-allowed-hostname do: the certificate on the other end of
+	// a connection, either way, must have one of these common names, or be
+	// valid for one of these hostnames (or IP addresses). A CA that also
+	// signs client certificates for people then does not make them peers.
+	AllowedCNs       []string
+	AllowedHostnames []string
 }
 
 // Enabled reports whether TLS is configured.
@@ -33,6 +42,10 @@ func (f TLSFiles) Check(prefix string) error {
 		return fmt.Errorf("%scert-file and %skey-file go together", prefix, prefix)
 	case f.ClientCertAuth && f.TrustedCAFile == "":
 		return fmt.Errorf("%sclient-cert-auth needs %strusted-ca-file, the CA that signs client certificates", prefix, prefix)
+	case len(f.AllowedCNs) > 0 && len(f.AllowedHostnames) > 0:
+		return fmt.Errorf("%scert-allowed-cn and %scert-allowed-hostname exclude each other: choose one", prefix, prefix)
+	case (len(f.AllowedCNs) > 0 || len(f.AllowedHostnames) > 0) && !f.ClientCertAuth:
+		return fmt.Errorf("%scert-allowed-cn and %scert-allowed-hostname need %sclient-cert-auth: without client certificates there is nothing to check", prefix, prefix, prefix)
 	}
 	if !f.Enabled() {
 		return nil
@@ -64,7 +77,39 @@ func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
+	cfg.VerifyPeerCertificate = f.verifyAllowed()
 	return cfg, nil
+}
+
+// verifyAllowed checks the other end's verified certificate against
+// AllowedCNs or AllowedHostnames; nil when neither is set.
+func (f TLSFiles) verifyAllowed() func([][]byte, [][]*x509.Certificate) error {
+	if len(f.AllowedCNs) == 0 && len(f.AllowedHostnames) == 0 {
+		return nil
+	}
+	return func(_ [][]byte, chains [][]*x509.Certificate) error {
+		if len(chains) == 0 || len(chains[0]) == 0 {
+			return ErrCertNotAllowed
+		}
+		cert := chains[0][0]
+		if slices.Contains(f.AllowedCNs, cert.Subject.CommonName) {
+			return nil
+		}
+		for _, h := range f.AllowedHostnames {
+			if cert.VerifyHostname(h) == nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: common name %q, hosts %v", ErrCertNotAllowed, cert.Subject.CommonName, append(cert.DNSNames, ipStrings(cert)...))
+	}
+}
+
+func ipStrings(cert *x509.Certificate) []string {
+	s := make([]string, len(cert.IPAddresses))
+	for i, ip := range cert.IPAddresses {
+		s[i] = ip.String()
+	}
+	return s
 }
 
 // ClientConfig is the configuration to dial others of this endpoint's kind
@@ -85,13 +130,15 @@ func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
 	}
+	cfg.VerifyPeerCertificate = f.verifyAllowed()
 	return cfg, nil
 }
 
 // Info is the same settings in the form etcd's rafthttp dials with
 // (rafthttp builds its client configuration from it).
 func (f TLSFiles) Info() transport.TLSInfo {
-	return transport.TLSInfo{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.TrustedCAFile}
+	return transport.TLSInfo{CertFile: f.CertFile, KeyFile: f.KeyFile, TrustedCAFile: f.TrustedCAFile,
+		AllowedCNs: f.AllowedCNs, AllowedHostnames: f.AllowedHostnames}
 }
 
 // LoadCAPool reads a PEM bundle of CA certificates. A file without any is an

@@ -1,6 +1,9 @@
 package listener_test
 
 import (
+	"crypto/tls"
+	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +33,9 @@ func TestTLSFilesCheck(t *testing.T) {
 		{"missing CA", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: missing}, "--peer-trusted-ca-file"},
 		{"CA for dialing that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey}, "holds no PEM certificate"},
 		{"CA that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey, ClientCertAuth: true}, "no PEM certificate"},
+		{"allowed CN", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, ClientCertAuth: true, AllowedCNs: []string{"node"}}, ""},
+		{"allowed CN without client certs", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, AllowedCNs: []string{"node"}}, "need --peer-client-cert-auth"},
+		{"allowed CN and hostname", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, ClientCertAuth: true, AllowedCNs: []string{"node"}, AllowedHostnames: []string{"localhost"}}, "exclude each other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.files.Check("--peer-")
@@ -38,6 +44,61 @@ func TestTLSFilesCheck(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestAllowedHostname: with AllowedHostnames a handshake succeeds only with
+// a certificate valid for one of them, checked on both ends.
+func TestAllowedHostname(t *testing.T) {
+	certs := testcerts.New(t)
+	for _, tc := range []struct {
+		name              string
+		allowed           string
+		certFile, keyFile string
+		ok                bool
+	}{
+		{"node certificate for localhost", "localhost", certs.NodeCert, certs.NodeKey, true},
+		{"node certificate for another host", "peer.example", certs.NodeCert, certs.NodeKey, false},
+		{"client certificate, valid for no host", "localhost", certs.ClientCert, certs.ClientKey, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			server := listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, ClientCertAuth: true, AllowedHostnames: []string{tc.allowed}}
+			serverConfig, err := server.ServerConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := listener.New("127.0.0.1:0", serverConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					_ = conn.(*tls.Conn).Handshake()
+					conn.Close()
+				}
+			}()
+			clientConfig, err := listener.TLSFiles{CertFile: tc.certFile, KeyFile: tc.keyFile, TrustedCAFile: certs.CAFile}.ClientConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := tls.Dial("tcp", ln.Addr().String(), clientConfig)
+			if err == nil {
+				// TLS 1.3 reports the server's refusal on the first read.
+				_, err = conn.Read(make([]byte, 1))
+				conn.Close()
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("handshake: %v, want success %v", err, tc.ok)
 			}
 		})
 	}

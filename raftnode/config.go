@@ -73,6 +73,11 @@ type Config struct {
 	ElectionTicks  int
 	// RequestTimeout bounds a ReadIndex round.
 	RequestTimeout time.Duration
+	// MaxSnapshotBytes bounds the state machine data of a snapshot received
+	// from the leader; a larger one is refused and its file removed. It
+	// must exceed the largest state the cluster holds, or a follower that
+	// needs a snapshot can never catch up.
+	MaxSnapshotBytes int64
 }
 
 // DefaultConfig returns the defaults: raftexample's snapshot cadence and
@@ -87,8 +92,14 @@ func DefaultConfig() Config {
 		HeartbeatTicks:         1,
 		ElectionTicks:          10,
 		RequestTimeout:         5 * time.Second,
+		MaxSnapshotBytes:       DefaultMaxSnapshotBytes,
 	}
 }
+
+// DefaultMaxSnapshotBytes is 8 GiB, etcd's largest recommended database
+// (--quota-backend-bytes): raftkv holds its state in memory, and a node
+// with more than that has outgrown what this design is for.
+const DefaultMaxSnapshotBytes = 8 << 30
 
 func (c *Config) withDefaults() {
 	d := DefaultConfig()
@@ -109,6 +120,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.MaxSnapshotBytes == 0 {
+		c.MaxSnapshotBytes = d.MaxSnapshotBytes
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -149,6 +163,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: data dir is empty", ErrInvalidConfig)
+	}
+	if c.MaxSnapshotBytes < 0 {
+		return fmt.Errorf("%w: --max-snapshot-bytes %d must be positive", ErrInvalidConfig, c.MaxSnapshotBytes)
 	}
 	if c.ElectionTicks <= c.HeartbeatTicks {
 		return fmt.Errorf("%w: election timeout must exceed the heartbeat interval", ErrInvalidConfig)

@@ -58,4 +58,19 @@ var (
 	ErrNotVoter = errors.New("the member is not a voter")
 	// ErrClusterIDMismatch means the peers belong to another cluster.
 	ErrClusterIDMismatch = errors.New("the peers belong to another cluster")
+
+	// ErrUnknownSender means a peer-port message whose sender is not a
+	// member (or, while this member joins, one of the peers it was started
+	// with).
+	ErrUnknownSender = errors.New("the sender is not a member of this cluster")
+	// ErrWrongRecipient means a peer-port message addressed to another
+	// member.
+	ErrWrongRecipient = errors.New("the message is addressed to another member")
+	// ErrSnapshotNotFromLeader means a snapshot from a member that is not
+	// the leader this member follows, or one raft would ignore.
+	ErrSnapshotNotFromLeader = errors.New("snapshots are accepted only from the current leader, and only ahead of the commit index")
+	// ErrSnapshotTooLarge means a snapshot over Config.MaxSnapshotBytes.
+	ErrSnapshotTooLarge = errors.New("the snapshot exceeds --max-snapshot-bytes")
+	// ErrBadSnapshot means a snapshot message raftkv never sends.
+	ErrBadSnapshot = errors.New("malformed snapshot message")
 )

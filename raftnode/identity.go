@@ -187,7 +187,7 @@ func fetchClusterInfo(client *http.Client, peerURL string) (clusterInfo, error) 
 // peerHandler serves the peer port: rafthttp's transport, and clusterPath.
 func (n *Node) peerHandler() http.Handler {
 	mux := http.NewServeMux()
-	raftHandler := n.transport.Handler()
+	raftHandler := n.guardPeer(n.transport.Handler())
 	mux.Handle("/raft", raftHandler)
 	mux.Handle("/raft/", raftHandler)
 	mux.HandleFunc("GET "+clusterPath, func(w http.ResponseWriter, _ *http.Request) {

@@ -18,6 +18,7 @@ type metrics struct {
 	walFsync           prometheus.Histogram
 	snapshotDuration   prometheus.Histogram
 	snapshotSize       prometheus.Histogram
+	peerRefused        *prometheus.CounterVec
 
 	all []prometheus.Collector
 }
@@ -55,13 +56,17 @@ func newMetrics(n *Node) *metrics {
 			Help:    "Size of the local snapshots written (state machine and member table).",
 			Buckets: prometheus.ExponentialBuckets(1024, 4, 12), // 1 KiB .. 4 GiB
 		}),
+		peerRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_peer_refused_total",
+			Help: "Messages and snapshots the peer port refused before raft saw them, by reason (unknown_sender, wrong_recipient, removed_sender, snapshot_not_from_leader, snapshot_too_large, bad_snapshot).",
+		}, []string{"reason"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.all = []prometheus.Collector{
 		m.proposalsCommitted, m.proposalsFailed, m.leaderChanges, m.snapshotsReceived,
-		m.walFsync, m.snapshotDuration, m.snapshotSize,
+		m.walFsync, m.snapshotDuration, m.snapshotSize, m.peerRefused,
 		gauge("raftkv_proposals_pending",
 			"Proposals queued for raft or being handed to it: waiting for raft to accept them, not for them to commit.",
 			func() float64 { return float64(len(n.proposeC)) + float64(n.proposing.Load()) }),

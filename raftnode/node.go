@@ -112,6 +112,7 @@ type Node struct {
 	readNotify    chan struct{}
 	readStates    chan raft.ReadState
 	proposing     atomic.Int32 // 1 while proposeLoop hands a proposal to raft
+	snapMu        sync.Mutex   // one snapshot received at a time (serveSnapshot)
 	metrics       *metrics
 
 	stopOnce sync.Once
@@ -183,7 +184,7 @@ func Start(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
-		Storage:                   n.raftStorage,
+		Storage:                   raftStorage{n.raftStorage},
 		Applied:                   n.appliedIndex,
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           256,
@@ -239,6 +240,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
+	warnUnauthenticatedPeers(lg, cfg.PeerListener.Addr(), cfg.PeerTLS.ClientCertAuth)
 	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg.Named("peer-http"))}
 	n.wg.Add(4)

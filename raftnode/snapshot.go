@@ -122,3 +122,24 @@ func (n *Node) awaitSnapshot() error {
 func metadataOnly(s *raftpb.Snapshot) *raftpb.Snapshot {
 	return &raftpb.Snapshot{Metadata: s.GetMetadata()}
 }
+
+// raftStorage is the storage raft reads: MemoryStorage, except that it
+// answers raft.ErrSnapshotTemporarilyUnavailable where MemoryStorage would
+// hand out an empty snapshot.
+//
+// Raft asks for a snapshot when a follower needs entries the leader's log
+// does not hold. Before the first snapshot MemoryStorage answers with an
+// empty one, which raft refuses with a panic ("need non-empty snapshot").
+// A follower that reports entries past the end of the leader's log, which
+// only a forged message can make it do, is such a follower: one message
+// on the peer port took the leader down. Raft's Storage contract allows
+// "temporarily unavailable", on which raft retries later instead.
+type raftStorage struct{ *raft.MemoryStorage }
+
+func (s raftStorage) Snapshot() (*raftpb.Snapshot, error) {
+	snap, err := s.MemoryStorage.Snapshot()
+	if err == nil && raft.IsEmptySnap(snap) {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return snap, err
+}

@@ -12,8 +12,8 @@ import (
 type transportRaft struct{ n *Node }
 
 func (t transportRaft) Process(ctx context.Context, m *raftpb.Message) error {
-	if t.n.view.Load().isRemoved(m.GetFrom()) {
-		return errFromRemovedMember{}
+	if err := t.n.checkMessage(m); err != nil {
+		return err
 	}
 	return t.n.node.Step(ctx, m)
 }

@@ -45,6 +45,7 @@ type serveFlags struct {
 	maxRequestBytes        int64
 	watchHistory           int
 	watchBuffer            int
+	maxSnapshotBytes       int64
 
 	name                string
 	listenPeer          string
@@ -111,6 +112,9 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
 	fl.StringVar(&f.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that signs the peers' certificates")
 	fl.BoolVar(&f.peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "require peers to present certificates signed by --peer-trusted-ca-file")
+	fl.StringSliceVar(&f.peerTLS.AllowedCNs, "peer-cert-allowed-cn", nil, "comma-separated common names a peer's certificate must have one of (needs --peer-client-cert-auth)")
+	fl.StringSliceVar(&f.peerTLS.AllowedHostnames, "peer-cert-allowed-hostname", nil, "comma-separated hostnames or IPs a peer's certificate must be valid for one of (needs --peer-client-cert-auth)")
+	fl.Int64Var(&f.maxSnapshotBytes, "max-snapshot-bytes", raftnode.DefaultMaxSnapshotBytes, "largest snapshot accepted from the leader, in bytes")
 	fl.StringVar(&f.authFile, "auth-file", "", "turn access control on with the users and tokens in this JSON file (docs/SECURITY.md); SIGHUP reloads it")
 	return cmd
 }
@@ -132,6 +136,8 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 		return raftnode.Config{}, fmt.Errorf("--watch-history %d must be positive", f.watchHistory)
 	case f.watchBuffer <= 0:
 		return raftnode.Config{}, fmt.Errorf("--watch-buffer %d must be positive", f.watchBuffer)
+	case f.maxSnapshotBytes <= 0:
+		return raftnode.Config{}, fmt.Errorf("--max-snapshot-bytes %d must be positive", f.maxSnapshotBytes)
 	}
 	switch f.initialClusterState {
 	case "new":
@@ -178,6 +184,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.MaxSnapshots = f.maxSnapshots
 	cfg.MaxWALs = f.maxWALs
 	cfg.RequestTimeout = f.requestTimeout
+	cfg.MaxSnapshotBytes = f.maxSnapshotBytes
 	cfg.PeerTLS = f.peerTLS
 	if err := cfg.Validate(); err != nil {
 		return raftnode.Config{}, fmt.Errorf("--id, --cluster: %w", err)

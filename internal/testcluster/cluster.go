@@ -56,6 +56,9 @@ type Config struct {
 	SnapshotCatchUpEntries uint64
 	MaxSnapshots           int
 	MaxWALs                int
+	// MaxSnapshotBytes is the members' --max-snapshot-bytes (zero: the
+	// default).
+	MaxSnapshotBytes int64
 
 	TickInterval  time.Duration
 	ElectionTicks int
@@ -73,6 +76,8 @@ type Config struct {
 	// over TLS with certificates from it, requiring client certificates on
 	// both; the harness's own requests present TLS.ClientCert.
 	TLS *testcerts.Set
+	// PeerAllowedCNs is the members' --peer-cert-allowed-cn (with TLS).
+	PeerAllowedCNs []string
 }
 
 func (c *Config) withDefaults() {
@@ -243,6 +248,9 @@ func (c *Cluster) start(m *member) error {
 	rc.SnapshotCatchUpEntries = c.cfg.SnapshotCatchUpEntries
 	rc.MaxSnapshots = c.cfg.MaxSnapshots
 	rc.MaxWALs = c.cfg.MaxWALs
+	if c.cfg.MaxSnapshotBytes != 0 {
+		rc.MaxSnapshotBytes = c.cfg.MaxSnapshotBytes
+	}
 	rc.TickInterval = c.cfg.TickInterval
 	rc.ElectionTicks = c.cfg.ElectionTicks
 	rc.RequestTimeout = c.cfg.RequestTimeout
@@ -269,10 +277,17 @@ func (c *Cluster) peerTLS() listener.TLSFiles {
 	if c.cfg.TLS == nil {
 		return listener.TLSFiles{}
 	}
-	return listener.TLSFiles{CertFile: c.cfg.TLS.NodeCert, KeyFile: c.cfg.TLS.NodeKey, TrustedCAFile: c.cfg.TLS.CAFile, ClientCertAuth: true}
+	files := c.clientTLS()
+	files.AllowedCNs = c.cfg.PeerAllowedCNs
+	return files
 }
 
-func (c *Cluster) clientTLS() listener.TLSFiles { return c.peerTLS() }
+func (c *Cluster) clientTLS() listener.TLSFiles {
+	if c.cfg.TLS == nil {
+		return listener.TLSFiles{}
+	}
+	return listener.TLSFiles{CertFile: c.cfg.TLS.NodeCert, KeyFile: c.cfg.TLS.NodeKey, TrustedCAFile: c.cfg.TLS.CAFile, ClientCertAuth: true}
+}
 
 // scheme is the scheme of the members' URLs, with its "://".
 func (c *Cluster) scheme() string {
