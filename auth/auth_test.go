@@ -190,7 +190,7 @@ func TestReload(t *testing.T) {
 }
 
 func TestNewTokenAndHash(t *testing.T) {
-	token, h, err := NewToken("deploy")
+	token, h, err := NewToken("deploy", MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,10 +201,13 @@ func TestNewTokenAndHash(t *testing.T) {
 	if bcrypt.CompareHashAndPassword([]byte(h), []byte(secret)) != nil {
 		t.Error("the hash does not match the token's secret")
 	}
-	if _, _, err := NewToken("a.b"); err == nil {
+	if _, _, err := NewToken("a.b", MinCost); err == nil {
 		t.Error("a token name with a dot was accepted")
 	}
-	if _, err := HashPassword(strings.Repeat("x", 73)); err == nil {
+	if _, err := HashPassword("pw", 3); err == nil {
+		t.Error("a cost below bcrypt's least was accepted")
+	}
+	if _, err := HashPassword(strings.Repeat("x", 73), MinCost); err == nil {
 		t.Error("a password bcrypt would cut was accepted")
 	}
 }

@@ -75,8 +75,26 @@ func covers(prefixes []string, key []byte) bool {
 	return false
 }
 
-// HashPassword returns the bcrypt hash of a password, for the auth file.
-func HashPassword(password string) (string, error) {
+// DefaultCost is the bcrypt cost of the hashes HashPassword and NewToken
+// make unless told otherwise: bcrypt's default, tens of milliseconds a
+// check.
+const DefaultCost = bcrypt.DefaultCost
+
+// MinCost is the least cost bcrypt takes: fast to check and to guess, for
+// tests.
+const MinCost = bcrypt.MinCost
+
+// checkCost refuses a cost bcrypt does not take.
+func checkCost(cost int) error {
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return fmt.Errorf("bcrypt cost %d: use %d to %d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
+// HashPassword returns the bcrypt hash of a password at cost, for the auth
+// file.
+func HashPassword(password string, cost int) (string, error) {
 	switch {
 	case password == "":
 		return "", errors.New("the password is empty")
@@ -85,14 +103,20 @@ func HashPassword(password string) (string, error) {
 		// seem stronger than it is.
 		return "", fmt.Errorf("the password is %d bytes; bcrypt takes at most 72", len(password))
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err := checkCost(cost); err != nil {
+		return "", err
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	return string(h), err
 }
 
 // NewToken returns a new random token for name, NAME.SECRET with 256 bits
-// of secret, and its hash for the auth file.
-func NewToken(name string) (token, hash string, err error) {
+// of secret, and its hash at cost for the auth file.
+func NewToken(name string, cost int) (token, hash string, err error) {
 	if err := checkName(KindToken, name); err != nil {
+		return "", "", err
+	}
+	if err := checkCost(cost); err != nil {
 		return "", "", err
 	}
 	// 32 random bytes are 43 characters of base64; bcrypt reads 72 bytes,
@@ -102,7 +126,7 @@ func NewToken(name string) (token, hash string, err error) {
 		return "", "", err
 	}
 	secret := base64.RawURLEncoding.EncodeToString(b)
-	h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(secret), cost)
 	if err != nil {
 		return "", "", err
 	}

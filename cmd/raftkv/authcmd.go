@@ -30,6 +30,7 @@ their bcrypt hashes; edit it and send the node SIGHUP to apply it.`,
 }
 
 func newAuthHashCommand() *cobra.Command {
+	var cost int
 	cmd := &cobra.Command{
 		Use:   "hash",
 		Short: "Print the bcrypt hash of a password read from standard input",
@@ -43,7 +44,7 @@ without echo) and print its bcrypt hash, for a user's "password_hash".`,
 			if err != nil {
 				return err
 			}
-			hash, err := auth.HashPassword(password)
+			hash, err := auth.HashPassword(password, cost)
 			if err != nil {
 				return err
 			}
@@ -51,12 +52,14 @@ without echo) and print its bcrypt hash, for a user's "password_hash".`,
 			return err
 		},
 	}
+	addCostFlag(cmd, &cost)
 	usageErrors(cmd)
 	return cmd
 }
 
 func newAuthTokenCommand() *cobra.Command {
 	var output string
+	var cost int
 	cmd := &cobra.Command{
 		Use:   "token NAME",
 		Short: "Make a new random token and print it with its bcrypt hash",
@@ -70,9 +73,9 @@ Authorization: Bearer. It is shown once: raftkv keeps only the hash.`,
 			if output != "text" && output != "json" {
 				return usagef("--output %q: use text or json", output)
 			}
-			token, hash, err := auth.NewToken(args[0])
+			token, hash, err := auth.NewToken(args[0], cost)
 			if err != nil {
-				return usagef("token name %q: %v", args[0], err)
+				return usagef("%v", err)
 			}
 			p := &printer{w: cmd.OutOrStdout(), json: output == "json"}
 			if p.json {
@@ -82,8 +85,15 @@ Authorization: Bearer. It is shown once: raftkv keeps only the hash.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addCostFlag(cmd, &cost)
 	usageErrors(cmd)
 	return cmd
+}
+
+// addCostFlag adds --cost: each step doubles the time a check takes, for
+// the node and for someone guessing at a stolen hash.
+func addCostFlag(cmd *cobra.Command, cost *int) {
+	cmd.Flags().IntVar(cost, "cost", auth.DefaultCost, fmt.Sprintf("bcrypt cost, %d to 31: each step doubles the time of a check", auth.MinCost))
 }
 
 // readPassword reads one line from in; from a terminal, without echo and

@@ -37,10 +37,12 @@ type authFixture struct {
 	creds    map[string]string // identity -> Authorization header
 }
 
-// hashWithCLI makes a password hash the way the docs say: raftkv auth hash.
+// hashWithCLI makes a password hash the way the docs say, raftkv auth hash,
+// at bcrypt's least cost: the race detector makes the default cost take
+// seconds a check, and the cost does not change what is checked.
 func hashWithCLI(t *testing.T, dir, password string) string {
 	t.Helper()
-	cmd := runRaftkvStdin(t, dir, password+"\n", "auth", "hash")
+	cmd := runRaftkvStdin(t, dir, password+"\n", "auth", "hash", "--cost", "4")
 	if cmd.code != 0 {
 		t.Fatalf("raftkv auth hash: exit %d: %s", cmd.code, cmd.stderr)
 	}
@@ -80,7 +82,7 @@ func startAuthCluster(t *testing.T) *authFixture {
 	f.hashes["root"] = hashWithCLI(t, dir, rootPassword)
 	f.hashes["reader"] = hashWithCLI(t, dir, readerPassword)
 	f.hashes["app"] = hashWithCLI(t, dir, appPassword)
-	tok := runRaftkv(t, dir, nil, "auth", "token", "ci", "-o", "json")
+	tok := runRaftkv(t, dir, nil, "auth", "token", "ci", "-o", "json", "--cost", "4")
 	var made struct {
 		Token     string `json:"token"`
 		TokenHash string `json:"token_hash"`
