@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -397,5 +398,57 @@ func TestAuthForwardingAndReload(t *testing.T) {
 	res = runRaftkv(t, f.dir, nil, "get", "app/cli", endpoints)
 	if res.code != 1 || !strings.Contains(res.stderr, "auth_required") {
 		t.Errorf("get without credentials: exit %d: %s", res.code, res.stderr)
+	}
+}
+
+// TestREADMESecurityExample runs the README's Security example as written:
+// the auth file made with raftkv auth hash, then every curl and CLI line
+// against a cluster started with it, each printing what its comment says.
+func TestREADMESecurityExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("the example uses curl, which is not installed")
+	}
+	// The first block makes auth.json and starts make run with it; the
+	// test runs it up to the start and prints the file instead.
+	var setup []string
+	started := false
+	for line := range strings.Lines(docBlock(t, "README.md", "raftkv auth hash")) {
+		switch {
+		case strings.HasPrefix(line, "make build"):
+		case strings.Contains(line, "RAFTKV_AUTH_FILE=auth.json make run"):
+			started = true
+			setup = append(setup, "cat auth.json\n")
+		default:
+			setup = append(setup, line)
+		}
+	}
+	if !started {
+		t.Fatal("the README's Security example does not start make run with RAFTKV_AUTH_FILE=auth.json")
+	}
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(authFile, []byte(runDocScript(t, strings.Join(setup, ""))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, 3, "--auth-file", authFile)
+	mustDoAs(t, basicAuth("root", "root-pw"), http.MethodPut, c.members[0].url("e2e-probe"), "ok", http.StatusNoContent)
+
+	var lines, want []string
+	for line := range strings.Lines(docBlock(t, "README.md", "-u app:app-pw")) {
+		cmd, comment, ok := strings.Cut(line, "# ")
+		if !ok {
+			t.Fatalf("README's Security example: %q has no comment saying what it prints", line)
+		}
+		for i, port := range []string{"12380", "22380", "32380"} {
+			cmd = strings.ReplaceAll(cmd, "127.0.0.1:"+port, "127.0.0.1:"+strconv.Itoa(c.members[i].port))
+		}
+		lines = append(lines, cmd+"\n")
+		want = append(want, strings.TrimSpace(comment))
+	}
+	got := strings.Split(strings.TrimSpace(runDocScript(t, strings.Join(lines, ""))), "\n")
+	if !slices.Equal(got, want) {
+		t.Errorf("the README's Security example printed\n%q\nwant (its comments)\n%q", got, want)
 	}
 }
