@@ -72,6 +72,9 @@ type entry struct {
 type Store struct {
 	path string
 	cur  atomic.Pointer[table]
+	// generation counts reloads, so that what was allowed under an older
+	// file can be checked again (open watches).
+	generation atomic.Uint64
 	// verifying bounds the bcrypt checks running at once.
 	verifying chan struct{}
 }
@@ -109,7 +112,27 @@ func (s *Store) Reload() error {
 		return err
 	}
 	s.cur.Store(t)
+	s.generation.Add(1)
 	return nil
+}
+
+// Generation changes with every reload that took a new file.
+func (s *Store) Generation() uint64 { return s.generation.Load() }
+
+// Recheck returns the identity that the file now in force gives the same
+// account with the same secret, or nil when the account is gone or its
+// secret changed: what an open stream checks after a reload.
+func (s *Store) Recheck(id *Identity) *Identity {
+	t := s.cur.Load()
+	accounts := t.users
+	if id.Kind == KindToken {
+		accounts = t.tokens
+	}
+	a, ok := accounts[id.Name]
+	if !ok || !bytes.Equal(a.hash, id.hash) {
+		return nil
+	}
+	return a.id
 }
 
 // Counts returns how many users and tokens the file in force defines.
@@ -195,7 +218,7 @@ func newAccount(kind Kind, name string, e entry) (*account, error) {
 	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 		return nil, fmt.Errorf("%s: %s is not a bcrypt hash (make one with raftkv auth %s): %w", what, field, map[Kind]string{KindUser: "hash", KindToken: "token"}[kind], err)
 	}
-	return &account{hash: []byte(hash), id: &Identity{Name: name, Kind: kind,
+	return &account{hash: []byte(hash), id: &Identity{Name: name, Kind: kind, hash: []byte(hash),
 		read: slices.Clone(e.Read), write: slices.Clone(e.Write), admin: e.Admin}}, nil
 }
 

@@ -28,6 +28,7 @@ type Identity struct {
 
 	read, write []string
 	admin       bool
+	hash        []byte // of the secret that proves it, for Recheck
 }
 
 func (id *Identity) String() string { return string(id.Kind) + " " + id.Name }

@@ -71,8 +71,35 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey strin
 		return err
 	}
 	defer watcher.Close()
-	s.stream(w, r, watcher, from)
+	s.stream(w, r, watcher, from, s.watchRecheck(r, []byte(key), prefix))
 	return nil
+}
+
+// watchRecheck returns what a watch stream checks after a reload of the
+// auth file: that the caller's credentials still pass and it may still read
+// what it watches. Without access control it returns nil.
+func (s *Server) watchRecheck(r *http.Request, key []byte, prefix bool) func() error {
+	id := identityOf(r)
+	if id == nil {
+		return nil
+	}
+	gen := s.cfg.Auth.Generation()
+	return func() error {
+		g := s.cfg.Auth.Generation()
+		if g == gen {
+			return nil
+		}
+		gen = g
+		cur := s.cfg.Auth.Recheck(id)
+		switch {
+		case cur == nil:
+			return fmt.Errorf("%s: the auth file was reloaded and no longer accepts these credentials", id)
+		case prefix && !cur.CanReadAll(key), !prefix && !cur.CanRead(key):
+			return fmt.Errorf("%s: the auth file was reloaded and no longer allows this watch", id)
+		}
+		id = cur
+		return nil
+	}
 }
 
 // watchStart returns the first revision a watch asks for: from=R, else the
@@ -125,8 +152,11 @@ type errorEventData struct {
 
 // stream writes the watcher's changes as events until it ends or the client
 // goes away, flushing after every event. The handler's goroutine is the only
-// one: the keepalive is a deadline on the wait for the next change.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, from uint64) {
+// one: the keepalive is a deadline on the wait for the next change. recheck,
+// when set, runs before anything is written: a watch whose caller lost the
+// right to it ends with a permission_denied event, at the latest one
+// keepalive after the auth file's reload.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, from uint64, recheck func() error) {
 	rc := http.NewResponseController(w)
 	// A stream outlives any write timeout the server may have.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -139,10 +169,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 		return
 	}
 	var buf []byte
+	resume := from // the revision after the last one delivered
 	for {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WatchKeepalive)
 		ch, err := watcher.Next(ctx)
 		cancel()
+		if recheck != nil && r.Context().Err() == nil {
+			if rerr := recheck(); rerr != nil {
+				buf = appendErrorEvent(buf[:0], errorEventData{Error: rerr.Error(), Code: "permission_denied", ResumeFrom: resume})
+				_ = writeFlush(w, rc, buf)
+				return
+			}
+		}
 		var we *kvstore.WatchError
 		switch {
 		case err == nil:
@@ -171,6 +209,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 				return
 			}
 		}
+		resume = ch.Revision + 1
 	}
 }
 

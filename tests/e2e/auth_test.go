@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -385,6 +386,32 @@ func TestAuthForwardingAndReload(t *testing.T) {
 	mustDoAs(t, late, http.MethodGet, m.url("e2e-probe"), "", http.StatusOK)
 	mustDoAs(t, root, http.MethodPut, m.url("after-reload"), "x", http.StatusNoContent)
 
+	// A reload that takes away a watcher's right ends its stream before
+	// the next change; one that keeps it keeps the stream.
+	appWatch := openWatch(t, app, strings.TrimSuffix(m.url(""), "/")+"/v1/watch/app/?prefix=true")
+	readerWatch := openWatch(t, f.creds["reader"], strings.TrimSuffix(m.url(""), "/")+"/v1/watch/app/?prefix=true")
+	users = f.users()
+	users["app"]["read"] = []string{"app/narrow/"}
+	f.writeAuthFile(t, users)
+	if err := m.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(leaderTimeout, func() error {
+		if strings.Count(m.proc.Log(), "auth file reloaded") < 2 {
+			return fmt.Errorf("not reloaded yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustDoAs(t, root, http.MethodPut, m.url("app/after-narrowing"), "x", http.StatusNoContent)
+	if ev := appWatch.next(t); !strings.HasPrefix(ev, "event: error") || !strings.Contains(ev, "permission_denied") {
+		t.Errorf("app's watch after its read was narrowed: %q, want a permission_denied error event", ev)
+	}
+	if ev := readerWatch.next(t); !strings.HasPrefix(ev, "event: put") {
+		t.Errorf("reader's watch after a reload that kept its right: %q, want the put", ev)
+	}
+
 	// The CLI sends credentials from flags and the environment.
 	endpoints := "--endpoints=" + strings.TrimSuffix(m.url(""), "/")
 	res := runRaftkv(t, f.dir, []string{"RAFTKV_USER=app", "RAFTKV_PASSWORD=" + appPassword}, "put", "app/cli", "v", endpoints)
@@ -450,5 +477,50 @@ func TestREADMESecurityExample(t *testing.T) {
 	got := strings.Split(strings.TrimSpace(runDocScript(t, strings.Join(lines, ""))), "\n")
 	if !slices.Equal(got, want) {
 		t.Errorf("the README's Security example printed\n%q\nwant (its comments)\n%q", got, want)
+	}
+}
+
+// sseStream is an open watch stream read event by event.
+type sseStream struct {
+	lines  *bufio.Reader
+	cancel context.CancelFunc
+}
+
+func openWatch(t *testing.T, authorization, url string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), leaderTimeout)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch %s: status %d", url, resp.StatusCode)
+	}
+	return &sseStream{lines: bufio.NewReader(resp.Body), cancel: cancel}
+}
+
+// next returns the next event block, keepalive comments skipped.
+func (s *sseStream) next(t *testing.T) string {
+	t.Helper()
+	var block strings.Builder
+	for {
+		line, err := s.lines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("watch stream: %v after %q", err, block.String())
+		}
+		switch {
+		case strings.HasPrefix(line, ":"):
+		case line == "\n" && block.Len() > 0:
+			return block.String()
+		case line != "\n":
+			block.WriteString(line)
+		}
 	}
 }
