@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/internal/testcerts"
 	"github.com/raftkv/raftkv/kvstore"
@@ -78,6 +79,9 @@ type Config struct {
 	TLS *testcerts.Set
 	// PeerAllowedCNs is the members' --peer-cert-allowed-cn (with TLS).
 	PeerAllowedCNs []string
+	// Auth, when set, turns access control on in every member (the
+	// members share it, as they would share one --auth-file).
+	Auth *auth.Store
 }
 
 func (c *Config) withDefaults() {
@@ -259,7 +263,7 @@ func (c *Cluster) start(m *member) error {
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
 		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
-		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardTLS: forwardTLS},
+		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardTLS: forwardTLS, Auth: c.cfg.Auth},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
