@@ -284,7 +284,9 @@ func TestPeersOfAnotherClusterAreRejected(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.Header.Set("X-Etcd-Cluster-ID", clusterID)
-		req.Header.Set("X-Server-From", "9")
+		// A member's id: the peer port refuses strangers before it
+		// looks at the cluster id.
+		req.Header.Set("X-Server-From", strconv.FormatUint(leader%3+1, 10))
 		req.Header.Set("X-Server-Version", "3.7.0")
 		req.Header.Set("X-Min-Cluster-Version", "3.0.0")
 		resp, err := http.DefaultClient.Do(req)
