@@ -13,7 +13,7 @@ const (
 	// DefaultMaxConnections is the cap on open client connections when the
 	// configuration sets none; the command derives its own from the open
 	// file limit.
-	DefaultMaxConnections = 4096
+	DefaultMaxConnections = 10000
 	// DefaultIdleTimeout closes a kept-alive connection that sends no new
 	// request for that long.
 	DefaultIdleTimeout = 60 * time.Second

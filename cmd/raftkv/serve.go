@@ -55,6 +55,7 @@ type serveFlags struct {
 
 	clientTLS listener.TLSFiles
 	peerTLS   listener.TLSFiles
+	limits    clientLimits
 }
 
 func newServeCommand() *cobra.Command {
@@ -108,6 +109,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.peerTLS.KeyFile, "peer-key-file", "", "key of --peer-cert-file (PEM)")
 	fl.StringVar(&f.peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that signs the peers' certificates")
 	fl.BoolVar(&f.peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "require peers to present certificates signed by --peer-trusted-ca-file")
+	f.limits.addFlags(fl)
 	return cmd
 }
 
@@ -138,6 +140,13 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	}
 	if f.heartbeatMS <= 0 || f.electionMS < 2*f.heartbeatMS {
 		return raftnode.Config{}, fmt.Errorf("--heartbeat-ms %d and --election-ms %d: the heartbeat must be positive and the election timeout at least twice it (etcd uses 100 and 1000)", f.heartbeatMS, f.electionMS)
+	}
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		return raftnode.Config{}, err
+	}
+	if err := f.limits.check(nofile); err != nil {
+		return raftnode.Config{}, err
 	}
 	if err := f.clientTLS.Check("--"); err != nil {
 		return raftnode.Config{}, err
@@ -254,23 +263,31 @@ func serve(f serveFlags) error {
 
 	srv, err := server.Start(server.Config{
 		Raft: cfg,
-		KV:   kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer},
+		KV: kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer,
+			WatchHistoryBytes: f.limits.watchHistoryBytes},
 		API: httpapi.Config{
-			MaxKeyBytes:     f.maxKeyBytes,
-			MaxRequestBytes: f.maxRequestBytes,
-			RequestTimeout:  f.requestTimeout,
-			Version:         version,
-			ForwardTLS:      forwardTLS,
+			MaxKeyBytes:           f.maxKeyBytes,
+			MaxRequestBytes:       f.maxRequestBytes,
+			RequestTimeout:        f.requestTimeout,
+			Version:               version,
+			ForwardTLS:            forwardTLS,
+			MaxConcurrentRequests: f.limits.maxConcurrentRequests,
+			MaxWatchers:           f.limits.maxWatchers,
+			BodyTimeout:           f.limits.bodyTimeout,
+			WriteTimeout:          f.limits.writeTimeout,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
+		MaxConnections: f.limits.maxConnections,
+		IdleTimeout:    f.limits.idleTimeout,
 	})
 	if err != nil {
 		return err
 	}
 	lg.Info("raftkv serving",
 		zap.Uint64("id", cfg.ID), zap.String("peer-url", peerURL.String()),
-		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir))
+		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir),
+		zap.Int("max-connections", f.limits.maxConnections), zap.Int("max-watchers", f.limits.maxWatchers))
 
 	select {
 	case <-ctx.Done():
