@@ -86,6 +86,10 @@ type Node struct {
 	// background; its result arrives on snapshotDone.
 	snapshotInFlight bool
 	snapshotDone     chan snapshotResult
+	// snapshotRetryAt and snapshotBackoff hold the next snapshot back after
+	// one failed for want of file descriptors (see finishSnapshot).
+	snapshotRetryAt time.Time
+	snapshotBackoff time.Duration
 	members          *membership
 	removedSelf      bool
 	initialCommit    *Commit // the loaded snapshot, sent before anything else
