@@ -90,9 +90,9 @@ type Node struct {
 	// one failed for want of file descriptors (see finishSnapshot).
 	snapshotRetryAt time.Time
 	snapshotBackoff time.Duration
-	members          *membership
-	removedSelf      bool
-	initialCommit    *Commit // the loaded snapshot, sent before anything else
+	members         *membership
+	removedSelf     bool
+	initialCommit   *Commit // the loaded snapshot, sent before anything else
 
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
