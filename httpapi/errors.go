@@ -12,6 +12,16 @@ import (
 	"github.com/raftkv/raftkv/raftnode"
 )
 
+// Errors of the API's own limits (limits.go); both answer 503 busy.
+var (
+	// ErrTooManyRequests means the node is serving as many requests as
+	// --max-concurrent-requests allows.
+	ErrTooManyRequests = errors.New("too many requests in progress on this node; retry shortly")
+	// ErrTooManyWatchers means the node has as many watch streams open as
+	// --max-watchers allows.
+	ErrTooManyWatchers = errors.New("too many watchers on this node; retry shortly or watch through another node")
+)
+
 // Error is a client-facing error: an HTTP status, a stable machine-readable
 // code and a message. Handlers return one for bad input; errors from the
 // layers below are mapped to one by toError.
@@ -62,6 +72,8 @@ var statuses = []struct {
 	{kvstore.ErrLeaderChanged, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
 	{kvstore.ErrReadTimeout, http.StatusGatewayTimeout, "read_timeout"},
 	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{ErrTooManyRequests, http.StatusServiceUnavailable, "busy"},
+	{ErrTooManyWatchers, http.StatusServiceUnavailable, "busy"},
 	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

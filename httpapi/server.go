@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,14 @@ type Config struct {
 	// ForwardTLS is how a follower dials the leader's https client URL to
 	// forward a request; nil trusts the system's CAs.
 	ForwardTLS *tls.Config
+	// MaxConcurrentRequests and MaxWatchers bound the requests in progress
+	// (watches apart) and the open watch streams; beyond them the API
+	// answers 503 busy. BodyTimeout bounds the arrival of a request body;
+	// WriteTimeout each write of a watch stream (see limits.go).
+	MaxConcurrentRequests int
+	MaxWatchers           int
+	BodyTimeout           time.Duration
+	WriteTimeout          time.Duration
 }
 
 // Server is the client API's http.Handler.
@@ -108,6 +117,7 @@ type Server struct {
 	forwarder *http.Transport
 	metrics   *httpMetrics
 	routes    []route
+	limits    *limits
 }
 
 // New returns the API handler.
@@ -124,10 +134,22 @@ func New(cfg Config) *Server {
 	if cfg.WatchKeepalive <= 0 {
 		cfg.WatchKeepalive = DefaultWatchKeepalive
 	}
+	if cfg.MaxConcurrentRequests <= 0 {
+		cfg.MaxConcurrentRequests = DefaultMaxConcurrentRequests
+	}
+	if cfg.MaxWatchers <= 0 {
+		cfg.MaxWatchers = DefaultMaxWatchers
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg), routes: apiRoutes()}
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes()}
 }
 
 // ServeHTTP dispatches on the raw path through the route table. It does not
@@ -141,6 +163,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = t
 	}
 	s.setRaftHeaders(w.Header())
+	release, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	var err error
 	if unmatched != nil {
 		err = methodNotAllowedOn(w, r, unmatched)
@@ -326,14 +353,24 @@ func (s *Server) setRaftHeaders(h http.Header) {
 	h.Set("X-Raft-Term", strconv.FormatUint(s.cfg.Cluster.Term(), 10))
 }
 
-// readBody reads a request body of at most limit bytes.
+// readBody reads a request body of at most limit bytes. A declared length
+// over the limit is refused before anything is read.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("the request body is %d bytes; the limit is %d", r.ContentLength, limit)}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
 			Message: fmt.Sprintf("the request body exceeds the %d-byte limit", limit)}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.Header().Set("Connection", "close")
+		return nil, &Error{Status: http.StatusRequestTimeout, Code: "body_timeout",
+			Message: "the request body did not arrive within the node's body timeout"}
 	case err != nil:
 		return nil, badRequest("bad_body", "reading the request body: "+err.Error())
 	}

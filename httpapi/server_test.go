@@ -44,6 +44,10 @@ type nodeOptions struct {
 	wrapClientListener func(net.Listener) net.Listener
 	// snapshotCount is raft's snapshot cadence (zero: raftnode's default).
 	snapshotCount uint64
+	// limits sets the API's limits on clients; maxConnections the
+	// server's connection cap (zero: the defaults).
+	limits         func(*httpapi.Config)
+	maxConnections int
 }
 
 // testVersion is the version the test nodes report.
@@ -74,13 +78,18 @@ func startNodeWith(t *testing.T, id uint64, peers []string, peerLn *listener.Lis
 	cfg.TickInterval = 10 * time.Millisecond
 	cfg.RequestTimeout = o.requestTimeout
 	cfg.SnapshotCount = o.snapshotCount
+	api := httpapi.Config{MaxKeyBytes: testMaxKey, MaxRequestBytes: testMaxRequest,
+		RequestTimeout: o.requestTimeout, WatchKeepalive: o.watchKeepalive, Version: testVersion}
+	if o.limits != nil {
+		o.limits(&api)
+	}
 	srv, err := server.Start(server.Config{
-		Raft: cfg,
-		KV:   o.kv,
-		API: httpapi.Config{MaxKeyBytes: testMaxKey, MaxRequestBytes: testMaxRequest,
-			RequestTimeout: o.requestTimeout, WatchKeepalive: o.watchKeepalive, Version: testVersion},
+		Raft:           cfg,
+		KV:             o.kv,
+		API:            api,
 		ClientListener: ln,
 		Logger:         zaptest.NewLogger(t),
+		MaxConnections: o.maxConnections,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -152,20 +152,26 @@ type errorEventData struct {
 
 // stream writes the watcher's changes as events until it ends or the client
 // goes away, flushing after every event. The handler's goroutine is the only
-// one: the keepalive is a deadline on the wait for the next change. recheck,
-// when set, runs before anything is written: a watch whose caller lost the
-// right to it ends with a permission_denied event, at the latest one
-// keepalive after the auth file's reload.
+// one: the keepalive is a deadline on the wait for the next change. A stream
+// lasts as long as the client wants, but each write must be taken within
+// WriteTimeout: a client that stops reading loses its stream (and its
+// connection) instead of holding them forever. recheck, when set, runs
+// before anything is written: a watch whose caller lost the right to it
+// ends with a permission_denied event, at the latest one keepalive after the
+// auth file's reload.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, from uint64, recheck func() error) {
-	rc := http.NewResponseController(w)
-	// A stream outlives any write timeout the server may have.
-	_ = rc.SetWriteDeadline(time.Time{})
+	sw := streamWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
+	if r.ProtoMajor == 1 {
+		// A stream that ends leaves no idle connection behind: clients
+		// reconnect to watch again.
+		h.Set("Connection", "close")
+	}
 	setRevision(h, from-1)
 	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
+	if sw.write(nil) != nil {
 		return
 	}
 	var buf []byte
@@ -177,7 +183,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 		if recheck != nil && r.Context().Err() == nil {
 			if rerr := recheck(); rerr != nil {
 				buf = appendErrorEvent(buf[:0], errorEventData{Error: rerr.Error(), Code: "permission_denied", ResumeFrom: resume})
-				_ = writeFlush(w, rc, buf)
+				_ = sw.write(buf)
 				return
 			}
 		}
@@ -187,12 +193,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 		case errors.As(err, &we):
 			code, msg := watchEnd(we.Reason)
 			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code, ResumeFrom: we.ResumeFrom})
-			_ = writeFlush(w, rc, buf)
+			_ = sw.write(buf)
 			return
 		case r.Context().Err() != nil:
 			return // the client went away; the deferred Close releases the watcher
 		case errors.Is(err, context.DeadlineExceeded):
-			if writeFlush(w, rc, []byte(": keepalive\n\n")) != nil {
+			if sw.write([]byte(": keepalive\n\n")) != nil {
 				return
 			}
 			continue
@@ -200,12 +206,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 			s.cfg.Logger.Warn("watch ended unexpectedly", zap.Error(err))
 			code, msg := watchEnd(err)
 			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code})
-			_ = writeFlush(w, rc, buf)
+			_ = sw.write(buf)
 			return
 		}
 		for i, ev := range ch.Events {
 			buf = appendEvent(buf[:0], ch.Revision, ev, i == len(ch.Events)-1)
-			if writeFlush(w, rc, buf) != nil {
+			if sw.write(buf) != nil {
 				return
 			}
 		}
@@ -213,11 +219,29 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 	}
 }
 
-func writeFlush(w http.ResponseWriter, rc *http.ResponseController, b []byte) error {
-	if _, err := w.Write(b); err != nil {
+// streamWriter writes and flushes a stream, each write within timeout.
+type streamWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+// write writes and flushes b. The deadline is lifted after the write: over
+// HTTP/2 a deadline that passes resets the stream even between writes.
+func (sw streamWriter) write(b []byte) error {
+	if err := sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	return rc.Flush()
+	if _, err := sw.w.Write(b); err != nil {
+		return err
+	}
+	if err := sw.rc.Flush(); err != nil {
+		return err
+	}
+	if err := sw.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // appendEvent appends one event block. The id line comes only after the

@@ -45,7 +45,7 @@ func BenchmarkApplyPut(b *testing.B) {
 // registered.
 func BenchmarkWatchers(b *testing.B) {
 	const n = 10000
-	h := newHub(DefaultWatchHistory, DefaultWatchBuffer)
+	h := newHub(DefaultWatchHistory, DefaultWatchHistoryBytes, DefaultWatchBuffer)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

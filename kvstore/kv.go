@@ -52,6 +52,9 @@ type KV struct {
 const (
 	DefaultWatchHistory = 10000 // events kept for watchers that resume
 	DefaultWatchBuffer  = 256   // changes a watcher may have pending
+	// DefaultWatchHistoryBytes bounds the keys and values the history
+	// holds: 10000 events of 1.5 MiB would be 15 GiB.
+	DefaultWatchHistoryBytes = 64 << 20
 )
 
 // Config configures a KV.
@@ -64,10 +67,12 @@ type Config struct {
 	ProposeC chan<- raftnode.Proposal
 	CommitC  <-chan raftnode.Commit
 	Raft     Raft
-	// WatchHistory bounds the events kept for resuming watchers;
+	// WatchHistory bounds the events kept for resuming watchers, and
+	// WatchHistoryBytes their size (keys, values and some overhead each);
 	// WatchBuffer the changes one watcher may have pending.
-	WatchHistory int
-	WatchBuffer  int
+	WatchHistory      int
+	WatchHistoryBytes int64
+	WatchBuffer       int
 	// Metrics, when set, receives the service's raftkv_* metrics; it must
 	// not be shared with another running KV. nil keeps them unregistered.
 	Metrics prometheus.Registerer
@@ -77,6 +82,9 @@ type Config struct {
 func New(cfg Config) *KV {
 	if cfg.WatchHistory <= 0 {
 		cfg.WatchHistory = DefaultWatchHistory
+	}
+	if cfg.WatchHistoryBytes <= 0 {
+		cfg.WatchHistoryBytes = DefaultWatchHistoryBytes
 	}
 	if cfg.WatchBuffer <= 0 {
 		cfg.WatchBuffer = DefaultWatchBuffer
@@ -92,7 +100,7 @@ func New(cfg Config) *KV {
 		lg:       cfg.Logger,
 		ids:      idutil.NewGenerator(uint16(cfg.MemberID), time.Now()),
 		waits:    wait.New(),
-		hub:      newHub(cfg.WatchHistory, cfg.WatchBuffer),
+		hub:      newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchBuffer),
 		appliedC: make(chan struct{}),
 		done:     make(chan struct{}),
 	}

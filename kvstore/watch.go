@@ -158,6 +158,8 @@ type hub struct {
 	history   []Change // oldest first
 	events    int      // events in history
 	maxEvents int
+	bytes     int64 // size of history, by eventBytes
+	maxBytes  int64
 	compacted uint64 // revisions up to this one are not (all) in history
 	last      uint64 // the newest published revision
 	bufSize   int
@@ -172,9 +174,10 @@ type hub struct {
 	n              int
 }
 
-func newHub(maxEvents, bufSize int) *hub {
+func newHub(maxEvents int, maxBytes int64, bufSize int) *hub {
 	return &hub{
 		maxEvents:      maxEvents,
+		maxBytes:       maxBytes,
 		bufSize:        bufSize,
 		keyWatchers:    make(map[string]map[*Watcher]struct{}),
 		prefixWatchers: make(map[*Watcher]struct{}),
@@ -269,6 +272,7 @@ func (h *hub) publish(changes []Change) {
 	for _, ch := range changes {
 		h.history = append(h.history, ch)
 		h.events += len(ch.Events)
+		h.bytes += changeBytes(ch)
 		h.last = ch.Revision
 		for _, w := range h.interested(ch) {
 			fc, ok := w.filter(ch)
@@ -286,12 +290,26 @@ func (h *hub) publish(changes []Change) {
 		}
 	}
 	// Keep at least the newest change, however large.
-	for len(h.history) > 1 && h.events > h.maxEvents {
+	for len(h.history) > 1 && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
 		h.events -= len(h.history[0].Events)
+		h.bytes -= changeBytes(h.history[0])
 		h.compacted = h.history[0].Revision
 		h.history[0] = Change{}
 		h.history = h.history[1:]
 	}
+}
+
+// eventOverhead approximates what an event costs beside its key and value:
+// the Event, its pointer in the Change and the slice headers.
+const eventOverhead = 128
+
+// changeBytes is the memory a change holds in the history, approximately.
+func changeBytes(ch Change) int64 {
+	n := int64(0)
+	for _, ev := range ch.Events {
+		n += int64(len(ev.Key)+len(ev.Item.Value)) + eventOverhead
+	}
+	return n
 }
 
 // reset forgets the history after the state was replaced at revision, and
@@ -302,7 +320,7 @@ func (h *hub) reset(revision uint64) {
 	h.each(func(w *Watcher) {
 		h.end(w, &WatchError{Reason: ErrWatchResync, ResumeFrom: max(h.last+1, w.from)})
 	})
-	h.history, h.events = nil, 0
+	h.history, h.events, h.bytes = nil, 0, 0
 	h.compacted, h.last = revision, revision
 }
 

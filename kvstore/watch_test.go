@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,7 +34,7 @@ func describe(c Change) string {
 }
 
 func TestWatchDeliversMatchingChangesInOrder(t *testing.T) {
-	h := newHub(100, 16)
+	h := newHub(100, DefaultWatchHistoryBytes, 16)
 	h.publish([]Change{change(1, "a"), change(2, "b")})
 	w, err := h.watch([]byte("app/"), true, 0)
 	if err != nil {
@@ -55,7 +56,7 @@ func TestWatchDeliversMatchingChangesInOrder(t *testing.T) {
 }
 
 func TestWatchResumesFromHistory(t *testing.T) {
-	h := newHub(100, 16)
+	h := newHub(100, DefaultWatchHistoryBytes, 16)
 	h.publish([]Change{change(1, "k"), change(2, "x"), change(3, "k")})
 	w, err := h.watch([]byte("k"), false, 2)
 	if err != nil {
@@ -81,7 +82,7 @@ func TestWatchResumesFromHistory(t *testing.T) {
 }
 
 func TestWatchCompactedHistory(t *testing.T) {
-	h := newHub(3, 16) // three events of history
+	h := newHub(3, DefaultWatchHistoryBytes, 16) // three events of history
 	for rev := uint64(1); rev <= 5; rev++ {
 		h.publish([]Change{change(rev, "k")})
 	}
@@ -98,7 +99,7 @@ func TestWatchCompactedHistory(t *testing.T) {
 }
 
 func TestSlowWatcherIsClosedNotWaitedFor(t *testing.T) {
-	h := newHub(100, 2)
+	h := newHub(100, DefaultWatchHistoryBytes, 2)
 	slow, err := h.watch([]byte("k"), false, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +132,7 @@ func TestSlowWatcherIsClosedNotWaitedFor(t *testing.T) {
 }
 
 func TestResetEndsWatchers(t *testing.T) {
-	h := newHub(100, 16)
+	h := newHub(100, DefaultWatchHistoryBytes, 16)
 	h.publish([]Change{change(1, "k")})
 	w, err := h.watch([]byte("k"), false, 0)
 	if err != nil {
@@ -148,4 +149,29 @@ func TestResetEndsWatchers(t *testing.T) {
 	if _, err := h.watch([]byte("k"), false, 0); !errors.Is(err, ErrStopped) {
 		t.Fatalf("watch after stop: %v", err)
 	}
+}
+
+// TestWatchHistoryBoundedInBytes: large values evict history by size long
+// before the event bound, and a watch from an evicted revision gets the
+// same compacted error as one evicted by count.
+func TestWatchHistoryBoundedInBytes(t *testing.T) {
+	const valueBytes = 1 << 20
+	h := newHub(DefaultWatchHistory, 3*(valueBytes+eventOverhead+1), 16) // three 1 MiB events
+	value := bytes.Repeat([]byte{'v'}, valueBytes)
+	for rev := uint64(1); rev <= 10; rev++ {
+		h.publish([]Change{{Revision: rev, Events: []*Event{{Type: EventPut, Key: []byte("k"), Item: Item{Value: value, ModRevision: rev}}}}})
+		if h.bytes > h.maxBytes {
+			t.Fatalf("history holds %d bytes, bound %d", h.bytes, h.maxBytes)
+		}
+	}
+	_, err := h.watch([]byte("k"), false, 7)
+	var ce *CompactedError
+	if !errors.As(err, &ce) || ce.Oldest != 8 {
+		t.Fatalf("watch from 7 = %v, want compacted with oldest 8", err)
+	}
+	w, err := h.watch([]byte("k"), false, 8)
+	if err != nil {
+		t.Fatalf("watch from the oldest kept revision: %v", err)
+	}
+	w.Close()
 }

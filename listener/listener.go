@@ -19,6 +19,8 @@ const keepAlivePeriod = 3 * time.Minute
 // Listener is a TCP listener whose Close may be called more than once.
 type Listener struct {
 	net.Listener
+	tcp       net.Listener // below TLS, if any
+	tlsConfig *tls.Config
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -31,10 +33,22 @@ func New(addr string, tlsConfig *tls.Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	l := &Listener{Listener: ln, tcp: ln, tlsConfig: tlsConfig}
 	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
+		l.Listener = tls.NewListener(ln, tlsConfig)
 	}
-	return &Listener{Listener: ln}, nil
+	return l, nil
+}
+
+// WrapTCP puts wrap between the TCP listener and TLS (if any), so that what
+// it sees are TCP connections before their handshake: a connection limit
+// must count those. Call it before the first Accept.
+func (l *Listener) WrapTCP(wrap func(net.Listener) net.Listener) {
+	l.tcp = wrap(l.tcp)
+	l.Listener = l.tcp
+	if l.tlsConfig != nil {
+		l.Listener = tls.NewListener(l.tcp, l.tlsConfig)
+	}
 }
 
 // Close stops accepting connections. Calls after the first return the first

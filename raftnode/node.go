@@ -86,9 +86,13 @@ type Node struct {
 	// background; its result arrives on snapshotDone.
 	snapshotInFlight bool
 	snapshotDone     chan snapshotResult
-	members          *membership
-	removedSelf      bool
-	initialCommit    *Commit // the loaded snapshot, sent before anything else
+	// snapshotRetryAt and snapshotBackoff hold the next snapshot back after
+	// one failed for want of file descriptors (see finishSnapshot).
+	snapshotRetryAt time.Time
+	snapshotBackoff time.Duration
+	members         *membership
+	removedSelf     bool
+	initialCommit   *Commit // the loaded snapshot, sent before anything else
 
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change

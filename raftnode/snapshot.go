@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -24,6 +25,9 @@ type snapshotResult struct {
 // snapshot is in flight at a time; finishSnapshot completes it.
 func (n *Node) maybeSnapshot() error {
 	if n.snapshotInFlight || n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
+		return nil
+	}
+	if !n.snapshotRetryAt.IsZero() && time.Now().Before(n.snapshotRetryAt) {
 		return nil
 	}
 	select {
@@ -82,9 +86,21 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 // files.
 func (n *Node) finishSnapshot(res snapshotResult) error {
 	n.snapshotInFlight = false
+	if res.err != nil && outOfFiles(res.err) {
+		// Transient: clients or peers hold the descriptors for now. The
+		// log keeps growing until a snapshot succeeds, which costs memory,
+		// not correctness; a file half written is removed by the snapshotter
+		// or ignored on load.
+		n.snapshotBackoff = min(max(2*n.snapshotBackoff, snapshotRetryMin), snapshotRetryMax)
+		n.snapshotRetryAt = time.Now().Add(n.snapshotBackoff)
+		n.lg.Warn("snapshot failed for want of file descriptors; retrying later",
+			zap.Uint64("index", res.index), zap.Duration("retry-in", n.snapshotBackoff), zap.Error(res.err))
+		return nil
+	}
 	if res.err != nil {
 		return res.err
 	}
+	n.snapshotBackoff, n.snapshotRetryAt = 0, time.Time{}
 	if res.index <= n.snapshotIndex {
 		return nil
 	}
@@ -98,6 +114,18 @@ func (n *Node) finishSnapshot(res snapshotResult) error {
 	}
 	n.purge()
 	return nil
+}
+
+// The backoff of a snapshot that failed for want of file descriptors.
+const (
+	snapshotRetryMin = time.Second
+	snapshotRetryMax = time.Minute
+)
+
+// outOfFiles reports whether err is the process's or the system's open file
+// limit (EMFILE, ENFILE): a condition that passes when connections close.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // awaitSnapshot waits for the snapshot in flight, if any, so that a snapshot

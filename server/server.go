@@ -17,6 +17,7 @@ import (
 
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/kvstore"
+	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 )
 
@@ -37,9 +38,17 @@ type Config struct {
 	// API configures the client API; its KV, Cluster, Logger, Metrics and
 	// Gatherer are set by the server.
 	API httpapi.Config
-	// ClientListener serves the client API; the server closes it.
+	// ClientListener serves the client API; the server closes it. A
+	// *listener.Listener gets the connection limit below its TLS.
 	ClientListener net.Listener
 	Logger         *zap.Logger
+	// MaxConnections caps the open client connections (default
+	// DefaultMaxConnections); IdleTimeout and ReadHeaderTimeout close
+	// connections that wait too long for a request or its headers (see
+	// conns.go for the defaults).
+	MaxConnections    int
+	IdleTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
 }
 
 // Server is a running raftkv node.
@@ -49,6 +58,7 @@ type Server struct {
 	kv    *kvstore.KV
 	store *kvstore.Store
 	http  *http.Server
+	conns *connLimiter
 
 	done     chan struct{} // closed when everything has stopped
 	err      error         // why it stopped; read after done
@@ -60,6 +70,15 @@ type Server struct {
 func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	store := kvstore.NewStore()
 	// Each server has its own registry for the raftkv_* metrics, so that
@@ -89,22 +108,41 @@ func Start(cfg Config) (*Server, error) {
 	cfg.API.Logger = cfg.Logger
 	cfg.API.Metrics = reg
 	cfg.API.Gatherer = prometheus.Gatherers{reg, prometheus.DefaultGatherer}
+	clientLn, conns := limitConns(cfg)
 	s := &Server{
 		lg:    cfg.Logger,
 		node:  node,
 		kv:    kv,
 		store: store,
-		http: &http.Server{Handler: httpapi.New(cfg.API), ReadHeaderTimeout: 10 * time.Second,
+		http: &http.Server{Handler: httpapi.New(cfg.API),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+			ConnState: conns.connState,
 			// Failed TLS handshakes and the like, which net/http would
 			// print to stderr.
 			ErrorLog: zap.NewStdLog(cfg.Logger.Named("client-http"))},
-		done: make(chan struct{}),
-		stop: make(chan struct{}),
+		conns: conns,
+		done:  make(chan struct{}),
+		stop:  make(chan struct{}),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(cfg.ClientListener) }()
+	go func() { serveErr <- s.http.Serve(clientLn) }()
 	go s.run(serveErr)
 	return s, nil
+}
+
+// limitConns puts the connection limiter on the client listener, below TLS
+// when it can.
+func limitConns(cfg Config) (net.Listener, *connLimiter) {
+	var conns *connLimiter
+	wrap := func(ln net.Listener) net.Listener {
+		conns = newConnLimiter(ln, cfg.MaxConnections)
+		return conns
+	}
+	if ln, ok := cfg.ClientListener.(*listener.Listener); ok {
+		ln.WrapTCP(wrap)
+		return ln, conns
+	}
+	return wrap(cfg.ClientListener), conns
 }
 
 func closeListeners(cfg Config) {
@@ -176,6 +214,9 @@ func (s *Server) Err() error {
 	<-s.done
 	return s.err
 }
+
+// ClientConnections returns the open client connections.
+func (s *Server) ClientConnections() int { return s.conns.count() }
 
 // Node returns the raft node.
 func (s *Server) Node() *raftnode.Node { return s.node }

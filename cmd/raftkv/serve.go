@@ -59,6 +59,7 @@ type serveFlags struct {
 	peerTLS   listener.TLSFiles
 
 	authFile string
+	limits    clientLimits
 }
 
 func newServeCommand() *cobra.Command {
@@ -116,6 +117,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringSliceVar(&f.peerTLS.AllowedHostnames, "peer-cert-allowed-hostname", nil, "comma-separated hostnames or IPs a peer's certificate must be valid for one of (needs --peer-client-cert-auth)")
 	fl.Int64Var(&f.maxSnapshotBytes, "max-snapshot-bytes", raftnode.DefaultMaxSnapshotBytes, "largest snapshot accepted from the leader, in bytes")
 	fl.StringVar(&f.authFile, "auth-file", "", "turn access control on with the users and tokens in this JSON file (docs/SECURITY.md); SIGHUP reloads it")
+	f.limits.addFlags(fl)
 	return cmd
 }
 
@@ -148,6 +150,13 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	}
 	if f.heartbeatMS <= 0 || f.electionMS < 2*f.heartbeatMS {
 		return raftnode.Config{}, fmt.Errorf("--heartbeat-ms %d and --election-ms %d: the heartbeat must be positive and the election timeout at least twice it (etcd uses 100 and 1000)", f.heartbeatMS, f.electionMS)
+	}
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		return raftnode.Config{}, err
+	}
+	if err := f.limits.check(nofile); err != nil {
+		return raftnode.Config{}, err
 	}
 	if err := f.clientTLS.Check("--"); err != nil {
 		return raftnode.Config{}, err
@@ -271,24 +280,32 @@ func serve(f serveFlags) error {
 
 	srv, err := server.Start(server.Config{
 		Raft: cfg,
-		KV:   kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer},
+		KV: kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer,
+			WatchHistoryBytes: f.limits.watchHistoryBytes},
 		API: httpapi.Config{
-			MaxKeyBytes:     f.maxKeyBytes,
-			MaxRequestBytes: f.maxRequestBytes,
-			RequestTimeout:  f.requestTimeout,
-			Version:         version,
-			ForwardTLS:      forwardTLS,
-			Auth:            authStore,
+			MaxKeyBytes:           f.maxKeyBytes,
+			MaxRequestBytes:       f.maxRequestBytes,
+			RequestTimeout:        f.requestTimeout,
+			Version:               version,
+			ForwardTLS:            forwardTLS,
+			Auth:                  authStore,
+			MaxConcurrentRequests: f.limits.maxConcurrentRequests,
+			MaxWatchers:           f.limits.maxWatchers,
+			BodyTimeout:           f.limits.bodyTimeout,
+			WriteTimeout:          f.limits.writeTimeout,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
+		MaxConnections: f.limits.maxConnections,
+		IdleTimeout:    f.limits.idleTimeout,
 	})
 	if err != nil {
 		return err
 	}
 	lg.Info("raftkv serving",
 		zap.Uint64("id", cfg.ID), zap.String("peer-url", peerURL.String()),
-		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir))
+		zap.String("client-addr", clientLn.Addr().String()), zap.String("data-dir", cfg.DataDir),
+		zap.Int("max-connections", f.limits.maxConnections), zap.Int("max-watchers", f.limits.maxWatchers))
 
 	// SIGHUP reloads the auth file. Without one it does nothing: a daemon
 	// does not die of its terminal going away.

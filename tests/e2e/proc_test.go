@@ -37,11 +37,18 @@ type proc struct{ *proctest.Proc }
 // stopped when the test ends.
 func startProc(t *testing.T, name, dir string, env []string, args ...string) *proc {
 	t.Helper()
+	return startProcBin(t, server.Path(t), name, dir, env, args...)
+}
+
+// startProcBin is startProc with another program, such as prlimit, that
+// runs raftkv in its own process.
+func startProcBin(t *testing.T, bin, name, dir string, env []string, args ...string) *proc {
+	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), name+"-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pp, err := proctest.Start(proctest.Spec{Name: name, Bin: server.Path(t), Args: args, Dir: dir, Env: env, Log: f})
+	pp, err := proctest.Start(proctest.Spec{Name: name, Bin: bin, Args: args, Dir: dir, Env: env, Log: f})
 	if err != nil {
 		t.Fatal(err)
 	}
