@@ -175,8 +175,10 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 			kv.waits.Trigger(w.id, w.res)
 		}
 		kv.setApplied(c.Index)
-		close(c.Done)
+		// Observed before Done: whoever waits on Done sees the commit
+		// counted.
 		kv.metrics.applyDuration.Observe(time.Since(start).Seconds())
+		close(c.Done)
 	}
 }
 
