@@ -198,3 +198,32 @@ func TestIdleConnectionsMakeRoom(t *testing.T) {
 		t.Fatal("the longest-idle connection is still open")
 	}
 }
+
+// TestStrangersHoldNoSlots checks that with access control on, requests
+// without valid credentials are answered 401 before they take a request
+// slot or their body is read: slow bodies from strangers cannot starve the
+// writers who have credentials.
+func TestStrangersHoldNoSlots(t *testing.T) {
+	store := testAuthStore(t)
+	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) {
+		c.MaxConcurrentRequests = 2
+		c.BodyTimeout = time.Minute // far longer than the test: the 401 must not wait for it
+		c.Auth = store
+	}})
+	var slow []net.Conn
+	for range 4 {
+		slow = append(slow, rawConn(t, n, "PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+	}
+	for _, c := range slow {
+		resp, body := readAnswer(t, c)
+		if resp.StatusCode != http.StatusUnauthorized || !bytes.Contains(body, []byte(`"code":"auth_required"`)) {
+			t.Fatalf("slow body without credentials: %d %s, want 401 auth_required", resp.StatusCode, body)
+		}
+	}
+	h := http.Header{"Authorization": {"Basic " + basicCredentials("root", "root-pw")}}
+	for i := range 4 {
+		if r := n.doHeader(t, http.MethodPut, fmt.Sprintf("/v1/kv/k%d", i), h, []byte("v")); r.status != http.StatusOK {
+			t.Fatalf("a write with credentials beside strangers' slow bodies: %d %s", r.status, r.body)
+		}
+	}
+}

@@ -163,15 +163,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = t
 	}
 	s.setRaftHeaders(w.Header())
+	// Credentials are checked before the request takes a slot or its body
+	// is read: with access control on, a stranger's slow bodies are
+	// answered 401 at once instead of holding the slots writers need.
+	var err error
+	if unmatched == nil {
+		r, err = s.authorize(r, rt.accessOf(r.Method))
+	}
+	if err != nil {
+		if r.ContentLength != 0 {
+			// net/http would otherwise read what is left of the body
+			// before answering, as slowly as the client sends it.
+			w.Header().Set("Connection", "close")
+		}
+		writeError(w, err)
+		return
+	}
 	release, ok := s.admit(w, r)
 	if !ok {
 		return
 	}
 	defer release()
-	var err error
 	if unmatched != nil {
 		err = methodNotAllowedOn(w, r, unmatched)
-	} else if r, err = s.authorize(r, rt.accessOf(r.Method)); err == nil {
+	} else {
 		err = rt.serve(s, w, r, rest)
 	}
 	if err != nil {

@@ -48,6 +48,10 @@ type Config struct {
 	// for Duration once the other clients are in place.
 	Writers    int
 	ValueBytes int
+	// WriterAuthorization, when set, is the Authorization header of the
+	// writers' requests (a node with access control on); the hostile
+	// clients send none.
+	WriterAuthorization string
 	Duration   time.Duration
 	// Settle is how long the hostile clients stay in place, after the
 	// writers are done, before their outcome is read (default 0).
@@ -296,7 +300,7 @@ func write(ctx context.Context, cfg Config, rep *Report, mu *sync.Mutex) {
 			defer wg.Done()
 			target := strings.TrimSuffix(cfg.URL, "/") + "/v1/kv/flood/writer-" + strconv.Itoa(i)
 			for ctx.Err() == nil {
-				what, took := put(hc, target, value)
+				what, took := put(hc, target, cfg.WriterAuthorization, value)
 				mu.Lock()
 				rep.Writes[what]++
 				if what == "200" {
@@ -309,10 +313,13 @@ func write(ctx context.Context, cfg Config, rep *Report, mu *sync.Mutex) {
 	wg.Wait()
 }
 
-func put(hc *http.Client, target string, value []byte) (string, time.Duration) {
+func put(hc *http.Client, target, authorization string, value []byte) (string, time.Duration) {
 	req, err := http.NewRequest(http.MethodPut, target, bytes.NewReader(value))
 	if err != nil {
 		return "error: " + err.Error(), 0
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	start := time.Now()
 	resp, err := hc.Do(req)

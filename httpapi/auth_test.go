@@ -1,0 +1,37 @@
+package httpapi_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/raftkv/raftkv/auth"
+)
+
+// testAuthStore loads an auth file with one admin, root with password
+// root-pw, hashed at bcrypt's least cost.
+func testAuthStore(t *testing.T) *auth.Store {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte("root-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"users": map[string]any{"root": map[string]any{"password_hash": string(h), "admin": true}}})
+	path := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := auth.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+func basicCredentials(user, password string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+}
