@@ -286,7 +286,8 @@ func (s *Server) serveLeaderTransfer(w http.ResponseWriter, r *http.Request, _ s
 }
 
 // decodeBody decodes a JSON request body strictly into v: unknown fields,
-// trailing data and bodies over maxMemberBodyBytes are refused. An empty
+// fields named twice or in another case (see checkNames), trailing data and
+// bodies over maxMemberBodyBytes are refused. An empty
 // body is refused unless optional. code is the error code of a malformed
 // body.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool, code string) error {
@@ -307,6 +308,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool, co
 	}
 	if err := d.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		return badRequest(code, "the request body must hold one JSON object and nothing after it")
+	}
+	if err := checkNames(body, reflect.TypeOf(v)); err != nil {
+		return badRequest(code, "the request body is not valid: "+err.Error())
 	}
 	return nil
 }

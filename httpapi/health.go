@@ -46,6 +46,8 @@ type statusResponse struct {
 	WALFiles      int     `json:"wal_files"`
 	SnapshotFiles int     `json:"snapshot_files"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Fault is what keeps the node from serving safely (see faulty).
+	Fault string `json:"fault,omitempty"`
 	// StateHash (with ?hash=true) is a SHA-256 of the store at HashRevision.
 	StateHash    string `json:"state_hash,omitempty"`
 	HashRevision uint64 `json:"hash_revision,omitempty"`
@@ -108,6 +110,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) e
 		}
 	}
 	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = dataDirUsage(c.DataDir())
+	if f, ok := c.(faulty); ok {
+		out.Fault = f.Fault()
+	}
 	// Hashing reads every key, so it is done only when asked for.
 	if hash {
 		out.StateHash, out.HashRevision = kv.Store().Hash()
@@ -207,8 +212,20 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request, _ string) e
 	return nil
 }
 
+// faulty is a Cluster that can say what keeps it from serving safely (a
+// disk failure it is stopping for, a snapshot it cannot store), or "";
+// raftnode.Node is one.
+type faulty interface {
+	Fault() string
+}
+
 // unready returns why the node is not ready, or "" when it is.
 func (s *Server) unready(ctx context.Context) string {
+	if f, ok := s.cfg.Cluster.(faulty); ok {
+		if reason := f.Fault(); reason != "" {
+			return reason
+		}
+	}
 	if s.cfg.Cluster.Leader() == 0 {
 		return "no leader"
 	}

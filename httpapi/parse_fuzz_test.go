@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -240,13 +241,14 @@ func FuzzMemberBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, which uint8) {
 		var v any
 		optional, code := false, "invalid_member"
+		names := []string{"id", "peer_urls", "learner"}
 		switch which % 3 {
 		case 0:
 			v = &addMemberRequest{}
 		case 1:
-			v = &updateMemberRequest{}
+			v, names = &updateMemberRequest{}, []string{"peer_urls"}
 		default:
-			v, optional, code = &transferRequest{}, true, "bad_body"
+			v, optional, code, names = &transferRequest{}, true, "bad_body", []string{"to"}
 		}
 		r := httptest.NewRequest(http.MethodPost, "/v1/members", bytes.NewReader(body))
 		err := decodeBody(httptest.NewRecorder(), r, v, optional, code)
@@ -271,6 +273,9 @@ func FuzzMemberBody(f *testing.F) {
 			if !json.Valid(body) {
 				t.Fatalf("accepted a body that is not one JSON value: %q", body)
 			}
+			if got := topLevelNames(body); !onlyOnce(got, names) {
+				t.Fatalf("accepted %q: its fields %q are not %q, each at most once and spelt so", body, got, names)
+			}
 			enc, merr := json.Marshal(v)
 			if merr != nil {
 				t.Fatal(merr)
@@ -282,4 +287,75 @@ func FuzzMemberBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// topLevelNames returns the field names of a JSON object, as sent and in
+// order (nil for another value).
+func topLevelNames(body []byte) []string {
+	d := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	var names []string
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return names
+		}
+		names = append(names, tok.(string))
+		var skip json.RawMessage
+		if d.Decode(&skip) != nil {
+			return names
+		}
+	}
+	return names
+}
+
+// onlyOnce reports whether every name in got is one of allowed, exactly,
+// and none comes twice.
+func onlyOnce(got, allowed []string) bool {
+	seen := map[string]bool{}
+	for _, n := range got {
+		if seen[n] || !slices.Contains(allowed, n) {
+			return false
+		}
+		seen[n] = true
+	}
+	return true
+}
+
+// TestDecodeBodyNames checks the names an adversarial probe got through:
+// the last of two "to" moved leadership, "Peer_URLs" was taken for
+// peer_urls.
+func TestDecodeBodyNames(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		v    any
+		says string
+	}{
+		{`{"to": 99, "to": 1}`, &transferRequest{}, `field "to" appears twice`},
+		{`{"to": 99, "To": 1}`, &transferRequest{}, `fields "to" and "To" are the same field named twice`},
+		{`{"\u0074o": 1, "to": 2}`, &transferRequest{}, `field "to" appears twice`},
+		{"{\"to\": 1, \"t\u212a\": 2}", &transferRequest{}, "unknown field"}, // the Kelvin sign folds to k, not o
+		{`{"To": 1}`, &transferRequest{}, `unknown field "To" (names are case-sensitive: use "to")`},
+		{`{"Peer_URLs": ["http://127.0.0.1:1"]}`, &addMemberRequest{}, `unknown field "Peer_URLs" (names are case-sensitive: use "peer_urls")`},
+		{`{"peer_urls": ["http://127.0.0.1:1"], "ID": 4}`, &addMemberRequest{}, `use "id"`},
+		{`{"peer_urls": [], "peer_urls": ["http://127.0.0.1:1"]}`, &updateMemberRequest{}, "appears twice"},
+		{`{"peer_urls": ["http://127.0.0.1:1"], "learner": false, "LEARNER": true}`, &addMemberRequest{}, "same field"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/members", strings.NewReader(tc.body))
+		err := decodeBody(httptest.NewRecorder(), r, tc.v, false, "bad_body")
+		badRequestCode(t, err, "bad_body")
+		if !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want it to say %q", tc.body, err, tc.says)
+		}
+	}
+	var k struct {
+		Kelvin int `json:"k"`
+	}
+	// "\u212a" (the Kelvin sign) is "k" to encoding/json: named twice.
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{\"k\": 1, \"\u212a\": 2}"))
+	if err := decodeBody(httptest.NewRecorder(), r, &k, false, "bad_body"); err == nil || !strings.Contains(err.Error(), "same field") {
+		t.Errorf("k and the Kelvin sign: %v, want the same field named twice", err)
+	}
 }

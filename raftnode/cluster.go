@@ -69,6 +69,10 @@ func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, lear
 	if err := n.checkPeerURLs(peerURLs); err != nil {
 		return Member{}, err
 	}
+	if id > MaxMemberID {
+		return Member{}, fmt.Errorf("%w no larger than %d (2^53-1), not %d: ids above it break JSON clients that read numbers as doubles, and an id-less add takes the highest id + 1",
+			ErrInvalidMemberID, uint64(MaxMemberID), id)
+	}
 	if id == 0 {
 		id = n.unusedID()
 	}
@@ -76,6 +80,9 @@ func (n *Node) AddMember(ctx context.Context, id uint64, peerURLs []string, lear
 	// that goes through PromoteMember and its readiness check only.
 	if _, exists := n.view.Load().members[id]; exists {
 		return Member{}, ErrMemberExists
+	}
+	if err := n.checkPeerAddrs(ctx, id, peerURLs); err != nil {
+		return Member{}, err
 	}
 	typ := raftpb.ConfChangeAddNode
 	if learner {
@@ -130,6 +137,11 @@ func (n *Node) UpdateMember(ctx context.Context, id uint64, peerURLs []string) (
 	if err := n.checkPeerURLs(peerURLs); err != nil {
 		return Member{}, err
 	}
+	if _, exists := n.view.Load().members[id]; exists {
+		if err := n.checkPeerAddrs(ctx, id, peerURLs); err != nil {
+			return Member{}, err
+		}
+	}
 	cc := &raftpb.ConfChange{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: proto.Uint64(id), Context: encodeContext(peerURLs)}
 	if err := n.changeMembership(ctx, cc); err != nil {
 		return Member{}, err
@@ -161,8 +173,16 @@ func (n *Node) member(id uint64) (Member, error) {
 	return m.clone(), nil
 }
 
+// MaxMemberID is the largest id AddMember takes. Every id up to it survives
+// JSON in clients that read numbers as doubles (JavaScript's largest safe
+// integer), and it leaves room for the ids that id-less adds pick, the
+// highest id used + 1, so that they never run out (2^64-1 had no successor).
+const MaxMemberID = 1<<53 - 1
+
 // unusedID picks the id after the highest one ever used, so that generated
 // ids stay small and, as in raftexample, can be a position in --cluster.
+// Past MaxMemberID (an id an older version accepted) it picks the smallest
+// id never used instead.
 func (n *Node) unusedID() uint64 {
 	view := n.view.Load()
 	var highest uint64
@@ -172,7 +192,14 @@ func (n *Node) unusedID() uint64 {
 	for id := range view.removed {
 		highest = max(highest, id)
 	}
-	return highest + 1
+	if highest < MaxMemberID {
+		return highest + 1
+	}
+	id := uint64(1)
+	for view.members[id].ID != 0 || view.isRemoved(id) {
+		id++
+	}
+	return id
 }
 
 // checkLearnerReady refuses to promote a learner that trails the leader.

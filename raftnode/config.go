@@ -148,7 +148,7 @@ func (c *Config) Validate() error {
 	if c.ID > uint64(len(c.Peers)) {
 		return fmt.Errorf("%w: id %d is outside the cluster list of %d peer URLs (member i has the i-th URL)", ErrInvalidConfig, c.ID, len(c.Peers))
 	}
-	seen := make(map[string]int, len(c.Peers))
+	seen := make([]peerAddr, 0, len(c.Peers))
 	for i, p := range c.Peers {
 		if err := ValidatePeerURL(p); err != nil {
 			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
@@ -156,10 +156,22 @@ func (c *Config) Validate() error {
 		if err := checkPeerScheme(p, c.PeerTLS.Enabled()); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		if j, dup := seen[p]; dup {
-			return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)
+		// Spellings of one IP address ("127.1", "127.0.0.01") count as
+		// one; names are not looked up, so that a command line is judged
+		// without the network.
+		a, err := literalPeerAddr(p)
+		if err != nil {
+			return fmt.Errorf("%w %s: %w (cluster entry %d)", ErrInvalidPeerURL, p, err, i+1)
 		}
-		seen[p] = i
+		for j, b := range seen {
+			switch {
+			case a.url == b.url:
+				return fmt.Errorf("%w: peers %d and %d share the URL %s", ErrInvalidConfig, j+1, i+1, p)
+			case a.sameEndpoint(b):
+				return fmt.Errorf("%w: peers %d and %d share an address: %s and %s both reach %s", ErrInvalidConfig, j+1, i+1, b.url, p, a.endpoint(b))
+			}
+		}
+		seen = append(seen, a)
 	}
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: data dir is empty", ErrInvalidConfig)

@@ -56,6 +56,9 @@ var (
 	ErrNotLeader = errors.New("this node is not the leader")
 	// ErrNotVoter means leadership cannot go to a learner.
 	ErrNotVoter = errors.New("the member is not a voter")
+	// ErrWALDirGone means the WAL directory was removed or replaced while
+	// the node ran: what it wrote since is not durable, so it stopped.
+	ErrWALDirGone = errors.New("the wal directory was removed while the node ran; nothing written since is durable, so the node stopped (wipe the data dir, remove the member and add it back)")
 	// ErrClusterIDMismatch means the peers belong to another cluster.
 	ErrClusterIDMismatch = errors.New("the peers belong to another cluster")
 

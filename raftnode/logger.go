@@ -48,7 +48,8 @@ func (l *raftLogger) Panicf(format string, v ...any) {
 // reports true its warnings too. rafthttp logs every stream it opens and
 // closes at info, several lines per peer each time one comes or goes; its
 // warnings (a peer became unreachable) stay warnings, except those of this
-// node's own shutdown, where every stream closing is expected.
+// node's own shutdown, where every stream closing is expected, and those
+// it repeats at every retry that this package reports once (quietRepeats).
 func transportLogger(lg *zap.Logger, stopping func() bool) *zap.Logger {
 	return lg.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return demotedCore{c, stopping} }))
 }
@@ -65,6 +66,13 @@ func (c demotedCore) demote(l zapcore.Level) zapcore.Level {
 	return l
 }
 
+func (c demotedCore) demoteEntry(ent zapcore.Entry) zapcore.Level {
+	if quietRepeats(ent) {
+		return zapcore.DebugLevel
+	}
+	return c.demote(ent.Level)
+}
+
 func (c demotedCore) Enabled(l zapcore.Level) bool { return c.Core.Enabled(c.demote(l)) }
 
 func (c demotedCore) With(fields []zapcore.Field) zapcore.Core {
@@ -72,6 +80,6 @@ func (c demotedCore) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (c demotedCore) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	ent.Level = c.demote(ent.Level)
+	ent.Level = c.demoteEntry(ent)
 	return c.Core.Check(ent, ce)
 }

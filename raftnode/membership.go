@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -223,6 +225,18 @@ func ValidatePeerURL(s string) error {
 	}
 	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" || u.Hostname() == "" {
 		return fmt.Errorf("%w %s: it needs a host and a port", ErrInvalidPeerURL, s)
+	}
+	// url.Parse takes any digits as a port; nothing listens on 0, and
+	// nothing can above 65535.
+	if p, err := strconv.ParseUint(u.Port(), 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("%w %s: the port must be from 1 to 65535", ErrInvalidPeerURL, s)
+	}
+	// Go reads "127.1" or "127.0.0.01" as a name, which no lookup finds:
+	// rafthttp could never dial it, though curl and ping would.
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil {
+		if ip, ok := parseInetAton(u.Hostname()); ok {
+			return fmt.Errorf("%w %s: write the address as %s", ErrInvalidPeerURL, s, ip)
+		}
 	}
 	return nil
 }

@@ -108,9 +108,11 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 }
 
 func TestValidatePeerURL(t *testing.T) {
-	good := []string{"http://127.0.0.1:12379", "https://node.example:2380", "http://[::1]:2380"}
+	good := []string{"http://127.0.0.1:12379", "https://node.example:2380", "http://[::1]:2380", "http://127.0.0.1:1", "http://127.0.0.1:65535"}
 	bad := []string{"", "127.0.0.1:2380", "ftp://127.0.0.1:2380", "http://127.0.0.1", "http://:2380",
-		"http://u:p@127.0.0.1:2380", "http://127.0.0.1:2380/raft", "http://127.0.0.1:2380/", "http://127.0.0.1:2380?x=1", "http://127.0.0.1:2380#f", "http://%zz:1"}
+		"http://u:p@127.0.0.1:2380", "http://127.0.0.1:2380/raft", "http://127.0.0.1:2380/", "http://127.0.0.1:2380?x=1", "http://127.0.0.1:2380#f", "http://%zz:1",
+		"http://127.0.0.1:0", "http://127.0.0.1:00", "http://127.0.0.1:65536", "http://127.0.0.1:99999", "http://127.0.0.1:18446744073709551617",
+		"http://127.1:2380", "http://127.0.0.01:2380", "http://0x7f.0.0.1:2380", "http://2130706433:2380", "http://017700000001:2380"}
 	for _, u := range good {
 		if err := ValidatePeerURL(u); err != nil {
 			t.Errorf("ValidatePeerURL(%q) = %v, want nil", u, err)
@@ -131,5 +133,77 @@ func TestAttributesRoundTrip(t *testing.T) {
 	}
 	if _, err := unmarshalAttributes(append(a.marshal()[:3:3], 0xff)); err == nil {
 		t.Fatal("truncated attributes decoded")
+	}
+}
+
+func TestUnusedIDAfterTheLargest(t *testing.T) {
+	for _, tc := range []struct {
+		members, removed []uint64
+		want             uint64
+	}{
+		{[]uint64{1, 2, 3}, nil, 4},
+		{[]uint64{1, 2}, []uint64{3}, 4},
+		{[]uint64{1, MaxMemberID - 1}, nil, MaxMemberID},
+		// Ids an older version accepted: the smallest unused one instead
+		// of an overflow to 0.
+		{[]uint64{1, 2, 1<<64 - 1}, []uint64{3}, 4},
+		{[]uint64{2, MaxMemberID}, nil, 1},
+	} {
+		m := newMembership()
+		for _, id := range tc.members {
+			m.members[id] = Member{ID: id}
+		}
+		for _, id := range tc.removed {
+			m.removed[id] = struct{}{}
+		}
+		n := &Node{}
+		n.view.Store(m)
+		if got := n.unusedID(); got != tc.want {
+			t.Errorf("members %v, removed %v: unusedID = %d, want %d", tc.members, tc.removed, got, tc.want)
+		}
+	}
+}
+
+func TestPeerAddrSpellings(t *testing.T) {
+	same := [][2]string{
+		{"http://127.0.0.1:1", "http://127.1:1"},
+		{"http://127.0.0.1:1", "http://127.0.0.01:1"},
+		{"http://127.0.0.1:1", "http://0x7F.0.0.1:1"},
+		{"http://127.0.0.1:1", "http://2130706433:1"},
+		{"http://127.0.0.1:1", "http://[::ffff:127.0.0.1]:1"},
+		{"http://127.0.0.1:1", "https://127.0.0.1:01"},
+		{"http://node.example:1", "http://NODE.example.:1"},
+	}
+	differ := [][2]string{
+		{"http://127.0.0.1:1", "http://127.0.0.1:2"},
+		{"http://127.0.0.1:1", "http://127.0.0.2:1"},
+		{"http://127.0.0.1:1", "http://[::1]:1"},
+		{"http://127.0.0.1:1", "http://127.0.0.08:1"}, // not octal: a name
+		{"http://a.example:1", "http://b.example:1"},
+	}
+	read := func(u string) peerAddr {
+		a, err := literalPeerAddr(u)
+		if err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		return a
+	}
+	for _, p := range same {
+		if !read(p[0]).sameEndpoint(read(p[1])) {
+			t.Errorf("%s and %s: different endpoints, want the same", p[0], p[1])
+		}
+	}
+	for _, p := range differ {
+		if read(p[0]).sameEndpoint(read(p[1])) {
+			t.Errorf("%s and %s: the same endpoint, want different", p[0], p[1])
+		}
+	}
+}
+
+func TestValidateRefusesOneAddressTwice(t *testing.T) {
+	cfg := Config{ID: 1, DataDir: t.TempDir(), ElectionTicks: 10, HeartbeatTicks: 1,
+		Peers: []string{"http://127.0.0.1:2380", "http://[::ffff:127.0.0.1]:2380"}}
+	if err := cfg.Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Validate = %v, want ErrInvalidConfig", err)
 	}
 }

@@ -118,6 +118,9 @@ type Node struct {
 	proposing     atomic.Int32 // 1 while proposeLoop hands a proposal to raft
 	snapMu        sync.Mutex   // one snapshot received at a time (serveSnapshot)
 	metrics       *metrics
+	stopFault     atomic.Pointer[string] // why the node stops on a failure
+	snapFault     atomic.Pointer[string] // why it cannot store the leader's snapshot
+	snapRetries   snapshotRetries        // failed snapshot transfers, as leader
 
 	stopOnce sync.Once
 	stopc    chan struct{} // closed to ask every goroutine to stop
@@ -214,7 +217,7 @@ func Start(cfg Config) (*Node, error) {
 		ID:          types.ID(cfg.ID),
 		URLs:        selfURLs,
 		ClusterID:   types.ID(ds.clusterID),
-		Raft:        transportRaft{n},
+		Raft:        snapshotReporter{transportRaft{n}},
 		Snapshotter: st.snapshotter,
 		ServerStats: stats.NewServerStats("", ""),
 		LeaderStats: stats.NewLeaderStats(lg, strconv.FormatUint(cfg.ID, 10)),
@@ -245,7 +248,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 
 	warnUnauthenticatedPeers(lg, cfg.PeerListener.Addr(), cfg.PeerTLS.ClientCertAuth)
-	n.peerServer = &http.Server{Handler: n.peerHandler(), ReadHeaderTimeout: 10 * time.Second,
+	n.peerServer = &http.Server{Handler: n.watchSnapshotReceipts(n.peerHandler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg.Named("peer-http"))}
 	n.wg.Add(4)
 	go func() {
@@ -505,7 +508,8 @@ func (n *Node) run() {
 			n.lg.Error("record removal in the data dir", zap.Error(merr))
 		}
 	} else if err != nil {
-		n.lg.Error("raft node failed", zap.Error(err))
+		n.setStopFault(err) // before anything stops: /readyz says why meanwhile
+		n.lg.Error("raft node failed; stopping", zap.Error(err))
 	}
 	n.stopOnce.Do(func() { close(n.stopc) })
 	n.node.Stop()

@@ -129,6 +129,11 @@ func (n *Node) persist(rd raft.Ready) error {
 	}
 	if rd.MustSync {
 		n.metrics.walFsync.Observe(time.Since(start).Seconds())
+		// Before a follower acknowledges what it saved: a synced file in
+		// a deleted directory is durable nowhere.
+		if err := n.storage.checkWALDir(); err != nil {
+			return err
+		}
 	}
 	if hasSnap {
 		// The hard state must be durable before raft forgets the log the
@@ -348,6 +353,9 @@ func (n *Node) send(msgs []*raftpb.Message) {
 // so its size is not bounded by rafthttp's message limits. Encoding happens
 // on another goroutine; the loop only captures the state.
 func (n *Node) sendSnapshot(m *raftpb.Message) {
+	if n.snapshotDelayed(m.GetTo()) {
+		return
+	}
 	select {
 	case <-n.lastDone: // the state machine holds everything up to appliedIndex
 	case <-n.stopc:

@@ -116,11 +116,9 @@ func (n *Node) finishSnapshot(res snapshotResult) error {
 	return nil
 }
 
-// The backoff of a snapshot that failed for want of file descriptors.
-const (
-	snapshotRetryMin = time.Second
-	snapshotRetryMax = time.Minute
-)
+// The backoff of a snapshot that failed for want of file descriptors is
+// snapshotRetryMin doubling to snapshotRetryMax (fault.go), as for a
+// snapshot transfer a member could not store.
 
 // outOfFiles reports whether err is the process's or the system's open file
 // limit (EMFILE, ENFILE): a condition that passes when connections close.

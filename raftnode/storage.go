@@ -38,6 +38,9 @@ type storage struct {
 	snapDir     string
 	wal         *wal.WAL
 	snapshotter *snap.Snapshotter
+	// walDirInfo is the WAL directory as opened: checkWALDir compares the
+	// directory at walDir with it.
+	walDirInfo os.FileInfo
 }
 
 // walMetadata identifies the member a WAL belongs to and its cluster.
@@ -125,6 +128,8 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	if fileutil.Exist(filepath.Join(s.memberDir, removedMarker)) {
 		return nil, nil, removedError(dataDir)
 	}
+	// Before the WAL starts preallocating its next segment as a .tmp file.
+	sweepWALTmp(lg, s.walDir)
 	if !wal.Exist(s.walDir) {
 		if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
 			return nil, nil, fmt.Errorf("create snap dir: %w", err)
@@ -135,6 +140,10 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 		}
 		s.wal = w
 		s.snapshotter = snap.New(lg, s.snapDir)
+		if s.walDirInfo, err = os.Stat(s.walDir); err != nil {
+			w.Close()
+			return nil, nil, fmt.Errorf("create wal: %w", err)
+		}
 		return s, &diskState{hardState: &raftpb.HardState{}, fresh: true, clusterID: clusterID}, nil
 	}
 	if err := fileutil.TouchDirAll(lg, s.snapDir); err != nil {
@@ -191,6 +200,10 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 	if err := checkEntries(s.walDir, ds.entries); err != nil {
 		s.wal.Close()
 		return nil, nil, err
+	}
+	if s.walDirInfo, err = os.Stat(s.walDir); err != nil {
+		s.wal.Close()
+		return nil, nil, fmt.Errorf("open wal: %w", err)
 	}
 	// A crash right after the WAL was created leaves it without a single
 	// record of raft state: the member never took part, so it starts afresh.
@@ -358,8 +371,58 @@ func fsyncDir(dir string) error {
 	return nil
 }
 
+// checkWALDir reports whether the WAL directory is still the one the WAL
+// was opened in. Deleting it (rm -rf) leaves the open segment writable and
+// fsync succeeding on a file no path reaches: nothing written is durable,
+// and a restart would not find it.
+func (s *storage) checkWALDir() error {
+	info, err := os.Stat(s.walDir)
+	switch {
+	case err != nil:
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // without stat's copy of the path
+		}
+		return fmt.Errorf("%w: %s: %w", ErrWALDirGone, s.walDir, err)
+	case !os.SameFile(info, s.walDirInfo):
+		return fmt.Errorf("%w: %s is another directory now", ErrWALDirGone, s.walDir)
+	}
+	return nil
+}
+
+// sweepWALTmp removes the .tmp files etcd's WAL preallocates its next
+// segment in. One that failed to preallocate (no space left) stays behind
+// empty; one that was never used keeps its space. A .tmp file holds no data
+// until it is renamed to a segment, and the WAL locks the file it
+// preallocated, so a file this can lock is no open WAL's.
+func sweepWALTmp(lg *zap.Logger, walDir string) {
+	names, err := fileutil.ReadDir(walDir)
+	if err != nil {
+		return // no wal dir yet
+	}
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".tmp") {
+			continue
+		}
+		path := filepath.Join(walDir, name)
+		l, err := fileutil.TryLockFile(path, os.O_WRONLY, fileutil.PrivateFileMode)
+		if err != nil {
+			continue // locked: a running WAL's
+		}
+		err = os.Remove(path)
+		l.Close()
+		if err != nil {
+			lg.Warn("remove a leftover wal .tmp file", zap.String("file", path), zap.Error(err))
+		}
+	}
+}
+
 func (s *storage) close() error {
-	if err := s.wal.Close(); err != nil {
+	err := s.wal.Close()
+	// Closing the WAL removes the segment it had preallocated, but not one
+	// whose preallocation failed.
+	sweepWALTmp(s.lg, s.walDir)
+	if err != nil {
 		return fmt.Errorf("close wal: %w", err)
 	}
 	return nil
