@@ -59,7 +59,7 @@ type serveFlags struct {
 	peerTLS   listener.TLSFiles
 
 	authFile string
-	limits    clientLimits
+	limits   clientLimits
 }
 
 func newServeCommand() *cobra.Command {

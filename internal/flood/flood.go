@@ -52,7 +52,7 @@ type Config struct {
 	// writers' requests (a node with access control on); the hostile
 	// clients send none.
 	WriterAuthorization string
-	Duration   time.Duration
+	Duration            time.Duration
 	// Settle is how long the hostile clients stay in place, after the
 	// writers are done, before their outcome is read (default 0).
 	Settle time.Duration
