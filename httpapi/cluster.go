@@ -143,13 +143,20 @@ func progressState(s string) string {
 	return strings.ToLower(strings.TrimPrefix(s, "State"))
 }
 
+// memberRequest reads the id of a /v1/members/{id} request and, on a
+// follower, forwards the request to the leader, reporting that it did.
+func (s *Server) memberRequest(w http.ResponseWriter, r *http.Request, rawID string) (id uint64, forwarded bool, err error) {
+	if id, err = parseV1MemberID(rawID); err != nil {
+		return 0, false, err
+	}
+	forwarded, err = s.forwardToLeader(w, r, maxMemberBodyBytes)
+	return id, forwarded, err
+}
+
 // serveMember serves PUT and DELETE /v1/members/{id}.
 func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rawID string) error {
-	id, err := parseV1MemberID(rawID)
-	if err != nil {
-		return err
-	}
-	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
+	id, forwarded, err := s.memberRequest(w, r, rawID)
+	if forwarded || err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
@@ -178,11 +185,8 @@ func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rawID strin
 
 // servePromote serves POST /v1/members/{id}/promote.
 func (s *Server) servePromote(w http.ResponseWriter, r *http.Request, rawID string) error {
-	id, err := parseV1MemberID(rawID)
-	if err != nil {
-		return err
-	}
-	if forwarded, err := s.forwardToLeader(w, r, maxMemberBodyBytes); forwarded || err != nil {
+	id, forwarded, err := s.memberRequest(w, r, rawID)
+	if forwarded || err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)

@@ -5,7 +5,6 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -193,20 +192,7 @@ func (r response) String() string { return fmt.Sprintf("%d %s", r.status, string
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 func do(method, url, body string) (response, error) {
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		return response{}, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, err
-	}
-	return response{status: resp.StatusCode, body: string(b)}, nil
+	return doAs("", method, url, body)
 }
 
 func get(m *member, key string, serializable bool) (response, error) {
