@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,9 +67,11 @@ func TestFlood(t *testing.T) {
 	if rep.OK() == 0 {
 		t.Fatalf("no write succeeded: %v", rep.Writes)
 	}
+	// A 503 is a write refused before it was applied (busy, or on a
+	// starved machine even no_leader); nothing else may come back.
 	for what := range rep.Writes {
-		if what != "200" && what != "503 busy" {
-			t.Errorf("a writer got %q (%d×); want 200 or 503 busy", what, rep.Writes[what])
+		if what != "200" && !strings.HasPrefix(what, "503 ") {
+			t.Errorf("a writer got %q (%d×); want 200 or a 503", what, rep.Writes[what])
 		}
 	}
 	// Every hostile client gets an answer that refuses it, or is closed
@@ -91,8 +94,12 @@ func TestFlood(t *testing.T) {
 	if n := rep.Hostile["watcher"]["streaming until the end"]; n > maxWatch {
 		t.Errorf("%d watches streaming; --max-watchers is %d", n, maxWatch)
 	}
-	if rep.Hostile["slow-body"]["503 busy"] == 0 {
-		t.Errorf("no slow body beyond --max-concurrent-requests got 503 busy: %v", rep.Hostile["slow-body"])
+	// The slow bodies that got a slot and timed out are bounded by the
+	// request cap. Which of the others are refused busy and which are
+	// closed at the connection cap depends on timing; httpapi's
+	// TestBusyBeyondMaxConcurrentRequests checks the busy answer.
+	if n := rep.Hostile["slow-body"]["408 body_timeout"]; n > maxReqs {
+		t.Errorf("%d slow bodies held a slot until their timeout; --max-concurrent-requests is %d", n, maxReqs)
 	}
 	// Bodies held at once are bounded by the request cap: 64 × 1.5 MiB,
 	// plus the node's own; the race detector multiplies memory.
