@@ -110,9 +110,10 @@ func probe(tlsConfig *tls.Config, url string) (int, error) {
 // running TLS cluster, as `raftkv cert create-node --overwrite` does: the
 // next handshake on every member's client and peer port presents the new
 // certificate, with no restart, and the cluster keeps serving: writes
-// replicate, a follower forwards to the leader, and a member restarted
-// after the rotation rejoins over new peer connections both ways. A bad
-// certificate file afterwards leaves the new certificate in service.
+// replicate, a follower forwards to the leader, a member restarted after
+// the rotation rejoins over new peer connections both ways, and a new
+// member joins. A bad certificate file afterwards leaves the new
+// certificate in service.
 func TestTLSCertificateRotation(t *testing.T) {
 	certs := testcerts.New(t)
 	c := testcluster.New(t, testcluster.Config{Size: 3, TLS: certs})
@@ -147,9 +148,14 @@ func TestTLSCertificateRotation(t *testing.T) {
 		t.Fatalf("stop member %d: %v", f, err)
 	}
 	c.Restart(f)
+	// A member added now asks the others for the member table with the
+	// renewed certificate, then joins.
+	joined := c.AddMember(leader)
+	c.StartJoining(joined)
 	c.WaitApplied(putKeys(t, c, leader, "restarted", 5, want))
 	checkKeys(t, c, f, want, testcluster.Serializable)
-	expectSerial("after a restart", renewed)
+	checkKeys(t, c, joined, want, testcluster.Serializable)
+	expectSerial("after a restart and a join", renewed)
 
 	// A certificate file caught half-written keeps the renewed one in
 	// service. (rafthttp, which reads the files at each of its own dials,
