@@ -54,7 +54,9 @@ func (f TLSFiles) NewReloader(lg *zap.Logger) (*Reloader, error) {
 	}
 	r := &Reloader{files: f, lg: lg, pair: &watched[tls.Certificate]{
 		paths: []string{f.CertFile, f.KeyFile},
-		parse: func(data [][]byte) (tls.Certificate, error) { return parseKeyPair(f.CertFile, data[0], data[1]) },
+		parse: func(data [][]byte) (tls.Certificate, error) {
+			return parseKeyPair(f.CertFile, f.KeyFile, data[0], data[1])
+		},
 	}}
 	now := time.Now()
 	if _, err := r.pair.refresh(now); err != nil {

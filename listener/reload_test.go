@@ -67,6 +67,13 @@ func TestReloaderServesRotatedCertificate(t *testing.T) {
 		{"half-written certificate", func(t *testing.T) {
 			write(t, certs.NodeCert, halfPEM(certs.CA.CertPEM()))
 		}, "incomplete PEM block"},
+		{"half-written key", func(t *testing.T) {
+			key, err := os.ReadFile(certs.ClientKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, certs.NodeKey, halfPEM(key))
+		}, "node-key.pem ends in an incomplete PEM block"},
 		{"chain cut short", func(t *testing.T) {
 			// A new key and its certificate, followed by a CA certificate
 			// not yet fully written: the leaf alone would load.

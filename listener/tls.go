@@ -192,11 +192,14 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return parseKeyPair(certFile, certPEM, keyPEM)
+	return parseKeyPair(certFile, keyFile, certPEM, keyPEM)
 }
 
-func parseKeyPair(certFile string, certPEM, keyPEM []byte) (tls.Certificate, error) {
+func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte) (tls.Certificate, error) {
 	if err := checkComplete(certFile, certPEM); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := checkComplete(keyFile, keyPEM); err != nil {
 		return tls.Certificate{}, err
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
