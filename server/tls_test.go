@@ -131,11 +131,18 @@ func TestTLSCertificateRotation(t *testing.T) {
 			}
 		}
 	}
-	forwardMembers := func(via uint64) {
+	// forwardMembers asks a follower for GET /v1/members, which it
+	// forwards to the leader, presenting its own certificate. An election
+	// on a loaded machine answers 503 meanwhile: retried.
+	forwardMembers := func() {
 		t.Helper()
-		if status, err := probe(harnessTLS, c.ClientURL(via)+"/v1/members"); err != nil || status != http.StatusOK {
-			t.Fatalf("GET /v1/members on follower %d: %d %v", via, status, err)
-		}
+		via := otherThan(c, c.WaitLeader())
+		c.WaitFor(fmt.Sprintf("GET /v1/members on follower %d", via), func() error {
+			if status, err := probe(harnessTLS, c.ClientURL(via)+"/v1/members"); err != nil || status != http.StatusOK {
+				return fmt.Errorf("%d %v", status, err)
+			}
+			return nil
+		})
 	}
 
 	expectSerial("before the rotation", testcerts.SerialOf(t, certs.NodeCert))
@@ -143,17 +150,26 @@ func TestTLSCertificateRotation(t *testing.T) {
 	expectSerial("after the rotation", renewed)
 	f := otherThan(c, leader)
 	c.WaitApplied(putKeys(t, c, f, "rotated", 5, want))
-	forwardMembers(f)
+	forwardMembers()
 	if err := c.Stop(f); err != nil {
 		t.Fatalf("stop member %d: %v", f, err)
 	}
 	c.Restart(f)
-	// A member added now asks the others for the member table with the
-	// renewed certificate, then joins.
-	joined := c.AddMember(leader)
-	c.StartJoining(joined)
+	leader = c.WaitLeader()
 	c.WaitApplied(putKeys(t, c, leader, "restarted", 5, want))
 	checkKeys(t, c, f, want, testcluster.Serializable)
+	// A member added now asks the others for the member table with the
+	// renewed certificate, then joins. The leader counts the restarted
+	// member toward the quorum of the change once it is connected to it.
+	c.WaitFor("the leader to reconnect to the restarted member", func() error {
+		if !c.Node(leader).Started(f) {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	joined := c.AddMember(leader)
+	c.StartJoining(joined)
+	c.WaitApplied(putKeys(t, c, leader, "joined", 5, want))
 	checkKeys(t, c, joined, want, testcluster.Serializable)
 	expectSerial("after a restart and a join", renewed)
 
@@ -165,7 +181,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 	}
 	expectSerial("with a half-written certificate file", renewed)
 	c.WaitApplied(putKeys(t, c, leader, "bad-file", 5, want))
-	forwardMembers(f)
+	forwardMembers()
 	expectSerial("after a fix", certs.ReplaceNode(t, certs.CA).SerialNumber)
 }
 
