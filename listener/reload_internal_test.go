@@ -31,7 +31,7 @@ func TestWatchedReadsOnlyWhatMayHaveChanged(t *testing.T) {
 		t.Helper()
 		changed, err := w.refresh(at)
 		if err != nil || changed != wantChanged || w.value != want {
-			t.Fatalf("refresh at mtime%+v: changed %v, value %q, %v; want changed %v, value %q",
+			t.Fatalf("refresh at mtime+%v: changed %v, value %q, %v; want changed %v, value %q",
 				at.Sub(mtime), changed, w.value, err, wantChanged, want)
 		}
 	}
