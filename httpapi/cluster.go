@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,10 +48,10 @@ const (
 	maxMemberBodyBytes = 64 << 10
 )
 
-// newForwarder returns the transport that carries forwarded requests.
-func newForwarder(tlsConfig *tls.Config) *http.Transport {
-	return &http.Transport{
-		TLSClientConfig: tlsConfig,
+// newForwarder returns the transport that carries forwarded requests,
+// connecting over TLS with dialTLS when it is set.
+func newForwarder(dialTLS func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	t := &http.Transport{
 		// Members reach each other directly, never through an HTTP proxy
 		// from the environment.
 		Proxy:               nil,
@@ -63,6 +62,17 @@ func newForwarder(tlsConfig *tls.Config) *http.Transport {
 		// that stops.
 		DisableKeepAlives: true,
 	}
+	if dialTLS != nil {
+		// net/http ignores DialContext and TLSHandshakeTimeout for the
+		// connections of DialTLSContext, so their two bounds are set
+		// here, as one for connecting and the handshake together.
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, 2*forwardDialTimeout)
+			defer cancel()
+			return dialTLS(ctx, network, addr)
+		}
+	}
+	return t
 }
 
 // memberJSON is a member as the API shows it.

@@ -1,9 +1,10 @@
 package listener
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"slices"
@@ -59,26 +60,36 @@ func (f TLSFiles) Check(prefix string) error {
 	return nil
 }
 
-// ServerConfig is the configuration to serve with, nil when TLS is off.
+// ServerConfig is the configuration to serve with, nil when TLS is off. It
+// holds the files as they are now; a server that should pick up rotated
+// certificates serves a Reloader's ServerConfig instead.
 func (f TLSFiles) ServerConfig() (*tls.Config, error) {
 	if !f.Enabled() {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	cert, err := loadKeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate: %w", err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var pool *x509.CertPool
 	if f.ClientCertAuth {
-		pool, err := LoadCAPool(f.TrustedCAFile)
-		if err != nil {
+		if pool, err = LoadCAPool(f.TrustedCAFile); err != nil {
 			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
+	}
+	return f.serverConfig(cert, pool), nil
+}
+
+// serverConfig serves cert and, with ClientCertAuth, requires client
+// certificates that a CA in pool signed.
+func (f TLSFiles) serverConfig(cert tls.Certificate, pool *x509.CertPool) *tls.Config {
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.ClientCertAuth {
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	cfg.VerifyPeerCertificate = f.verifyAllowed()
-	return cfg, nil
+	return cfg
 }
 
 // verifyAllowed checks the other end's verified certificate against
@@ -115,23 +126,30 @@ func ipStrings(cert *x509.Certificate) []string {
 // ClientConfig is the configuration to dial others of this endpoint's kind
 // with: trust the CA bundle (the system's when none is given) and present
 // this endpoint's certificate, for servers that require one. nil when TLS is
-// off.
+// off. Like ServerConfig it holds the files as they are now (see
+// Reloader.DialTLSContext).
 func (f TLSFiles) ClientConfig() (*tls.Config, error) {
 	if !f.Enabled() {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	cert, err := loadKeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate: %w", err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var pool *x509.CertPool
 	if f.TrustedCAFile != "" {
-		if cfg.RootCAs, err = LoadCAPool(f.TrustedCAFile); err != nil {
+		if pool, err = LoadCAPool(f.TrustedCAFile); err != nil {
 			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
 	}
-	cfg.VerifyPeerCertificate = f.verifyAllowed()
-	return cfg, nil
+	return f.clientConfig(cert, pool), nil
+}
+
+// clientConfig presents cert and trusts the CAs in pool (the system's when
+// pool is nil).
+func (f TLSFiles) clientConfig(cert tls.Certificate, pool *x509.CertPool) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12,
+		VerifyPeerCertificate: f.verifyAllowed()}
 }
 
 // Info is the same settings in the form etcd's rafthttp dials with
@@ -142,16 +160,75 @@ func (f TLSFiles) Info() transport.TLSInfo {
 }
 
 // LoadCAPool reads a PEM bundle of CA certificates. A file without any is an
-// error: trusting it would fail every handshake later, far from the cause.
-// The errors name the file but not the flag; callers add that.
+// error (ErrNoPEMCertificate), and so is one that ends inside a block
+// (ErrIncompletePEM). The errors name the file but not the flag; callers add
+// that.
 func LoadCAPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
+	return parseCAPool(file, data)
+}
+
+func parseCAPool(file string, data []byte) (*x509.CertPool, error) {
+	if err := checkComplete(file, data); err != nil {
+		return nil, err
+	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New(file + " holds no PEM certificate")
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s %w", file, ErrNoPEMCertificate)
 	}
 	return pool, nil
+}
+
+// loadKeyPair reads a certificate (chain) and its private key.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return parseKeyPair(certFile, keyFile, certPEM, keyPEM)
+}
+
+func parseKeyPair(certFile, keyFile string, certPEM, keyPEM []byte) (tls.Certificate, error) {
+	if err := checkComplete(certFile, certPEM); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := checkComplete(keyFile, keyPEM); err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if cert.Leaf == nil { // Go fills it in unless GODEBUG=x509keypairleaf=0
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return tls.Certificate{}, err
+		}
+	}
+	return cert, nil
+}
+
+// checkComplete refuses PEM data whose last block has a beginning but no
+// end. The PEM decoder skips such a block silently, so a chain or bundle
+// caught halfway through being written would otherwise load as its first
+// certificates only. Text after the last block (comments some tools add)
+// is not refused.
+func checkComplete(file string, data []byte) error {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+	}
+	if bytes.Contains(data, []byte("-----BEGIN")) {
+		return fmt.Errorf("%s %w", file, ErrIncompletePEM)
+	}
+	return nil
 }

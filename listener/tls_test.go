@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +18,12 @@ import (
 func TestTLSFilesCheck(t *testing.T) {
 	certs := testcerts.New(t)
 	missing := filepath.Join(t.TempDir(), "missing.pem")
+	// A bundle caught while its second certificate was being written.
+	cutShort := filepath.Join(t.TempDir(), "cut-short.pem")
+	other := certs.OtherCA.CertPEM()
+	if err := os.WriteFile(cutShort, append(certs.CA.CertPEM(), other[:len(other)/2]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		files listener.TLSFiles
@@ -33,6 +40,7 @@ func TestTLSFilesCheck(t *testing.T) {
 		{"missing CA", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: missing}, "--peer-trusted-ca-file"},
 		{"CA for dialing that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey}, "holds no PEM certificate"},
 		{"CA that is no PEM", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.NodeKey, ClientCertAuth: true}, "no PEM certificate"},
+		{"CA bundle cut short", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: cutShort, ClientCertAuth: true}, "incomplete PEM block"},
 		{"allowed CN", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, ClientCertAuth: true, AllowedCNs: []string{"node"}}, ""},
 		{"allowed CN without client certs", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, AllowedCNs: []string{"node"}}, "need --peer-client-cert-auth"},
 		{"allowed CN and hostname", listener.TLSFiles{CertFile: certs.NodeCert, KeyFile: certs.NodeKey, TrustedCAFile: certs.CAFile, ClientCertAuth: true, AllowedCNs: []string{"node"}, AllowedHostnames: []string{"localhost"}}, "exclude each other"},

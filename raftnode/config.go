@@ -44,7 +44,8 @@ type Config struct {
 	// DataDir holds the WAL and snapshots.
 	DataDir string
 	// PeerListener serves the raft transport; the node closes it on stop.
-	// With PeerTLS it must serve TLS (PeerTLS.ServerConfig).
+	// With PeerTLS it must serve TLS: a listener.Reloader's ServerConfig,
+	// so that rotated certificates are served without a restart.
 	PeerListener net.Listener
 	// PeerTLS, when enabled, is how this member proves itself to its peers
 	// and checks them; every peer URL is then https.

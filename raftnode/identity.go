@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -56,7 +57,7 @@ func initialClusterID(lg *zap.Logger, cfg *Config) (uint64, error) {
 	}
 	if !cfg.Join {
 		id := ClusterIDFor(cfg.ClusterToken, cfg.Peers)
-		return id, checkNotStartedBefore(cfg, id)
+		return id, checkNotStartedBefore(lg, cfg, id)
 	}
 	return discoverCluster(lg, cfg)
 }
@@ -66,9 +67,9 @@ func initialClusterID(lg *zap.Logger, cfg *Config) (uint64, error) {
 // new log under its old id could let it vote again in a term it voted in, or
 // count toward a quorum for entries it no longer holds. Peers that cannot be
 // reached are skipped: on a first start they may not be up yet.
-func checkNotStartedBefore(cfg *Config, clusterID uint64) error {
+func checkNotStartedBefore(lg *zap.Logger, cfg *Config, clusterID uint64) error {
 	self := cfg.Peers[cfg.ID-1]
-	client, err := peerClient(cfg, startedCheckTimeout)
+	client, err := peerClient(lg, cfg, startedCheckTimeout)
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ const startedCheckTimeout = 500 * time.Millisecond
 // checks that the cluster already added this member with this peer URL.
 func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 	self := cfg.Peers[cfg.ID-1]
-	client, err := peerClient(cfg, 2*time.Second)
+	client, err := peerClient(lg, cfg, 2*time.Second)
 	if err != nil {
 		return 0, err
 	}
@@ -158,13 +159,23 @@ func discoverCluster(lg *zap.Logger, cfg *Config) (uint64, error) {
 }
 
 // peerClient is an HTTP client for the peers' ports, with the peer TLS
-// settings; each request is bounded by timeout.
-func peerClient(cfg *Config, timeout time.Duration) (*http.Client, error) {
-	tlsConfig, err := cfg.PeerTLS.ClientConfig()
+// settings as the files hold them at each connection; each request is
+// bounded by timeout.
+func peerClient(lg *zap.Logger, cfg *Config, timeout time.Duration) (*http.Client, error) {
+	certs, err := cfg.PeerTLS.NewReloader(lg.Named("peer-client-tls"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: peer TLS: %w", ErrInvalidConfig, err)
 	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, TLSClientConfig: tlsConfig}}, nil
+	transport := &http.Transport{Proxy: nil}
+	if certs != nil {
+		transport.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// net/http lets a dial outlive the request that started it.
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			return certs.DialTLSContext(ctx, network, addr)
+		}
+	}
+	return &http.Client{Timeout: timeout, Transport: transport}, nil
 }
 
 // fetchClusterInfo asks the peer at peerURL for the cluster's id and members.
@@ -261,7 +272,7 @@ func checkStoredPeerURLs(lg *zap.Logger, cfg *Config, clusterID uint64, stored *
 	if !known || slices.Contains(self.PeerURLs, given) {
 		return nil
 	}
-	if peer, ok := confirmPeerURL(cfg, clusterID, stored, given); ok {
+	if peer, ok := confirmPeerURL(lg, cfg, clusterID, stored, given); ok {
 		lg.Info("this member's peer URL was changed while it was down",
 			zap.Strings("stored", self.PeerURLs), zap.String("url", given), zap.String("confirmed-by", peer))
 		return nil
@@ -295,8 +306,8 @@ const confirmURLTimeout = 2 * time.Second
 // was down is the one legitimate reason for its stored URL to be out of
 // date; the member learns of it from the log once it runs. It returns the
 // peer that confirmed.
-func confirmPeerURL(cfg *Config, clusterID uint64, stored *membership, url string) (string, bool) {
-	client, err := peerClient(cfg, confirmURLTimeout)
+func confirmPeerURL(lg *zap.Logger, cfg *Config, clusterID uint64, stored *membership, url string) (string, bool) {
+	client, err := peerClient(lg, cfg, confirmURLTimeout)
 	if err != nil {
 		return "", false
 	}

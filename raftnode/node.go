@@ -222,7 +222,10 @@ func Start(cfg Config) (*Node, error) {
 		ServerStats: stats.NewServerStats("", ""),
 		LeaderStats: stats.NewLeaderStats(lg, strconv.FormatUint(cfg.ID, 10)),
 		ErrorC:      make(chan error, 1),
-		TLSInfo:     cfg.PeerTLS.Info(),
+		// etcd's TLSInfo reads the key pair again at each of rafthttp's
+		// handshakes, with no fallback (a bad file fails that dial, which
+		// rafthttp retries), but the CA bundle only once, here.
+		TLSInfo: cfg.PeerTLS.Info(),
 	}
 	if err := n.transport.Start(); err != nil {
 		n.node.Stop()

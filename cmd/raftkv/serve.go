@@ -240,29 +240,31 @@ func serve(f serveFlags) error {
 	if listenPeer == "" {
 		listenPeer = peerURL.Host
 	}
-	// The TLS files were loaded once by config; load them again for use.
-	peerTLS, err := f.peerTLS.ServerConfig()
+	// The TLS files were checked by config; load them again for use. From
+	// now on each handshake reads them again if they changed, so that
+	// certificates rotate without a restart (docs/SECURITY.md).
+	peerCerts, err := f.peerTLS.NewReloader(lg.Named("peer-tls"))
 	if err != nil {
 		return fmt.Errorf("peer TLS: %w", err)
 	}
-	clientTLS, err := f.clientTLS.ServerConfig()
+	clientCerts, err := f.clientTLS.NewReloader(lg.Named("client-tls"))
 	if err != nil {
 		return fmt.Errorf("client TLS: %w", err)
 	}
-	forwardTLS, err := f.clientTLS.ClientConfig()
-	if err != nil {
-		return fmt.Errorf("client TLS: %w", err)
+	var forwardDialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
+	if clientCerts != nil {
+		forwardDialTLS = clientCerts.DialTLSContext
 	}
 	peerFlag := "--cluster (this node's peer URL)"
 	if f.listenPeer != "" {
 		peerFlag = "--listen-peer"
 	}
-	peerLn, err := listener.New(listenPeer, peerTLS)
+	peerLn, err := listener.New(listenPeer, peerCerts.ServerConfig())
 	if err != nil {
 		return listenError(peerFlag, listenPeer, err)
 	}
 	clientAddr := net.JoinHostPort(f.listenClient, strconv.Itoa(f.port))
-	clientLn, err := listener.New(clientAddr, clientTLS)
+	clientLn, err := listener.New(clientAddr, clientCerts.ServerConfig())
 	if err != nil {
 		peerLn.Close()
 		return listenError("--port", clientAddr, err)
@@ -283,6 +285,7 @@ func serve(f serveFlags) error {
 		KV: kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer,
 			WatchHistoryBytes: f.limits.watchHistoryBytes},
 		API: httpapi.Config{
+<<<<<<< HEAD
 			MaxKeyBytes:           f.maxKeyBytes,
 			MaxRequestBytes:       f.maxRequestBytes,
 			RequestTimeout:        f.requestTimeout,
@@ -293,6 +296,14 @@ func serve(f serveFlags) error {
 			MaxWatchers:           f.limits.maxWatchers,
 			BodyTimeout:           f.limits.bodyTimeout,
 			WriteTimeout:          f.limits.writeTimeout,
+=======
+			MaxKeyBytes:     f.maxKeyBytes,
+			MaxRequestBytes: f.maxRequestBytes,
+			RequestTimeout:  f.requestTimeout,
+			Version:         version,
+			ForwardDialTLS:  forwardDialTLS,
+			Auth:            authStore,
+>>>>>>> i9-tls
 		},
 		ClientListener: clientLn,
 		Logger:         lg,

@@ -11,6 +11,7 @@
 package testcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
@@ -122,6 +124,10 @@ type member struct {
 	// raftnode.ErrRemoved is then expected rather than a failure.
 	removed bool
 
+	// peerCerts and clientCerts serve the member's TLS files (nil without
+	// Config.TLS).
+	peerCerts, clientCerts *listener.Reloader
+
 	peerLn    net.Listener // bound but not yet handed to a server
 	srv       *server.Server
 	clientURL string
@@ -196,19 +202,37 @@ func New(t testing.TB, cfg Config) *Cluster {
 // newMember binds a peer listener on a free loopback port for the next id.
 func (c *Cluster) newMember(join bool) (*member, error) {
 	id := uint64(len(c.members) + 1)
-	ln, err := c.listen("127.0.0.1:0", c.peerTLS())
+	lg := c.logger(id)
+	// Each member reads its TLS files as a raftkv process does: once at
+	// the start, then at each handshake if they changed.
+	peerCerts, err := c.peerTLS().NewReloader(lg.Named("peer-tls"))
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: peer TLS of member %d: %w", id, err)
+	}
+	clientCerts, err := c.clientTLS().NewReloader(lg.Named("client-tls"))
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: client TLS of member %d: %w", id, err)
+	}
+	ln, err := listener.New("127.0.0.1:0", peerCerts.ServerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("testcluster: peer listener for member %d: %w", id, err)
 	}
 	m := &member{
-		id:      id,
-		dataDir: filepath.Join(c.baseDir, "raftkv-"+strconv.FormatUint(id, 10)),
-		peerURL: c.scheme() + ln.Addr().String(),
-		join:    join,
-		peerLn:  ln,
+		id:          id,
+		dataDir:     filepath.Join(c.baseDir, "raftkv-"+strconv.FormatUint(id, 10)),
+		peerURL:     c.scheme() + ln.Addr().String(),
+		join:        join,
+		peerCerts:   peerCerts,
+		clientCerts: clientCerts,
+		peerLn:      ln,
 	}
 	c.members = append(c.members, m)
 	return m, nil
+}
+
+// logger is member id's logger.
+func (c *Cluster) logger(id uint64) *zap.Logger {
+	return zaptest.NewLogger(c.t, zaptest.Level(c.cfg.LogLevel)).Named("m" + strconv.FormatUint(id, 10))
 }
 
 func (c *Cluster) peerURLs() []string {
@@ -226,21 +250,19 @@ func (c *Cluster) start(m *member) error {
 	if peerLn == nil {
 		return errors.New("testcluster: no peer listener")
 	}
-	lg := zaptest.NewLogger(c.t, zaptest.Level(c.cfg.LogLevel)).Named("m" + strconv.FormatUint(m.id, 10))
+	lg := c.logger(m.id)
 	if err := raftnode.CheckDataDir(lg, m.dataDir, m.id); err != nil {
 		peerLn.Close()
 		return err
 	}
-	clientLn, err := c.listen("127.0.0.1:0", c.clientTLS())
+	clientLn, err := listener.New("127.0.0.1:0", m.clientCerts.ServerConfig())
 	if err != nil {
 		peerLn.Close()
 		return fmt.Errorf("testcluster: client listener: %w", err)
 	}
-	forwardTLS, err := c.clientTLS().ClientConfig()
-	if err != nil {
-		peerLn.Close()
-		clientLn.Close()
-		return fmt.Errorf("testcluster: client TLS: %w", err)
+	var forwardDialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
+	if m.clientCerts != nil {
+		forwardDialTLS = m.clientCerts.DialTLSContext
 	}
 	rc := raftnode.DefaultConfig()
 	rc.ID = m.id
@@ -263,7 +285,11 @@ func (c *Cluster) start(m *member) error {
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
 		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
+<<<<<<< HEAD
 		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardTLS: forwardTLS, Auth: c.cfg.Auth},
+=======
+		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS},
+>>>>>>> i9-tls
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
@@ -299,15 +325,6 @@ func (c *Cluster) scheme() string {
 		return "http://"
 	}
 	return "https://"
-}
-
-// listen listens on addr, with TLS when files are enabled.
-func (c *Cluster) listen(addr string, files listener.TLSFiles) (*listener.Listener, error) {
-	tlsConfig, err := files.ServerConfig()
-	if err != nil {
-		return nil, err
-	}
-	return listener.New(addr, tlsConfig)
 }
 
 // member returns the member with id, failing the test if there is none.
@@ -399,7 +416,7 @@ func (c *Cluster) TryRestart(id uint64) error {
 		c.t.Fatalf("testcluster: member %d is already running", id)
 	}
 	if m.peerLn == nil {
-		ln, err := c.rebind(m.peerURL)
+		ln, err := c.rebind(m)
 		if err != nil {
 			return err
 		}
@@ -408,10 +425,10 @@ func (c *Cluster) TryRestart(id uint64) error {
 	return c.start(m)
 }
 
-// rebind listens on a peer URL's address again. The stopped server released
-// it, but the kernel may take a moment.
-func (c *Cluster) rebind(peerURL string) (net.Listener, error) {
-	u, err := url.Parse(peerURL)
+// rebind listens on m's peer URL again. The stopped server released it, but
+// the kernel may take a moment.
+func (c *Cluster) rebind(m *member) (net.Listener, error) {
+	u, err := url.Parse(m.peerURL)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +437,7 @@ func (c *Cluster) rebind(peerURL string) (net.Listener, error) {
 	retry := time.NewTicker(20 * time.Millisecond)
 	defer retry.Stop()
 	for {
-		ln, err := c.listen(u.Host, c.peerTLS())
+		ln, err := listener.New(u.Host, m.peerCerts.ServerConfig())
 		if err == nil {
 			return ln, nil
 		}

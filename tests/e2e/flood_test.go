@@ -94,13 +94,10 @@ func TestFlood(t *testing.T) {
 	if n := rep.Hostile["watcher"]["streaming until the end"]; n > maxWatch {
 		t.Errorf("%d watches streaming; --max-watchers is %d", n, maxWatch)
 	}
-	// The slow bodies that got a slot and timed out are bounded by the
-	// request cap. Which of the others are refused busy and which are
-	// closed at the connection cap depends on timing; httpapi's
-	// TestBusyBeyondMaxConcurrentRequests checks the busy answer.
-	if n := rep.Hostile["slow-body"]["408 body_timeout"]; n > maxReqs {
-		t.Errorf("%d slow bodies held a slot until their timeout; --max-concurrent-requests is %d", n, maxReqs)
-	}
+	// Which excess slow bodies are refused busy and which are closed at
+	// the connection cap, and how many get a slot as earlier ones time
+	// out, depends on timing; httpapi's TestBusyBeyondMaxConcurrentRequests
+	// checks the busy answer, and the RSS bound below the bodies held.
 	// Bodies held at once are bounded by the request cap: 64 × 1.5 MiB,
 	// plus the node's own; the race detector multiplies memory.
 	rssBound := int64(512 << 10)
