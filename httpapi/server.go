@@ -96,10 +96,13 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Auth, when set, turns access control on: see access.go.
 	Auth *auth.Store
-<<<<<<< HEAD
-	// ForwardTLS is how a follower dials the leader's https client URL to
-	// forward a request; nil trusts the system's CAs.
-	ForwardTLS *tls.Config
+	// ForwardDialTLS, when set, is how a follower connects to the leader's
+	// https client URL to forward a request: it dials and completes the
+	// TLS handshake (listener.Reloader.DialTLSContext, which presents this
+	// node's certificate and trusts its CA bundle as their files are at
+	// that moment). nil dials with net/http's defaults, trusting the
+	// system's CAs.
+	ForwardDialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxConcurrentRequests and MaxWatchers bound the requests in progress
 	// (watches apart) and the open watch streams; beyond them the API
 	// answers 503 busy. BodyTimeout bounds the arrival of a request body;
@@ -108,15 +111,6 @@ type Config struct {
 	MaxWatchers           int
 	BodyTimeout           time.Duration
 	WriteTimeout          time.Duration
-=======
-	// ForwardDialTLS, when set, is how a follower connects to the leader's
-	// https client URL to forward a request: it dials and completes the
-	// TLS handshake (listener.Reloader.DialTLSContext, which presents this
-	// node's certificate and trusts its CA bundle as their files are at
-	// that moment). nil dials with net/http's defaults, trusting the
-	// system's CAs.
-	ForwardDialTLS func(ctx context.Context, network, addr string) (net.Conn, error)
->>>>>>> i9-tls
 }
 
 // Server is the client API's http.Handler.
@@ -159,11 +153,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-<<<<<<< HEAD
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes()}
-=======
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), routes: apiRoutes()}
->>>>>>> i9-tls
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes()}
 }
 
 // ServeHTTP dispatches on the raw path through the route table. It does not

@@ -285,25 +285,16 @@ func serve(f serveFlags) error {
 		KV: kvstore.Config{WatchHistory: f.watchHistory, WatchBuffer: f.watchBuffer,
 			WatchHistoryBytes: f.limits.watchHistoryBytes},
 		API: httpapi.Config{
-<<<<<<< HEAD
 			MaxKeyBytes:           f.maxKeyBytes,
 			MaxRequestBytes:       f.maxRequestBytes,
 			RequestTimeout:        f.requestTimeout,
 			Version:               version,
-			ForwardTLS:            forwardTLS,
+			ForwardDialTLS:        forwardDialTLS,
 			Auth:                  authStore,
 			MaxConcurrentRequests: f.limits.maxConcurrentRequests,
 			MaxWatchers:           f.limits.maxWatchers,
 			BodyTimeout:           f.limits.bodyTimeout,
 			WriteTimeout:          f.limits.writeTimeout,
-=======
-			MaxKeyBytes:     f.maxKeyBytes,
-			MaxRequestBytes: f.maxRequestBytes,
-			RequestTimeout:  f.requestTimeout,
-			Version:         version,
-			ForwardDialTLS:  forwardDialTLS,
-			Auth:            authStore,
->>>>>>> i9-tls
 		},
 		ClientListener: clientLn,
 		Logger:         lg,

@@ -285,11 +285,7 @@ func (c *Cluster) start(m *member) error {
 	srv, err := server.Start(server.Config{
 		Raft:           rc,
 		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
-<<<<<<< HEAD
-		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardTLS: forwardTLS, Auth: c.cfg.Auth},
-=======
-		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS},
->>>>>>> i9-tls
+		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS, Auth: c.cfg.Auth},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
