@@ -48,6 +48,12 @@ type Config struct {
 	// for Duration once the other clients are in place.
 	Writers    int
 	ValueBytes int
+	// SourceIP, when set, is the local address of every connection the
+	// flood makes (127.0.0.2, say). The thousands of ephemeral ports it
+	// takes then belong to that address, so that listeners on 127.0.0.1
+	// elsewhere on the machine (other tests rebinding their ports) never
+	// find one of them taken.
+	SourceIP string
 	// WriterAuthorization, when set, is the Authorization header of the
 	// writers' requests (a node with access control on); the hostile
 	// clients send none.
@@ -140,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			placed.Add(1)
 			go func() {
 				defer wg.Done()
-				outcomes(kind, hold(floodCtx, u.Host, send, placed.Done))
+				outcomes(kind, hold(floodCtx, u.Host, cfg.SourceIP, send, placed.Done))
 			}()
 		}
 	}
@@ -223,8 +229,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // hold dials addr, runs send, reports the connection as placed, and then
 // reads until the node answers or closes, or ctx ends. It returns what
 // happened.
-func hold(ctx context.Context, addr string, send func(net.Conn) error, placed func()) string {
-	var d net.Dialer
+func hold(ctx context.Context, addr, sourceIP string, send func(net.Conn) error, placed func()) string {
+	d := dialer(sourceIP)
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	c, err := d.DialContext(dialCtx, "tcp", addr)
 	cancel()
@@ -287,7 +293,7 @@ func write(ctx context.Context, cfg Config, rep *Report, mu *sync.Mutex) {
 	if cfg.Writers == 0 {
 		return
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers}
+	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Writers, DialContext: dialer(cfg.SourceIP).DialContext}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	value := bytes.Repeat([]byte{'v'}, cfg.ValueBytes)
@@ -364,4 +370,14 @@ func sample(pid int) (rssKiB int64, fds int) {
 		fds = len(entries)
 	}
 	return rssKiB, fds
+}
+
+// dialer dials from sourceIP, or from the address the system picks when it
+// is "".
+func dialer(sourceIP string) *net.Dialer {
+	d := &net.Dialer{}
+	if sourceIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(sourceIP)}
+	}
+	return d
 }

@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&cfg.Watchers, "watchers", 2000, "watchers of every key that never read")
 	flag.IntVar(&cfg.Writers, "writers", 16, "concurrent writers")
 	flag.IntVar(&cfg.ValueBytes, "value-bytes", 1<<16, "size of a written value")
+	flag.StringVar(&cfg.SourceIP, "source-ip", "", "local address of every connection (e.g. 127.0.0.2), so the flood's ephemeral ports do not take 127.0.0.1's")
 	flag.StringVar(&cfg.WriterAuthorization, "writer-auth", "", "Authorization header of the writers' requests, for a node with access control on (the hostile clients send none)")
 	flag.DurationVar(&cfg.Duration, "duration", 0, "how long the writers write (default 20s)")
 	flag.DurationVar(&cfg.Settle, "settle", 0, "how long the flood stays after the writers stop")
