@@ -55,7 +55,7 @@ func TestFlood(t *testing.T) {
 		// Its ephemeral ports on another loopback address: tests in other
 		// packages rebind ports of 127.0.0.1 while this one runs.
 		SourceIP: "127.0.0.2",
-		URL: "http://127.0.0.1:" + strconv.Itoa(ports[1]), Pid: p.Pid(),
+		URL:      "http://127.0.0.1:" + strconv.Itoa(ports[1]), Pid: p.Pid(),
 		Idle: 700, Silent: 700, SlowBodies: 2 * maxReqs, BodyBytes: bodyBytes, HugeLengths: 20,
 		Watchers: 2 * maxWatch, Writers: 4, ValueBytes: valueBytes,
 		Duration: 5 * time.Second, Settle: 2 * time.Second,
