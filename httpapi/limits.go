@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -38,10 +37,28 @@ func newLimits(cfg Config) *limits {
 	}
 }
 
-// unlimitedRoots are served beyond the limits: the probes and metrics an
-// operator needs most when a node is flooded. They are cheap and take no
-// body.
-var unlimitedRoots = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true}
+// slots says which slots a route's requests take.
+type slots uint8
+
+const (
+	requestSlots slots = iota
+	watchSlots
+	// noSlots: the probes and metrics an operator needs most when a node
+	// is flooded are served beyond the limits. They are cheap and take no
+	// body.
+	noSlots
+)
+
+// slots is the pool rt's requests are admitted from.
+func (rt *route) slots() slots {
+	switch rt.label {
+	case routeLivez, routeReadyz, routeMetrics:
+		return noSlots
+	case routeV1Watch:
+		return watchSlots
+	}
+	return requestSlots
+}
 
 // admit decides whether r is served. When it is not, admit has answered and
 // returns ok false; otherwise the caller calls release when done. It also
@@ -49,9 +66,9 @@ var unlimitedRoots = map[string]bool{"/livez": true, "/readyz": true, "/metrics"
 // slot: for the body, BodyTimeout; for a response other than a watch's,
 // BodyTimeout + RequestTimeout + WriteTimeout from now (a watch sets its
 // own deadline before each write).
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
-	path := r.URL.EscapedPath()
-	watch := strings.HasPrefix(path, "/v1/watch/")
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt *route) (release func(), ok bool) {
+	pool := rt.slots()
+	watch := pool == watchSlots
 	rc := http.NewResponseController(w)
 	now := time.Now()
 	if !watch {
@@ -59,7 +76,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (release func(), 
 		// connection by the one before would fail this one's answer.
 		_ = rc.SetWriteDeadline(now.Add(s.cfg.BodyTimeout + s.cfg.RequestTimeout + s.cfg.WriteTimeout))
 	}
-	if unlimitedRoots[path] {
+	if pool == noSlots {
 		return func() {}, true
 	}
 	if r.ContentLength > s.cfg.MaxRequestBytes {

@@ -183,7 +183,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	release, ok := s.admit(w, r)
+	release, ok := s.admit(w, r, rt)
 	if !ok {
 		return
 	}
