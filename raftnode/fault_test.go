@@ -1,11 +1,13 @@
 package raftnode
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -23,7 +25,7 @@ func TestSweepWALTmpKeepsTheWALsOwn(t *testing.T) {
 	}
 	walDir := st.walDir
 	pending := filepath.Join(walDir, "0.tmp")
-	waitFile(t, pending)
+	waitLocked(t, pending)
 	leftover := filepath.Join(walDir, "1.tmp")
 	if err := os.WriteFile(leftover, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -62,16 +64,22 @@ func TestSweepWALTmpKeepsTheWALsOwn(t *testing.T) {
 	}
 }
 
-// waitFile waits for path to exist: the WAL preallocates in the background.
-func waitFile(t *testing.T, path string) {
+// waitLocked waits for the WAL to hold the lock on path. The WAL
+// preallocates in the background, and it creates the file a moment before it
+// locks it: a file that merely exists may still be unlocked.
+func waitLocked(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(path); err == nil {
+		l, err := fileutil.TryLockFile(path, os.O_WRONLY, fileutil.PrivateFileMode)
+		if errors.Is(err, fileutil.ErrLocked) {
 			return
 		}
+		if err == nil {
+			l.Close()
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never appeared", path)
+			t.Fatalf("%s never held by the WAL: %v", path, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -393,8 +393,11 @@ func (s *storage) checkWALDir() error {
 // sweepWALTmp removes the .tmp files etcd's WAL preallocates its next
 // segment in. One that failed to preallocate (no space left) stays behind
 // empty; one that was never used keeps its space. A .tmp file holds no data
-// until it is renamed to a segment, and the WAL locks the file it
-// preallocated, so a file this can lock is no open WAL's.
+// until it is renamed to a segment. Call it only while this data dir has no
+// open WAL (before open, after close): the WAL creates its .tmp file a moment
+// before it locks it, so the lock alone does not tell a running WAL's file
+// from a leftover. The lock still keeps a sweep off a file another process's
+// WAL holds.
 func sweepWALTmp(lg *zap.Logger, walDir string) {
 	names, err := fileutil.ReadDir(walDir)
 	if err != nil {
