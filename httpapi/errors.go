@@ -20,6 +20,9 @@ var (
 	// ErrTooManyWatchers means the node has as many watch streams open as
 	// --max-watchers allows.
 	ErrTooManyWatchers = errors.New("too many watchers on this node; retry shortly or watch through another node")
+	// ErrTooManyBackups means the node is streaming as many backups as it
+	// allows at once (maxBackups).
+	ErrTooManyBackups = errors.New("too many backups in progress on this node; retry when one ends, or take it from another node")
 )
 
 // Error is a client-facing error: an HTTP status, a stable machine-readable
@@ -74,6 +77,7 @@ var statuses = []struct {
 	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyRequests, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyWatchers, http.StatusServiceUnavailable, "busy"},
+	{ErrTooManyBackups, http.StatusServiceUnavailable, "busy"},
 	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

@@ -21,6 +21,7 @@ const (
 	routeV1Members  = "v1_members"  // /v1/members...
 	routeV1Leader   = "v1_leader"   // /v1/leader/transfer
 	routeV1Status   = "v1_status"   // /v1/status
+	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
 	routeLivez      = "livez"
 	routeReadyz     = "readyz"
 	routeHealth     = "health"

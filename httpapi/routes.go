@@ -66,6 +66,7 @@ func apiRoutes() []route {
 			[]allowed{{http.MethodPut, admin}, {http.MethodDelete, admin}}, (*Server).serveMember},
 		{"/v1/members/{id}/promote", routeV1Members, memberID("/promote"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).servePromote},
+		{"/v1/snapshot", routeV1Snapshot, exact("v1/snapshot"), []allowed{{http.MethodGet, admin}}, (*Server).serveSnapshot},
 		{"/v1/leader/transfer", routeV1Leader, exact("v1/leader/transfer"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).serveLeaderTransfer},
 		{"/v1/", routeOther, v1Other, nil, (*Server).serveV1NotFound},

@@ -33,6 +33,8 @@ type KV interface {
 	DeleteRange(ctx context.Context, prefix []byte) (kvstore.Result, error)
 	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
 	List(ctx context.Context, req kvstore.ListRequest) (kvstore.ListResult, error)
+	// Freeze is the whole store at one revision, for a backup.
+	Freeze(ctx context.Context, serializable bool) (kvstore.Frozen, error)
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
 	// Applied, Watchers and Store feed /v1/status and /readyz.
 	Applied() uint64
@@ -122,6 +124,8 @@ type Server struct {
 	metrics   *httpMetrics
 	routes    []route
 	limits    *limits
+	// backups holds a slot per backup being streamed (maxBackups).
+	backups chan struct{}
 }
 
 // New returns the API handler.
@@ -153,7 +157,8 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes()}
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes(),
+		backups: make(chan struct{}, maxBackups)}
 }
 
 // ServeHTTP dispatches on the raw path through the route table. It does not

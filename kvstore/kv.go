@@ -280,6 +280,19 @@ func (kv *KV) List(ctx context.Context, req ListRequest) (ListResult, error) {
 	return ListResult{KVs: kvs, More: more, Revision: rev}, nil
 }
 
+// Freeze returns the store's contents at one revision, for a backup: after
+// confirming with the leader, unless serializable, that it reflects every
+// write acknowledged before the call. The view costs nothing to hold but
+// the tree nodes later writes copy.
+func (kv *KV) Freeze(ctx context.Context, serializable bool) (Frozen, error) {
+	if !serializable {
+		if err := kv.linearize(ctx); err != nil {
+			return Frozen{}, err
+		}
+	}
+	return kv.store.Freeze(), nil
+}
+
 // Watch returns a watcher of key (of every key with that prefix when prefix
 // is set) that delivers the changes from revision from on; 0 means from the
 // next change. A revision older than the kept history is a *CompactedError.

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/google/btree"
 
@@ -244,38 +246,113 @@ func (s *Store) deleteRange(index uint64, prefix []byte) Result {
 func (s *Store) Snapshot() ([]byte, error) { return s.Capture()() }
 
 // Capture freezes the store's current contents and returns a function that
-// encodes them, which may run while the store keeps changing: the tree is
-// cloned copy-on-write, which costs O(1) now and a node copy per later write.
+// encodes them, which may run while the store keeps changing.
 func (s *Store) Capture() func() ([]byte, error) {
+	f := s.Freeze()
+	return func() ([]byte, error) { return encodeSnapshot(f.tree, f.revision), nil }
+}
+
+// Frozen is the store's contents at one revision. The tree is cloned
+// copy-on-write, which costs O(1) when frozen and a node copy per later
+// write, so a frozen view can be read for as long as a backup takes to
+// stream while the store goes on changing.
+type Frozen struct {
+	tree     *btree.BTreeG[*entry]
+	revision uint64
+}
+
+// Freeze returns the store's contents as they are now.
+func (s *Store) Freeze() Frozen {
 	s.mu.Lock() // Clone updates the tree's copy-on-write state
-	tree := s.tree.Clone()
-	revision := s.revision
-	s.mu.Unlock()
-	return func() ([]byte, error) { return encodeSnapshot(tree, revision), nil }
+	defer s.mu.Unlock()
+	return Frozen{tree: s.tree.Clone(), revision: s.revision}
+}
+
+// Revision is the revision of the last change the view holds.
+func (f Frozen) Revision() uint64 { return f.revision }
+
+// Len is the number of keys.
+func (f Frozen) Len() int { return f.tree.Len() }
+
+// Ascend calls fn with every key in order until fn returns false. The
+// KeyValue's bytes must not be modified.
+func (f Frozen) Ascend(fn func(KeyValue) bool) {
+	f.tree.Ascend(func(e *entry) bool {
+		return fn(KeyValue{Key: unsafeBytes(e.key), Item: e.Item})
+	})
 }
 
 // Hash returns a SHA-256 over the store's contents (every key with its value
 // and revisions, in key order) and the revision it covers. Replicas that
 // applied the same log hash alike, which is how a test or an operator checks
-// that they converged without comparing every key. It works on a
-// copy-on-write capture, so applying goes on meanwhile.
+// that they converged without comparing every key, and how a backup is
+// compared with the cluster it came from. It works on a copy-on-write
+// capture, so applying goes on meanwhile.
 func (s *Store) Hash() (string, uint64) {
-	s.mu.Lock()
-	tree := s.tree.Clone()
-	revision := s.revision
-	s.mu.Unlock()
-	h := sha256.New()
-	var buf []byte
-	tree.Ascend(func(e *entry) bool {
-		buf = codec.AppendString(buf[:0], e.key)
-		buf = codec.AppendBytes(buf, e.Value)
-		buf = binary.AppendUvarint(buf, e.CreateRevision)
-		buf = binary.AppendUvarint(buf, e.ModRevision)
-		buf = binary.AppendUvarint(buf, e.Version)
-		h.Write(buf)
-		return true
-	})
-	return hex.EncodeToString(h.Sum(nil)), revision
+	f := s.Freeze()
+	var h Hasher
+	f.Ascend(func(kv KeyValue) bool { h.Add(kv); return true })
+	return h.Sum(), f.revision
+}
+
+// Hasher computes Store.Hash over key-values given in key order, for
+// contents that are not in a store: a backup file.
+type Hasher struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// Add hashes the next key-value.
+func (h *Hasher) Add(kv KeyValue) {
+	if h.h == nil {
+		h.h = sha256.New()
+	}
+	h.buf = codec.AppendBytes(h.buf[:0], kv.Key)
+	h.buf = codec.AppendBytes(h.buf, kv.Value)
+	h.buf = binary.AppendUvarint(h.buf, kv.CreateRevision)
+	h.buf = binary.AppendUvarint(h.buf, kv.ModRevision)
+	h.buf = binary.AppendUvarint(h.buf, kv.Version)
+	h.h.Write(h.buf)
+}
+
+// Sum returns the hash in hex.
+func (h *Hasher) Sum() string {
+	if h.h == nil {
+		h.h = sha256.New()
+	}
+	return hex.EncodeToString(h.h.Sum(nil))
+}
+
+// EncodeSnapshot encodes key-values, in strictly increasing key order, as
+// the snapshot a store holding them at revision would make: what a restored
+// backup seeds a new member with. Each item must be possible in a store at
+// that revision.
+func EncodeSnapshot(revision uint64, kvs []KeyValue) ([]byte, error) {
+	tree := btree.NewG(btreeDegree, lessEntry)
+	for i, kv := range kvs {
+		if err := checkItem(kv, revision); err != nil {
+			return nil, err
+		}
+		if i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 {
+			return nil, fmt.Errorf("%w: keys out of order at %q", ErrCorruptSnapshot, kv.Key)
+		}
+		tree.ReplaceOrInsert(&entry{key: string(kv.Key), Item: kv.Item})
+	}
+	return encodeSnapshot(tree, revision), nil
+}
+
+// checkItem reports an item no store at revision could hold: an empty key,
+// or revisions out of their order (created ≤ modified ≤ revision, at least
+// one write).
+func checkItem(kv KeyValue, revision uint64) error {
+	switch {
+	case len(kv.Key) == 0:
+		return fmt.Errorf("%w: empty key", ErrCorruptSnapshot)
+	case kv.CreateRevision == 0 || kv.CreateRevision > kv.ModRevision || kv.ModRevision > revision || kv.Version == 0:
+		return fmt.Errorf("%w: key %q has revisions create %d, mod %d, version %d at store revision %d",
+			ErrCorruptSnapshot, kv.Key, kv.CreateRevision, kv.ModRevision, kv.Version, revision)
+	}
+	return nil
 }
 
 // encodeSnapshot writes entries in key order, so equal stores encode to
@@ -349,3 +426,8 @@ func decodeSnapshot(data []byte) (*btree.BTreeG[*entry], uint64, error) {
 	}
 	return tree, revision, nil
 }
+
+// unsafeBytes views s as bytes without a copy; the bytes must not be
+// modified. Keys are strings in the tree (cheap comparisons) and bytes in
+// the API; a backup streams every key, so the copy is worth avoiding.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

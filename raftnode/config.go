@@ -143,19 +143,40 @@ const DefaultClusterToken = "raftkv"
 // listener nor the state machine, so a command line can be checked before
 // anything is opened.
 func (c *Config) Validate() error {
-	if c.ID == 0 {
-		return fmt.Errorf("%w: id must be positive", ErrInvalidConfig)
+	if err := checkClusterList(c.ID, c.Peers); err != nil {
+		return err
 	}
-	if c.ID > uint64(len(c.Peers)) {
-		return fmt.Errorf("%w: id %d is outside the cluster list of %d peer URLs (member i has the i-th URL)", ErrInvalidConfig, c.ID, len(c.Peers))
-	}
-	seen := make([]peerAddr, 0, len(c.Peers))
-	for i, p := range c.Peers {
-		if err := ValidatePeerURL(p); err != nil {
-			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
-		}
+	for _, p := range c.Peers {
 		if err := checkPeerScheme(p, c.PeerTLS.Enabled()); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data dir is empty", ErrInvalidConfig)
+	}
+	if c.MaxSnapshotBytes < 0 {
+		return fmt.Errorf("%w: --max-snapshot-bytes %d must be positive", ErrInvalidConfig, c.MaxSnapshotBytes)
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		return fmt.Errorf("%w: election timeout must exceed the heartbeat interval", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// checkClusterList reports the first problem with a cluster list and a
+// member's id in it: the id must name one of its URLs, each URL must be a
+// valid peer URL, and no two may reach the same address.
+func checkClusterList(id uint64, peers []string) error {
+	if id == 0 {
+		return fmt.Errorf("%w: id must be positive", ErrInvalidConfig)
+	}
+	if id > uint64(len(peers)) {
+		return fmt.Errorf("%w: id %d is outside the cluster list of %d peer URLs (member i has the i-th URL)", ErrInvalidConfig, id, len(peers))
+	}
+	seen := make([]peerAddr, 0, len(peers))
+	for i, p := range peers {
+		if err := ValidatePeerURL(p); err != nil {
+			return fmt.Errorf("%w (cluster entry %d)", err, i+1)
 		}
 		// Spellings of one IP address ("127.1", "127.0.0.01") count as
 		// one; names are not looked up, so that a command line is judged
@@ -173,15 +194,6 @@ func (c *Config) Validate() error {
 			}
 		}
 		seen = append(seen, a)
-	}
-	if c.DataDir == "" {
-		return fmt.Errorf("%w: data dir is empty", ErrInvalidConfig)
-	}
-	if c.MaxSnapshotBytes < 0 {
-		return fmt.Errorf("%w: --max-snapshot-bytes %d must be positive", ErrInvalidConfig, c.MaxSnapshotBytes)
-	}
-	if c.ElectionTicks <= c.HeartbeatTicks {
-		return fmt.Errorf("%w: election timeout must exceed the heartbeat interval", ErrInvalidConfig)
 	}
 	return nil
 }
