@@ -29,6 +29,8 @@ func TestRoute(t *testing.T) {
 		{http.MethodPost, "/v1/members/4/promote", routeV1Members},
 		{http.MethodPost, "/v1/leader/transfer", routeV1Leader},
 		{http.MethodGet, "/v1/status", routeV1Status},
+		{http.MethodGet, "/v1/snapshot", routeV1Snapshot},
+		{http.MethodGet, "/v1/snapshot/x", routeOther},
 		{http.MethodGet, "/livez", routeLivez},
 		{http.MethodGet, "/readyz", routeReadyz},
 		{http.MethodGet, "/health", routeHealth},

@@ -132,8 +132,12 @@ func SeedDataDir(lg *zap.Logger, s Seed) (clusterID uint64, err error) {
 			return 0, err
 		}
 	}
-	// An empty directory at DataDir is replaced; anything else was refused
-	// above (a race with another writer fails the rename).
+	// An empty directory at DataDir is replaced (os.Remove removes only an
+	// empty one); anything else was refused above, and a race with another
+	// writer fails the rename.
+	if err := os.Remove(s.DataDir); err != nil && !os.IsNotExist(err) {
+		return 0, fmt.Errorf("%w: %s: %w", ErrDataDirNotEmpty, s.DataDir, err)
+	}
 	if err := os.Rename(tmp, s.DataDir); err != nil {
 		return 0, fmt.Errorf("move the restored data dir into place: %w", err)
 	}
