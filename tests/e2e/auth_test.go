@@ -223,6 +223,8 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"POST", "/v1/members/99/promote", "", want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
 		{"PUT", "/v1/members/99", `{"peer_urls":["http://127.0.0.1:1"]}`, want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
 		{"POST", "/v1/leader/transfer", `{"to": 99}`, want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
+		// A backup holds every key: admin only, even for a reader of all.
+		{"GET", "/v1/snapshot", "", want{unauth, unauth, deny, deny, deny, ok}},
 		{"POST", "/99", "", want{unauth, unauth, deny, deny, deny, http.StatusBadRequest}},
 		{"DELETE", "/99", "", want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
 	}
