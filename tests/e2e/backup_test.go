@@ -250,19 +250,31 @@ func TestRestoreRefusals(t *testing.T) {
 // snapshot restore and starts a cluster on them, with new ports.
 func restoreCluster(t *testing.T, file string, size int) *cluster {
 	t.Helper()
+	return startClusterIn(t, t.TempDir(), size, func(m *member) {
+		r := runRaftkv(t, t.TempDir(), nil, "snapshot", "restore", file, "--id", strconv.Itoa(m.id), "--cluster", m.cluster, "--data-dir", m.dataDir)
+		if r.code != 0 {
+			t.Fatalf("snapshot restore --id %d: exit %d: %s%s", m.id, r.code, r.stdout, r.stderr)
+		}
+	})
+}
+
+// startClusterIn starts size members working in dir, with the Procfile's
+// data dirs (dir/raftkv-<id>), after prepare (when set) has readied each.
+// A start that lost a port to another process is tried again afresh.
+func startClusterIn(t *testing.T, dir string, size int, prepare func(m *member)) *cluster {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c := &cluster{t: t, dir: t.TempDir()}
+		c := &cluster{t: t, dir: dir}
 		ports := freePorts(t, 2*size)
 		urls := make([]string, size)
 		for i := range urls {
 			urls[i] = "http://127.0.0.1:" + strconv.Itoa(ports[2*i])
 		}
 		for i := range size {
-			m := &member{name: "restored" + strconv.Itoa(i+1), id: i + 1, peerURL: urls[i], port: ports[2*i+1],
-				cluster: strings.Join(urls, ","), dataDir: filepath.Join(t.TempDir(), "data")}
-			r := runRaftkv(t, c.dir, nil, "snapshot", "restore", file, "--id", strconv.Itoa(m.id), "--cluster", m.cluster, "--data-dir", m.dataDir)
-			if r.code != 0 {
-				t.Fatalf("snapshot restore --id %d: exit %d: %s%s", m.id, r.code, r.stdout, r.stderr)
+			m := &member{name: "node" + strconv.Itoa(i+1), id: i + 1, peerURL: urls[i], port: ports[2*i+1],
+				cluster: strings.Join(urls, ","), dataDir: filepath.Join(dir, "raftkv-"+strconv.Itoa(i+1))}
+			if prepare != nil {
+				prepare(m)
 			}
 			c.members = append(c.members, m)
 		}
@@ -280,11 +292,65 @@ func restoreCluster(t *testing.T, file string, size int) *cluster {
 		}
 		for _, m := range c.members {
 			m.proc.Stop(t)
+			os.RemoveAll(m.dataDir)
 		}
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatalf("start the restored cluster: %v", err)
+			t.Fatalf("start cluster: %v", err)
 		}
-		t.Logf("start the restored cluster (attempt %d): %v; retrying with new ports", attempt, err)
+		t.Logf("start cluster (attempt %d): %v; retrying with new ports", attempt, err)
+	}
+}
+
+// TestREADMEBackupExample runs the README's backup and restore example as
+// written, on a cluster whose members work where the script runs and keep
+// their data in the Procfile's raftkv-<id> dirs: the backup, then, with the
+// cluster stopped, the restore loop, then the members started again on the
+// restored dirs (the README's make run), which hold the value.
+func TestREADMEBackupExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	dir := t.TempDir()
+	c := startClusterIn(t, dir, 3, nil)
+	c.waitCommit(c.members[0])
+	endpoints := "RAFTKV_ENDPOINTS=" + clientURLs(c.members...)
+	out := runDocScriptIn(t, dir, docBlock(t, "README.md", "snapshot save raftkv.backup"), endpoints)
+	if !strings.Contains(out, "saved raftkv.backup: revision") || !strings.Contains(out, "state hash") {
+		t.Fatalf("the README's backup example printed %q", out)
+	}
+	for _, m := range c.members {
+		m.proc.Stop(t)
+	}
+	var script []string
+	restarted := false
+	for line := range strings.Lines(docBlock(t, "README.md", "snapshot restore raftkv.backup")) {
+		if strings.TrimSpace(line) == "make run" {
+			restarted = true
+			continue
+		}
+		for i, port := range []string{"12379", "22379", "32379"} {
+			line = strings.ReplaceAll(line, "http://127.0.0.1:"+port, c.members[i].peerURL)
+		}
+		script = append(script, line)
+	}
+	if !restarted {
+		t.Fatal("the README's restore example does not start the cluster again with make run")
+	}
+	runDocScriptIn(t, dir, strings.Join(script, ""))
+	if _, err := os.Stat(filepath.Join(dir, "old", "raftkv-1", "member")); err != nil {
+		t.Fatalf("the old data dirs were not set aside: %v", err)
+	}
+	for _, m := range c.members {
+		c.launch(m)
+	}
+	for _, m := range c.members {
+		if err := c.waitUp(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runRaftkv(t, dir, []string{endpoints}, "get", "color")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "blue" {
+		t.Fatalf("get color on the restored cluster: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 }
 

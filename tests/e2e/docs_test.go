@@ -38,12 +38,20 @@ func docBlock(t *testing.T, doc, marker string) string {
 // its standard output.
 func runDocScript(t *testing.T, script string, env ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+	return runDocScriptIn(t, t.TempDir(), script, env...)
+}
+
+// runDocScriptIn is runDocScript in dir, for scripts that work on files
+// an earlier one left.
+func runDocScriptIn(t *testing.T, dir, script string, env ...string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(server.Path(t), filepath.Join(dir, "bin", "raftkv")); err != nil {
-		t.Fatal(err)
+	if _, err := os.Lstat(filepath.Join(dir, "bin", "raftkv")); os.IsNotExist(err) {
+		if err := os.Symlink(server.Path(t), filepath.Join(dir, "bin", "raftkv")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
