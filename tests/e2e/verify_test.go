@@ -170,6 +170,7 @@ func TestDataVerify(t *testing.T) {
 			got.Keys, got.StateHash, got.Revision, len(w.keys)+1, want.StateHash, want.HashRevision)
 	}
 	text := runVerify(t, c.dir, victim.dataDir)
+	t.Logf("healthy, text: exit %d\n%s%s", text.code, text.stdout, text.stderr)
 	if text.code != 0 || !strings.HasSuffix(text.stdout, "\nok\n") {
 		t.Errorf("healthy dir, text: exit %d, want 0 and a last line \"ok\":\n%s", text.code, text.stdout)
 	}
