@@ -59,6 +59,8 @@ var (
 	// ErrWALDirGone means the WAL directory was removed or replaced while
 	// the node ran: what it wrote since is not durable, so it stopped.
 	ErrWALDirGone = errors.New("the wal directory was removed while the node ran; nothing written since is durable, so the node stopped (wipe the data dir, remove the member and add it back)")
+	// ErrNoData means a data dir that holds no member's WAL (InspectDataDir).
+	ErrNoData = errors.New("no raftkv data")
 	// ErrClusterIDMismatch means the peers belong to another cluster.
 	ErrClusterIDMismatch = errors.New("the peers belong to another cluster")
 

@@ -70,11 +70,7 @@ func checkTornTail(walDir string) error {
 		if lenField == 0 {
 			return nil // preallocated space: every frame fitted
 		}
-		recBytes := int64(uint64(lenField) &^ (uint64(0xff) << 56))
-		var padBytes int64
-		if lenField < 0 {
-			padBytes = int64((uint64(lenField) >> 56) & 0x7)
-		}
+		recBytes, padBytes := frameSize(uint64(lenField))
 		next := off + 8 + recBytes + padBytes
 		if next > size || next < off {
 			if size-end >= preallocatedRun {
@@ -89,6 +85,18 @@ func checkTornTail(walDir string) error {
 		off = next
 	}
 	return nil
+}
+
+// frameSize splits a frame's length word into the size of its record and
+// of the padding after it.
+func frameSize(lenField uint64) (recBytes, padBytes int64) {
+	recBytes = int64(lenField &^ (uint64(0xff) << 56))
+	// Padding is marked by the top bit, its size in the low 3 bits of the top
+	// byte.
+	if lenField&(1<<63) != 0 {
+		padBytes = int64((lenField >> 56) & 0x7)
+	}
+	return recBytes, padBytes
 }
 
 // preallocatedRun is the shortest run of trailing zeros taken for the WAL's
@@ -120,16 +128,24 @@ func dataEnd(f *os.File, size int64) (int64, error) {
 // state into an "entry" that replaces a real one.
 func checkEntries(walDir string, ents []*raftpb.Entry) error {
 	for _, e := range ents {
-		switch e.GetType() {
-		case raftpb.EntryNormal:
-		case raftpb.EntryConfChange:
-			cc := &raftpb.ConfChange{}
-			if err := proto.Unmarshal(e.GetData(), cc); err != nil || cc.GetNodeId() == 0 || cc.Type == nil {
-				return fmt.Errorf("%w: %s: entry %d is not a valid configuration change", ErrCorruptWAL, walDir, e.GetIndex())
-			}
-		default:
-			return fmt.Errorf("%w: %s: entry %d has type %s, which raftkv never writes", ErrCorruptWAL, walDir, e.GetIndex(), e.GetType())
+		if problem := entryProblem(e); problem != "" {
+			return fmt.Errorf("%w: %s: %s", ErrCorruptWAL, walDir, problem)
 		}
 	}
 	return nil
+}
+
+// entryProblem says why no raftkv member could have written e, or "".
+func entryProblem(e *raftpb.Entry) string {
+	switch e.GetType() {
+	case raftpb.EntryNormal:
+	case raftpb.EntryConfChange:
+		cc := &raftpb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil || cc.GetNodeId() == 0 || cc.Type == nil {
+			return fmt.Sprintf("entry %d is not a valid configuration change", e.GetIndex())
+		}
+	default:
+		return fmt.Sprintf("entry %d has type %s, which raftkv never writes", e.GetIndex(), e.GetType())
+	}
+	return ""
 }

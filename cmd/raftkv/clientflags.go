@@ -20,8 +20,8 @@ import (
 // Exit codes of raftkv. The client commands (put, get, del, list, watch)
 // use them all; health exits 5 when an endpoint is unhealthy; bench exits
 // 0, 1 or 2, or as a client command when --cleanup fails; cert exits 2 for
-// a bad command line. Usage errors (2) print the command's usage. docs/CLI.md
-// documents them.
+// a bad command line; data verify exits 7 for a damaged data dir. Usage
+// errors (2) print the command's usage. docs/CLI.md documents them.
 const (
 	exitOK = 0
 	// exitError is any other failure: a bad answer, a server error, a
@@ -41,6 +41,8 @@ const (
 	// exitOutcomeUnknown: a write reached the cluster but its result did
 	// not come back; it may or may not have been applied.
 	exitOutcomeUnknown = 6
+	// exitDamaged: data verify found damage in the data dir.
+	exitDamaged = 7
 )
 
 // defaultEndpoints are the client URLs of the Procfile's three nodes.

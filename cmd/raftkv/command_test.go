@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/raftnode"
 )
 
 // runCommand runs raftkv with args and returns what it printed on standard
@@ -55,10 +58,24 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"get"}, exitUsage, "get takes KEY; got 0 argument(s)"},
 		{[]string{"get", "k", "--timeout", "bogus"}, exitUsage, `--timeout "bogus": want a duration`},
 		{[]string{"serve", "--port", "abc"}, exitError, `--port "abc": want an integer`},
+		{[]string{"data"}, exitUsage, "data needs a command: verify"},
+		{[]string{"data", "verify"}, exitUsage, "--data-dir is required"},
+		{[]string{"data", "verify", "--data-dir", "d", "-o", "yaml"}, exitUsage, `--output "yaml": use text or json`},
 	} {
 		_, err := runCommand(t, tc.args...)
 		if code := exitStatus(err); code != tc.code || err == nil || err.Error() != tc.want && !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("raftkv %s: exit %d, %v; want exit %d, %q", strings.Join(tc.args, " "), code, err, tc.code, tc.want)
+		}
+	}
+}
+
+// TestDataVerifyWithoutData checks that data verify refuses a missing dir
+// and one without a WAL as an error (exit 1) that says so, not as damage.
+func TestDataVerifyWithoutData(t *testing.T) {
+	for _, dir := range []string{t.TempDir() + "/absent", t.TempDir()} {
+		out, err := runCommand(t, "data", "verify", "--data-dir", dir)
+		if code := exitStatus(err); code != exitError || !errors.Is(err, raftnode.ErrNoData) || out != "" {
+			t.Errorf("data verify on %s: exit %d, %v, output %q; want exit 1, no raftkv data, no output", dir, code, err, out)
 		}
 	}
 }

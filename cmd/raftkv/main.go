@@ -26,7 +26,8 @@ func main() {
 // commands: a member id that does not exist is "not found" (3), like a
 // missing key; a change the cluster refused because of its state (any 409,
 // 410 member_removed) is 4, like a precondition that did not hold: in both
-// cases nothing changed. docs/CLI.md documents them.
+// cases nothing changed. A damaged data dir (data verify) is 7.
+// docs/CLI.md documents them.
 func exitStatus(err error) int {
 	switch {
 	case errors.Is(err, client.ErrOutcomeUnknown):
@@ -35,6 +36,8 @@ func exitStatus(err error) int {
 		return exitNotFound
 	case errors.Is(err, client.ErrConflict):
 		return exitPrecondition
+	case errors.Is(err, errDamaged):
+		return exitDamaged
 	}
 	return exitCode(err)
 }
