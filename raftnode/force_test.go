@@ -279,3 +279,41 @@ func TestForceNewClusterRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestForceNewClusterRewriteIsDurable: the rewrite is on disk before raft
+// starts, so a member that crashed right after it starts again, without the
+// flag, as the one-member cluster with the committed commands.
+func TestForceNewClusterRewriteIsDurable(t *testing.T) {
+	lg := zaptest.NewLogger(t)
+	dir := t.TempDir()
+	self := closedURL(t)
+	peers := []string{self, closedURL(t), closedURL(t)}
+	writeLostClusterWAL(t, lg, dir, []*raftpb.Entry{
+		confEntry(1, raftpb.ConfChangeAddNode, 1, peers[0]),
+		confEntry(2, raftpb.ConfChangeAddNode, 2, peers[1]),
+		confEntry(3, raftpb.ConfChangeAddNode, 3, peers[2]),
+	}, 4, 2)
+	st, ds, err := openStorage(lg, dir, 1, testClusterID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: 1, Peers: peers, DataDir: dir}
+	if _, err := forceNewCluster(lg, &cfg, st, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.close(); err != nil { // the crash: raft never started
+		t.Fatal(err)
+	}
+	n, a, err := startTestNode(t, dir, self[len("http://"):], peers, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soleLeader(t, n)
+	want := []string{"cmd-4", "cmd-5"}
+	waitFor(t, "replay", func() error {
+		if got, _ := a.snapshot(); !slices.Equal(got, want) {
+			return fmt.Errorf("applied %q, want %q", got, want)
+		}
+		return nil
+	})
+}
