@@ -35,6 +35,15 @@ type Config struct {
 	// bootstraps nothing, asks the peers for the cluster's id, and learns
 	// the configuration from the leader.
 	Join bool
+	// ForceNewCluster makes a member whose cluster lost its quorum for good
+	// the only member of that cluster, keeping every entry it had committed
+	// (etcd's --force-new-cluster): before raft starts it drops the entries
+	// it does not know committed and commits the removal of every other
+	// member. Writes that a quorum without this member acknowledged are
+	// lost. It needs a data dir with raft state, of a voter; on a member
+	// that is already alone it changes nothing, so it is harmless to leave
+	// set, but it is meant for one start.
+	ForceNewCluster bool
 	// ClusterToken distinguishes clusters started with the same peer URLs;
 	// the cluster id is derived from it and the initial peers.
 	ClusterToken string

@@ -25,6 +25,9 @@ var (
 	ErrIDMismatch = errors.New("the data dir is another member's")
 	// ErrInvalidConfig means the Config failed validation.
 	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrForceNewCluster means Config.ForceNewCluster was refused: the data
+	// dir is not one a new cluster can be made from.
+	ErrForceNewCluster = errors.New("--force-new-cluster refused")
 
 	// ErrInvalidMemberID means a member id of 0 (raft reserves it).
 	ErrInvalidMemberID = errors.New("a member id must be a positive integer")

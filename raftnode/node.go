@@ -23,7 +23,6 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 )
 
 // Proposal is a command for the state machine.
@@ -93,6 +92,11 @@ type Node struct {
 	members         *membership
 	removedSelf     bool
 	initialCommit   *Commit // the loaded snapshot, sent before anything else
+	// campaignAfter, when set, is the index of the last removal that
+	// Config.ForceNewCluster committed: once it is applied this member is
+	// the only voter and campaigns at once rather than after an election
+	// timeout.
+	campaignAfter uint64
 
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
@@ -121,6 +125,9 @@ type Node struct {
 	stopFault     atomic.Pointer[string] // why the node stops on a failure
 	snapFault     atomic.Pointer[string] // why it cannot store the leader's snapshot
 	snapRetries   snapshotRetries        // failed snapshot transfers, as leader
+	// forcedOut are the members Config.ForceNewCluster removed; set before
+	// the peer port serves and never changed.
+	forcedOut map[uint64]struct{}
 
 	stopOnce sync.Once
 	stopc    chan struct{} // closed to ask every goroutine to stop
@@ -139,34 +146,51 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: peer listener and state machine are required", ErrInvalidConfig)
 	}
 	lg := cfg.Logger.With(zap.String("member", types.ID(cfg.ID).String()))
+	// Before anything creates a WAL: there is nothing to recover.
+	if cfg.ForceNewCluster && !walExists(cfg.DataDir) {
+		return nil, fmt.Errorf("%w: %s holds no wal: the flag recovers a member that has data; start it on the data dir of a surviving member",
+			ErrForceNewCluster, cfg.DataDir)
+	}
 	clusterID, err := initialClusterID(lg, &cfg)
 	if err != nil {
 		return nil, err
 	}
 	st, ds, err := openStorage(lg, cfg.DataDir, cfg.ID, clusterID)
 	if err != nil {
+		if cfg.ForceNewCluster && errors.Is(err, ErrRemoved) {
+			err = fmt.Errorf("%w: %w; recover from another member's data dir", ErrForceNewCluster, err)
+		}
 		return nil, err
 	}
+	var fc forced
+	if cfg.ForceNewCluster {
+		if fc, err = forceNewCluster(lg, &cfg, st, ds); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	n := &Node{
-		cfg:          cfg,
-		lg:           lg,
-		proposeC:     make(chan Proposal, 256),
-		confChangeC:  make(chan confChangeRequest),
-		commitC:      make(chan Commit, 64),
-		errorC:       make(chan error, 1),
-		raftStorage:  raft.NewMemoryStorage(),
-		storage:      st,
-		members:      newMembership(),
-		confWait:     wait.New(),
-		idGen:        idutil.NewGenerator(uint16(cfg.ID), time.Now()),
-		readNotify:   make(chan struct{}, 1),
-		readStates:   make(chan raft.ReadState, 16),
-		snapshotDone: make(chan snapshotResult),
-		leaderC:      make(chan struct{}),
-		clusterID:    ds.clusterID,
-		startedAt:    time.Now(),
-		stopc:        make(chan struct{}),
-		done:         make(chan struct{}),
+		cfg:           cfg,
+		lg:            lg,
+		proposeC:      make(chan Proposal, 256),
+		confChangeC:   make(chan confChangeRequest),
+		commitC:       make(chan Commit, 64),
+		errorC:        make(chan error, 1),
+		raftStorage:   raft.NewMemoryStorage(),
+		storage:       st,
+		members:       newMembership(),
+		confWait:      wait.New(),
+		idGen:         idutil.NewGenerator(uint16(cfg.ID), time.Now()),
+		readNotify:    make(chan struct{}, 1),
+		readStates:    make(chan raft.ReadState, 16),
+		snapshotDone:  make(chan snapshotResult),
+		leaderC:       make(chan struct{}),
+		clusterID:     ds.clusterID,
+		forcedOut:     fc.removed,
+		campaignAfter: fc.lastIndex,
+		startedAt:     time.Now(),
+		stopc:         make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	n.metrics = newMetrics(n)
 	committed, err := n.replay(ds)
@@ -241,7 +265,9 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	for _, m := range n.members.list() {
-		n.addPeer(m.ID, m.PeerURLs)
+		if _, out := n.forcedOut[m.ID]; !out {
+			n.addPeer(m.ID, m.PeerURLs)
+		}
 	}
 	if err := n.metrics.register(cfg.Metrics); err != nil {
 		n.transport.Stop()
@@ -339,21 +365,9 @@ func (n *Node) replay(ds *diskState) (*membership, error) {
 	// The committed entries will be applied again once raft starts; look
 	// ahead at their configuration changes so that a member whose removal is
 	// already committed refuses to start instead of rejoining.
-	future := n.members.clone()
-	for _, e := range ds.entries {
-		if e.GetIndex() > ds.hardState.GetCommit() {
-			break
-		}
-		if e.GetType() != raftpb.EntryConfChange {
-			continue
-		}
-		cc := &raftpb.ConfChange{}
-		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
-			return nil, fmt.Errorf("decode configuration change at %d: %w", e.GetIndex(), err)
-		}
-		if future.check(cc) == nil {
-			future.apply(cc)
-		}
+	future, err := lookAhead(n.members, ds.entries, ds.hardState.GetCommit())
+	if err != nil {
+		return nil, err
 	}
 	if future.isRemoved(n.cfg.ID) {
 		return nil, fmt.Errorf("%w: member %d; wipe %s and add it back as a new member", ErrRemoved, n.cfg.ID, n.cfg.DataDir)

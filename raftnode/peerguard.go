@@ -66,8 +66,9 @@ var (
 // change is refused until this one applies the addition; raft resends.
 func (n *Node) checkSender(id uint64) error {
 	view := n.view.Load()
+	_, forcedOut := n.forcedOut[id]
 	switch {
-	case view.isRemoved(id):
+	case view.isRemoved(id) || forcedOut:
 		return errFromRemovedMember{}
 	case id == raft.None || id == n.cfg.ID:
 		return refuseSender

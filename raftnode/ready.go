@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -80,6 +81,13 @@ func (n *Node) serveChannels() error {
 			}
 			n.node.Advance()
 			n.publishStatus(raftState, commit)
+			// After Advance: raft refuses to campaign while a committed
+			// configuration change is not applied, and learns that it is
+			// applied from Advance.
+			if n.campaignAfter != 0 && n.appliedIndex >= n.campaignAfter {
+				n.campaignAfter = 0
+				n.campaignAlone()
+			}
 			if n.removedSelf {
 				n.lg.Info("this member was removed from the cluster; stopping")
 				return ErrRemoved
@@ -316,7 +324,9 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
 			n.removedSelf = true
 		case cc.GetType() == raftpb.ConfChangeRemoveNode:
-			n.transport.RemovePeer(types.ID(id))
+			if _, out := n.forcedOut[id]; !out { // never added (see Start)
+				n.transport.RemovePeer(types.ID(id))
+			}
 		case id == n.cfg.ID:
 		case cc.GetType() == raftpb.ConfChangeUpdateNode:
 			if _, uerr := types.NewURLs(n.members.members[id].PeerURLs); uerr == nil {
@@ -393,4 +403,16 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 		}
 		n.transport.SendSnapshot(snap.NewMessage(m, io.NopCloser(bytes.NewReader(appData)), int64(len(appData))))
 	}()
+}
+
+// campaignAlone starts an election at once on a member that
+// Config.ForceNewCluster left the only voter: it needs no other vote, so
+// waiting out an election timeout would only delay the recovery. Failing
+// costs that timeout, after which raft campaigns by itself.
+func (n *Node) campaignAlone() {
+	ctx, cancel := context.WithTimeout(context.Background(), n.electionTimeout())
+	defer cancel()
+	if err := n.node.Campaign(ctx); err != nil {
+		n.lg.Warn("campaign after --force-new-cluster", zap.Error(err))
+	}
 }

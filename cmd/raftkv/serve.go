@@ -52,6 +52,7 @@ type serveFlags struct {
 	advertiseClientURL  string
 	clusterToken        string
 	initialClusterState string
+	forceNewCluster     bool
 	heartbeatMS         int
 	electionMS          int
 
@@ -103,6 +104,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.StringVar(&f.advertiseClientURL, "advertise-client-url", "", "client URL published to the other members (default http://<listen-client>:<port>)")
 	fl.StringVar(&f.clusterToken, "initial-cluster-token", raftnode.DefaultClusterToken, "token that, with the initial peer URLs, makes the cluster's id")
 	fl.StringVar(&f.initialClusterState, "initial-cluster-state", "new", "new to bootstrap a cluster, existing to join one (same as --join)")
+	fl.BoolVar(&f.forceNewCluster, "force-new-cluster", false, "after losing quorum for good: remove every other member and serve alone, keeping what this member committed (docs/BACKUP.md); for one start")
 	fl.IntVar(&f.heartbeatMS, "heartbeat-ms", 100, "raft heartbeat interval in milliseconds")
 	fl.IntVar(&f.electionMS, "election-ms", 1000, "raft election timeout in milliseconds (at least twice --heartbeat-ms)")
 	fl.StringVar(&f.clientTLS.CertFile, "cert-file", "", "serve the client API over TLS with this certificate (PEM)")
@@ -187,6 +189,7 @@ func (f *serveFlags) config() (raftnode.Config, error) {
 	cfg.ID = f.id
 	cfg.Peers = strings.Split(f.cluster, ",")
 	cfg.Join = f.join
+	cfg.ForceNewCluster = f.forceNewCluster
 	cfg.DataDir = f.dataDir
 	cfg.SnapshotCount = f.snapshotCount
 	cfg.SnapshotCatchUpEntries = f.snapshotCatchUpEntries
@@ -231,6 +234,12 @@ func serve(f serveFlags) error {
 	// Refuse another member's data dir before anything is opened.
 	if err := raftnode.CheckDataDir(lg, cfg.DataDir, cfg.ID); err != nil {
 		return err
+	}
+	if cfg.ForceNewCluster {
+		lg.Warn("--force-new-cluster: this member removes every other member from its cluster and serves alone, "+
+			"keeping every write it had committed; writes a quorum acknowledged without it are lost, and the removed members can never rejoin on their data. "+
+			"Use it only when a quorum can never come back; grow the cluster again with learners, and restart this member without the flag from now on",
+			zap.Uint64("id", cfg.ID), zap.String("data-dir", cfg.DataDir))
 	}
 	peerURL, err := url.Parse(cfg.Peers[cfg.ID-1])
 	if err != nil {
