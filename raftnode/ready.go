@@ -226,6 +226,14 @@ func (n *Node) setMembers(m *membership) {
 			n.transport.RemovePeer(types.ID(id))
 		}
 	}
+	// A member that joined with a fresh data dir dialed every URL of its
+	// --cluster, some of them members removed since: a snapshot's table is
+	// the first it hears of that, and it must stop dialing them.
+	for id := range m.removed {
+		if id != n.cfg.ID && n.transport.Get(types.ID(id)) != nil {
+			n.transport.RemovePeer(types.ID(id))
+		}
+	}
 	for id, mem := range m.members {
 		n.addPeer(id, mem.PeerURLs)
 	}
