@@ -79,7 +79,13 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("header %+v", info.Header)
 	}
 	// A snapshot encoded from what was read restores to the same store.
-	snap, err := kvstore.EncodeSnapshot(info.Revision, got)
+	enc := kvstore.NewSnapshotEncoder(info.Revision, info.Keys, 0)
+	for _, kv := range got {
+		if err := enc.Add(kv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap, err := enc.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -323,22 +323,63 @@ func (h *Hasher) Sum() string {
 	return hex.EncodeToString(h.h.Sum(nil))
 }
 
-// EncodeSnapshot encodes key-values, in strictly increasing key order, as
-// the snapshot a store holding them at revision would make: what a restored
-// backup seeds a new member with. Each item must be possible in a store at
-// that revision.
-func EncodeSnapshot(revision uint64, kvs []KeyValue) ([]byte, error) {
-	tree := btree.NewG(btreeDegree, lessEntry)
-	for i, kv := range kvs {
-		if err := checkItem(kv, revision); err != nil {
-			return nil, err
-		}
-		if i > 0 && bytes.Compare(kvs[i-1].Key, kv.Key) >= 0 {
-			return nil, fmt.Errorf("%w: keys out of order at %q", ErrCorruptSnapshot, kv.Key)
-		}
-		tree.ReplaceOrInsert(&entry{key: string(kv.Key), Item: kv.Item})
+// SnapshotEncoder builds the snapshot a store holding given key-values at a
+// revision would make, from the key-values in strictly increasing key
+// order: what a restored backup seeds a new member with. It writes them as
+// they come, so building a snapshot costs its size and no tree.
+type SnapshotEncoder struct {
+	buf      []byte
+	revision uint64
+	want, n  uint64
+	prev     []byte
+	err      error
+}
+
+// NewSnapshotEncoder starts a snapshot of count keys at revision; sizeHint,
+// when known, is about the bytes the keys and values take.
+func NewSnapshotEncoder(revision, count uint64, sizeHint int) *SnapshotEncoder {
+	buf := make([]byte, 0, len(snapshotMagic)+2*binary.MaxVarintLen64+max(sizeHint, 0))
+	buf = append(buf, snapshotMagic...)
+	buf = binary.AppendUvarint(buf, revision)
+	buf = binary.AppendUvarint(buf, count)
+	return &SnapshotEncoder{buf: buf, revision: revision, want: count}
+}
+
+// Add appends the next key-value. It refuses one out of order, one no store
+// at the revision could hold, and one more than the count.
+func (e *SnapshotEncoder) Add(kv KeyValue) error {
+	switch {
+	case e.err != nil:
+	case e.n == e.want:
+		e.err = fmt.Errorf("%w: more than the %d keys announced", ErrCorruptSnapshot, e.want)
+	case e.n > 0 && bytes.Compare(e.prev, kv.Key) >= 0:
+		e.err = fmt.Errorf("%w: keys out of order at %q", ErrCorruptSnapshot, kv.Key)
+	default:
+		e.err = checkItem(kv, e.revision)
 	}
-	return encodeSnapshot(tree, revision), nil
+	if e.err != nil {
+		return e.err
+	}
+	e.buf = codec.AppendBytes(e.buf, kv.Key)
+	// The key as written: bytes of buf never change, even once buf grows.
+	e.prev = e.buf[len(e.buf)-len(kv.Key):]
+	e.buf = codec.AppendBytes(e.buf, kv.Value)
+	e.buf = binary.AppendUvarint(e.buf, kv.CreateRevision)
+	e.buf = binary.AppendUvarint(e.buf, kv.ModRevision)
+	e.buf = binary.AppendUvarint(e.buf, kv.Version)
+	e.n++
+	return nil
+}
+
+// Bytes returns the snapshot once every announced key was added.
+func (e *SnapshotEncoder) Bytes() ([]byte, error) {
+	if e.err == nil && e.n != e.want {
+		e.err = fmt.Errorf("%w: %d keys of the %d announced", ErrCorruptSnapshot, e.n, e.want)
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e.buf, nil
 }
 
 // checkItem reports an item no store at revision could hold: an empty key,

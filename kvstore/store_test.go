@@ -163,3 +163,53 @@ func TestHashFollowsContents(t *testing.T) {
 		t.Fatal("a write did not change the hash")
 	}
 }
+
+// TestSnapshotEncoder builds a snapshot from key-values and checks it
+// restores to the store they came from, and that it refuses what no store
+// could hold.
+func TestSnapshotEncoder(t *testing.T) {
+	s := NewStore()
+	for i := range 30 {
+		put(t, s, uint64(i+1), fmt.Sprintf("k%02d", i%11), fmt.Sprintf("v%d", i))
+	}
+	kvs, _, rev := s.List(nil, nil, 100)
+	enc := NewSnapshotEncoder(rev, uint64(len(kvs)), 0)
+	for _, kv := range kvs {
+		if err := enc.Add(kv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := enc.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := s.Snapshot()
+	if !bytes.Equal(data, want) {
+		t.Fatal("the encoder's snapshot differs from the store's own")
+	}
+	item := Item{Value: []byte("v"), CreateRevision: 1, ModRevision: 2, Version: 2}
+	for name, c := range map[string]struct {
+		count uint64
+		kvs   []KeyValue
+	}{
+		"out of order":       {2, []KeyValue{{Key: []byte("b"), Item: item}, {Key: []byte("a"), Item: item}}},
+		"duplicate":          {2, []KeyValue{{Key: []byte("a"), Item: item}, {Key: []byte("a"), Item: item}}},
+		"empty key":          {1, []KeyValue{{Key: nil, Item: item}}},
+		"after the revision": {1, []KeyValue{{Key: []byte("a"), Item: Item{CreateRevision: 1, ModRevision: 9, Version: 1}}}},
+		"created after mod":  {1, []KeyValue{{Key: []byte("a"), Item: Item{CreateRevision: 3, ModRevision: 2, Version: 1}}}},
+		"no version":         {1, []KeyValue{{Key: []byte("a"), Item: Item{CreateRevision: 1, ModRevision: 1}}}},
+		"too many":           {1, []KeyValue{{Key: []byte("a"), Item: item}, {Key: []byte("b"), Item: item}}},
+		"too few":            {3, []KeyValue{{Key: []byte("a"), Item: item}}},
+	} {
+		enc := NewSnapshotEncoder(5, c.count, 0)
+		var err error
+		for _, kv := range c.kvs {
+			if err = enc.Add(kv); err != nil {
+				break
+			}
+		}
+		if _, berr := enc.Bytes(); !errors.Is(err, ErrCorruptSnapshot) && !errors.Is(berr, ErrCorruptSnapshot) {
+			t.Errorf("%s: Add %v, Bytes %v; want ErrCorruptSnapshot", name, err, berr)
+		}
+	}
+}

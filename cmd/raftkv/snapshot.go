@@ -310,19 +310,10 @@ written; --data-dir must be absent or empty, and is made whole or not at all.`,
 			peers[i] = strings.TrimSpace(peers[i])
 		}
 		start := time.Now()
-		var kvs []kvstore.KeyValue
-		info, err := readBackupFile(args[0], func(kv kvstore.KeyValue) error {
-			kvs = append(kvs, kv)
-			return nil
-		})
+		state, info, err := restoreState(args[0])
 		if err != nil {
 			return err
 		}
-		state, err := kvstore.EncodeSnapshot(info.Revision, kvs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", args[0], err)
-		}
-		kvs = nil
 		origin, err := hex.DecodeString(info.SHA256)
 		if err != nil {
 			return err
@@ -356,4 +347,43 @@ type restoreJSON struct {
 	Keys      uint64  `json:"keys"`
 	StateHash string  `json:"state_hash"`
 	Seconds   float64 `json:"seconds"`
+}
+
+// restoreState checks the backup at path and encodes its keys as the store
+// snapshot a new member starts from, as they are read.
+func restoreState(path string) ([]byte, backup.Info, error) {
+	hdr, size, err := backupHeader(path)
+	if err != nil {
+		return nil, backup.Info{}, err
+	}
+	enc := kvstore.NewSnapshotEncoder(hdr.Revision, hdr.Keys, int(size))
+	info, err := readBackupFile(path, enc.Add)
+	if err != nil {
+		return nil, backup.Info{}, err
+	}
+	state, err := enc.Bytes()
+	if err != nil {
+		return nil, backup.Info{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return state, info, nil
+}
+
+// backupHeader reads the header of the backup at path, and its size, to
+// size what is built from it; nothing in it is trusted before the whole
+// file is checked.
+func backupHeader(path string) (backup.Header, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return backup.Header{}, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return backup.Header{}, 0, err
+	}
+	r, err := backup.NewReader(f)
+	if err != nil {
+		return backup.Header{}, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return r.Header(), st.Size(), nil
 }
