@@ -2,7 +2,8 @@ package raftnode
 
 import "errors"
 
-// Errors returned by Node. The HTTP layer maps them to status codes with
+// Errors of the package: the node's, and those of its data dir tools
+// (SeedDataDir, InspectDataDir). The HTTP layer maps them to status codes with
 // errors.Is. Their texts reach users (as the message of an error response,
 // or as the line a node that refuses to start prints), so they say what
 // happened, and what to do where that is not obvious, without this
@@ -64,6 +65,13 @@ var (
 	ErrWALDirGone = errors.New("the wal directory was removed while the node ran; nothing written since is durable, so the node stopped (wipe the data dir, remove the member and add it back)")
 	// ErrNoData means a data dir that holds no member's WAL (InspectDataDir).
 	ErrNoData = errors.New("no raftkv data")
+	// ErrDataDirNotEmpty means a data dir to be seeded from a backup
+	// already holds something.
+	ErrDataDirNotEmpty = errors.New("the data dir is not empty")
+	// ErrCorruptWAL means the WAL is damaged somewhere other than a torn
+	// final record: cutting it there could drop acknowledged entries, so
+	// the member refuses to start.
+	ErrCorruptWAL = errors.New("the wal is corrupt")
 	// ErrClusterIDMismatch means the peers belong to another cluster.
 	ErrClusterIDMismatch = errors.New("the peers belong to another cluster")
 

@@ -3,7 +3,6 @@ package raftnode
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,9 +15,6 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 )
-
-// ErrDataDirNotEmpty means a data dir to be seeded already holds something.
-var ErrDataDirNotEmpty = errors.New("the data dir is not empty")
 
 // Seed describes a member's data dir made from a state machine snapshot
 // rather than by running: a backup restored into a new cluster.

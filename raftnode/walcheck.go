@@ -16,11 +16,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// ErrCorruptWAL means the WAL is damaged somewhere other than a torn final
-// record: cutting it there could drop acknowledged entries, so the member
-// refuses to start.
-var ErrCorruptWAL = errors.New("the wal is corrupt")
-
 // checkTornTail decides whether a WAL that ends in an unreadable record was
 // torn by a crash (safe to cut: the record was never fsynced, so never
 // acknowledged) or damaged before its end (not safe). etcd's decoder reports

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/client"
@@ -356,25 +357,24 @@ func TestREADMEBackupExample(t *testing.T) {
 
 func clientURLOf(m *member) string { return "http://127.0.0.1:" + strconv.Itoa(m.port) }
 
-// hashedStatus is the part of /v1/status?hash=true these tests read.
-type hashedStatus struct {
-	ClusterID string `json:"cluster_id"`
-	Revision  uint64 `json:"revision"`
-	StateHash string `json:"state_hash"`
-}
-
-func statusWithHash(t *testing.T, m *member) hashedStatus {
+// statusWithHash is m's /v1/status?hash=true, read with the client's
+// status type.
+func statusWithHash(t *testing.T, m *member) client.Status {
 	t.Helper()
-	var st hashedStatus
-	err := eventually(leaderTimeout, func() error {
-		r, err := do(http.MethodGet, clientURLOf(m)+"/v1/status?hash=true", "")
-		if err != nil || r.status != http.StatusOK {
-			return fmt.Errorf("status of %s: %v %v", m.name, r, err)
-		}
-		return json.Unmarshal([]byte(r.body), &st)
-	})
+	c, err := client.New([]string{clientURLOf(m)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer c.Close()
+	var st client.Status
+	err = eventually(leaderTimeout, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err = c.HashOf(ctx, clientURLOf(m))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("status of %s: %v", m.name, err)
 	}
 	return st
 }
