@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -248,58 +247,16 @@ func TestRestoreRefusals(t *testing.T) {
 }
 
 // restoreCluster seeds size data dirs from the backup in file with raftkv
-// snapshot restore and starts a cluster on them, with new ports.
+// snapshot restore and starts a cluster on them, with new ports. It writes
+// nothing: the cluster holds the backup and no more.
 func restoreCluster(t *testing.T, file string, size int) *cluster {
 	t.Helper()
-	return startClusterIn(t, t.TempDir(), size, func(m *member) {
+	return startClusterWith(t, clusterSpec{size: size, prepare: func(m *member) {
 		r := runRaftkv(t, t.TempDir(), nil, "snapshot", "restore", file, "--id", strconv.Itoa(m.id), "--cluster", m.cluster, "--data-dir", m.dataDir)
 		if r.code != 0 {
 			t.Fatalf("snapshot restore --id %d: exit %d: %s%s", m.id, r.code, r.stdout, r.stderr)
 		}
-	})
-}
-
-// startClusterIn starts size members working in dir, with the Procfile's
-// data dirs (dir/raftkv-<id>), after prepare (when set) has readied each.
-// A start that lost a port to another process is tried again afresh.
-func startClusterIn(t *testing.T, dir string, size int, prepare func(m *member)) *cluster {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		c := &cluster{t: t, dir: dir}
-		ports := freePorts(t, 2*size)
-		urls := make([]string, size)
-		for i := range urls {
-			urls[i] = "http://127.0.0.1:" + strconv.Itoa(ports[2*i])
-		}
-		for i := range size {
-			m := &member{name: "node" + strconv.Itoa(i+1), id: i + 1, peerURL: urls[i], port: ports[2*i+1],
-				cluster: strings.Join(urls, ","), dataDir: filepath.Join(dir, "raftkv-"+strconv.Itoa(i+1))}
-			if prepare != nil {
-				prepare(m)
-			}
-			c.members = append(c.members, m)
-		}
-		for _, m := range c.members {
-			c.launch(m)
-		}
-		var err error
-		for _, m := range c.members {
-			if err = c.waitUp(m); err != nil {
-				break
-			}
-		}
-		if err == nil {
-			return c
-		}
-		for _, m := range c.members {
-			m.proc.Stop(t)
-			os.RemoveAll(m.dataDir)
-		}
-		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatalf("start cluster: %v", err)
-		}
-		t.Logf("start cluster (attempt %d): %v; retrying with new ports", attempt, err)
-	}
+	}})
 }
 
 // TestREADMEBackupExample runs the README's backup and restore example as
@@ -312,8 +269,7 @@ func TestREADMEBackupExample(t *testing.T) {
 		t.Skip("starts a cluster")
 	}
 	dir := t.TempDir()
-	c := startClusterIn(t, dir, 3, nil)
-	c.waitCommit(c.members[0])
+	c := startClusterWith(t, clusterSpec{size: 3, dir: dir, procfileDirs: true, probe: true})
 	endpoints := "RAFTKV_ENDPOINTS=" + clientURLs(c.members...)
 	out := runDocScriptIn(t, dir, docBlock(t, "README.md", "snapshot save raftkv.backup"), endpoints)
 	if !strings.Contains(out, "saved raftkv.backup: revision") || !strings.Contains(out, "state hash") {

@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -59,23 +61,56 @@ type cluster struct {
 // cluster has committed a write.
 func startCluster(t *testing.T, size int, extra ...string) *cluster {
 	t.Helper()
+	// With access control on the probe write needs credentials, which only
+	// the caller has: it waits for its own write.
+	return startClusterWith(t, clusterSpec{size: size, extra: extra, probe: !slices.Contains(extra, "--auth-file")})
+}
+
+// clusterSpec says how startClusterWith starts a cluster.
+type clusterSpec struct {
+	size  int
+	extra []string // flags of every member
+	// dir is the members' working directory (default: a new one); with
+	// procfileDirs their data dirs are dir/raftkv-<id>, as the Procfile's,
+	// else each its own new directory.
+	dir          string
+	procfileDirs bool
+	// prepare, when set, readies each member before it starts (seeds its
+	// data dir, say).
+	prepare func(m *member)
+	// probe waits for a write to commit once every member answers.
+	probe bool
+}
+
+// startClusterWith starts the cluster spec describes and waits until every
+// member answers. A start that lost a port to another process is tried
+// again afresh, with new ports.
+func startClusterWith(t *testing.T, spec clusterSpec) *cluster {
+	t.Helper()
 	for attempt := 1; ; attempt++ {
-		c := &cluster{t: t, dir: t.TempDir()}
-		ports := freePorts(t, 2*size)
-		urls := make([]string, size)
+		c := &cluster{t: t, dir: cmp.Or(spec.dir, t.TempDir())}
+		ports := freePorts(t, 2*spec.size)
+		urls := make([]string, spec.size)
 		for i := range urls {
 			urls[i] = "http://127.0.0.1:" + strconv.Itoa(ports[2*i])
 		}
-		for i := range size {
-			c.members = append(c.members, &member{
+		for i := range spec.size {
+			m := &member{
 				name:    "node" + strconv.Itoa(i+1),
 				id:      i + 1,
 				peerURL: urls[i],
 				port:    ports[2*i+1],
 				cluster: strings.Join(urls, ","),
 				dataDir: filepath.Join(t.TempDir(), "data"),
-				extra:   extra,
-			})
+				extra:   spec.extra,
+			}
+			if spec.procfileDirs {
+				m.dataDir = filepath.Join(c.dir, "raftkv-"+strconv.Itoa(m.id))
+			}
+			if spec.prepare != nil {
+				spec.prepare(m)
+			}
+			c.members = append(c.members, m)
 		}
 		for _, m := range c.members {
 			c.launch(m)
@@ -87,15 +122,16 @@ func startCluster(t *testing.T, size int, extra ...string) *cluster {
 			}
 		}
 		if err == nil {
-			// With access control on the probe write needs credentials,
-			// which only the caller has: it waits for its own write.
-			if !slices.Contains(extra, "--auth-file") {
+			if spec.probe {
 				c.waitCommit(c.members[0])
 			}
 			return c
 		}
 		for _, m := range c.members {
 			m.proc.Stop(t)
+			if spec.procfileDirs {
+				os.RemoveAll(m.dataDir)
+			}
 		}
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
 			t.Fatalf("start cluster: %v", err)
