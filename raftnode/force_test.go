@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -212,6 +213,14 @@ func TestForceNewClusterKeepsCommittedEntries(t *testing.T) {
 	})
 	if got, _ := a.snapshot(); !slices.Equal(got, want) {
 		t.Fatalf("applied %q, want the committed commands %q", got, want)
+	}
+	// The replayed additions of 2 and 3 must not make it dial them: their
+	// messages would come back over its own streams, past the peer guard,
+	// and they would never hear they were removed.
+	for _, id := range []uint64{2, 3} {
+		if n.transport.Get(types.ID(id)) != nil {
+			t.Fatalf("member 1 dials member %d, which it removed", id)
+		}
 	}
 	proposeAndWait(t, n, a, "after-force")
 	want = append(want, "after-force")

@@ -265,9 +265,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}
 	for _, m := range n.members.list() {
-		if _, out := n.forcedOut[m.ID]; !out {
-			n.addPeer(m.ID, m.PeerURLs)
-		}
+		n.addPeer(m.ID, m.PeerURLs)
 	}
 	if err := n.metrics.register(cfg.Metrics); err != nil {
 		n.transport.Stop()
@@ -317,8 +315,13 @@ func (n *Node) startRaft(rc *raft.Config, fresh bool) (err error) {
 // addPeer tells the transport how to reach a member. rafthttp panics on a
 // URL it cannot parse; such a URL never passes ValidatePeerURL, so this
 // only guards against a table written by something else.
+//
+// A member that --force-new-cluster removed is never dialed, even while
+// replayed entries still add it: over a stream this node dialed, its
+// messages would only be dropped here, while on its own dials to this node
+// the peer guard answers 403 and it stops.
 func (n *Node) addPeer(id uint64, peerURLs []string) {
-	if id == n.cfg.ID {
+	if _, out := n.forcedOut[id]; out || id == n.cfg.ID {
 		return
 	}
 	if _, err := types.NewURLs(peerURLs); err != nil {

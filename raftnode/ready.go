@@ -332,7 +332,7 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
 			n.removedSelf = true
 		case cc.GetType() == raftpb.ConfChangeRemoveNode:
-			if _, out := n.forcedOut[id]; !out { // never added (see Start)
+			if n.transport.Get(types.ID(id)) != nil { // a forced-out member never was (addPeer)
 				n.transport.RemovePeer(types.ID(id))
 			}
 		case id == n.cfg.ID:
