@@ -83,7 +83,16 @@ func SeedDataDir(lg *zap.Logger, s Seed) (clusterID uint64, err error) {
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return 0, err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(s.DataDir)+".restore-")
+	// A restore of this data dir that was killed leaves its temporary dir;
+	// nothing else makes one of this name, and nothing ever trusts one.
+	prefix := "." + filepath.Base(s.DataDir) + ".restore-"
+	if stale, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
+		for _, dir := range stale {
+			lg.Info("removing what an interrupted restore left", zap.String("dir", dir))
+			os.RemoveAll(dir)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return 0, err
 	}

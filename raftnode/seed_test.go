@@ -17,6 +17,11 @@ func TestSeedDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "raftkv-2")
 	peers := []string{"http://127.0.0.1:1001", "http://127.0.0.1:1002", "http://127.0.0.1:1003"}
 	seed := Seed{DataDir: dir, ID: 2, Peers: peers, ClusterToken: "t", Index: 42, State: []byte("state"), Origin: []byte("backup")}
+	// What a restore of this dir that was killed leaves is removed.
+	stale := filepath.Join(filepath.Dir(dir), ".raftkv-2.restore-123")
+	if err := os.MkdirAll(filepath.Join(stale, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	clusterID, err := SeedDataDir(lg, seed)
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +31,9 @@ func TestSeedDataDir(t *testing.T) {
 	}
 	if err := CheckDataDir(lg, dir, 2); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("an interrupted restore's %s: %v, want it removed", stale, err)
 	}
 	st, ds, err := openStorage(lg, dir, 2, 0)
 	if err != nil {

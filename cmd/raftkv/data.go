@@ -155,7 +155,7 @@ func (v *verifyReport) print(p *printer) error {
 	} else {
 		fmt.Fprintf(tw, "snapshot\tnone (%d snapshot file(s))\n", len(v.SnapFiles))
 	}
-	fmt.Fprintf(tw, "store\t%d keys, revision %d, hash %s\n", v.Keys, v.Revision, orDash(v.StateHash))
+	fmt.Fprintf(tw, "store\t%s, revision %d, hash %s\n", keysCount(uint64(v.Keys)), v.Revision, orDash(v.StateHash))
 	if v.Removed {
 		fmt.Fprintf(tw, "removed\tthis member was removed from its cluster: it will not start on this data\n")
 	}

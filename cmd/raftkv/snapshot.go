@@ -2,15 +2,18 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,8 +77,8 @@ when access control is on.`,
 		if p.json {
 			return p.object(snapshotJSON{File: args[0], Info: info})
 		}
-		return p.text(fmt.Appendf(nil, "saved %s: revision %d, %d keys, %s (%d bytes), sha256 %s",
-			args[0], info.Revision, info.Keys, humanBytes(info.Size), info.Size, info.SHA256))
+		return p.text(fmt.Appendf(nil, "saved %s: revision %d, %s, %s (%d bytes), sha256 %s",
+			args[0], info.Revision, keysCount(info.Keys), humanBytes(info.Size), info.Size, info.SHA256))
 	}
 	return cmd
 }
@@ -89,7 +92,29 @@ type snapshotJSON struct {
 // saveSnapshot streams a backup into path through a temporary file,
 // checking it on the way.
 func saveSnapshot(cmd *cobra.Command, c *client.Client, consistency client.Consistency, idle time.Duration, path string) (info backup.Info, err error) {
-	ctx, cancel := context.WithCancelCause(cmd.Context())
+	// The temporary file goes beside path, so that the rename is atomic: a
+	// bare name is in the working directory, not the system's temp dir.
+	dir, base := filepath.Split(path)
+	dir = cmp.Or(dir, ".")
+	if base == "" {
+		return info, usagef("%s names a directory; give the backup file's name", path)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return info, usagef("%s is a directory; give the backup file's name", path)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return info, fmt.Errorf("%s: the directory %s does not exist", path, dir)
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// On SIGINT or SIGTERM the stream is cut and the temporary file
+	// removed; a second signal kills as usual.
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	defer context.AfterFunc(ctx, stopSignals)()
+	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The stream may last long; what must not is a pause in it.
 	stalled := fmt.Errorf("%w: no data for %v (--timeout)", client.ErrUnavailable, idle)
@@ -105,7 +130,6 @@ func saveSnapshot(cmd *cobra.Command, c *client.Client, consistency client.Consi
 	}
 	defer s.Body.Close()
 
-	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, "."+base+".*.part")
 	if err != nil {
 		return info, err
@@ -123,8 +147,12 @@ func saveSnapshot(cmd *cobra.Command, c *client.Client, consistency client.Consi
 	info, err = backup.Verify(io.TeeReader(body, out), nil)
 	stop()
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, stalled) {
+		switch cause := context.Cause(ctx); {
+		case cause == nil:
+		case errors.Is(cause, stalled):
 			return info, cause
+		default:
+			return info, fmt.Errorf("interrupted; %s is unchanged", path)
 		}
 		return info, fmt.Errorf("backup from %s: %w", s.Endpoint, err)
 	}
@@ -140,7 +168,7 @@ func saveSnapshot(cmd *cobra.Command, c *client.Client, consistency client.Consi
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return info, err
 	}
-	return info, syncDir(filepath.Dir(path))
+	return info, syncDir(dir)
 }
 
 // syncDir makes a rename in dir durable.
@@ -332,8 +360,8 @@ written; --data-dir must be absent or empty, and is made whole or not at all.`,
 		if p.json {
 			return p.object(out)
 		}
-		return p.text(fmt.Appendf(nil, "restored %d keys at revision %d into %s: member %d of new cluster %s; start it with raftkv serve --id %d --cluster %s --data-dir %s",
-			out.Keys, out.Revision, dataDir, id, out.ClusterID, id, cluster, dataDir))
+		return p.text(fmt.Appendf(nil, "restored %s at revision %d into %s: member %d of new cluster %s; start it with raftkv serve --id %d --cluster %s --data-dir %s",
+			keysCount(out.Keys), out.Revision, dataDir, id, out.ClusterID, id, cluster, dataDir))
 	}
 	return cmd
 }
@@ -386,4 +414,12 @@ func backupHeader(path string) (backup.Header, int64, error) {
 		return backup.Header{}, 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return r.Header(), st.Size(), nil
+}
+
+// keysCount says "1 key" or "n keys".
+func keysCount(n uint64) string {
+	if n == 1 {
+		return "1 key"
+	}
+	return fmt.Sprintf("%d keys", n)
 }

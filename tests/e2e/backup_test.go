@@ -197,8 +197,17 @@ func TestRestoreRefusals(t *testing.T) {
 	mustPut(t, src.members[0], "k", "v")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "b.backup")
-	if r := runRaftkv(t, dir, nil, "snapshot", "save", "--endpoints", clientURLOf(src.members[0]), file); r.code != 0 {
-		t.Fatalf("snapshot save: %d %s", r.code, r.stderr)
+	// A bare file name: its temporary file goes beside it in the working
+	// directory, not in $TMPDIR (where the rename could cross devices).
+	r := runRaftkv(t, dir, []string{"TMPDIR=" + filepath.Join(dir, "no-such-dir")}, "snapshot", "save", "--endpoints", clientURLOf(src.members[0]), "b.backup")
+	if r.code != 0 || !strings.Contains(r.stdout, "saved b.backup: revision") || !strings.Contains(r.stdout, "2 keys") {
+		t.Fatalf("snapshot save b.backup: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".b.backup.*")); len(leftovers) != 0 {
+		t.Fatalf("save left %v", leftovers)
+	}
+	if r := runRaftkv(t, dir, nil, "snapshot", "save", "--endpoints", clientURLOf(src.members[0]), dir); r.code != 2 {
+		t.Fatalf("snapshot save into a directory: exit %d, %q; want 2", r.code, r.stderr)
 	}
 	good, err := os.ReadFile(file)
 	if err != nil {
@@ -234,7 +243,7 @@ func TestRestoreRefusals(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(full, "something"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := runRaftkv(t, dir, nil, "snapshot", "restore", file, "--id", "1", cluster, "--data-dir", full)
+	r = runRaftkv(t, dir, nil, "snapshot", "restore", file, "--id", "1", cluster, "--data-dir", full)
 	if r.code == 0 || !strings.Contains(r.stderr, "not empty") {
 		t.Fatalf("restore into a non-empty dir: exit %d, %q", r.code, r.stderr)
 	}
