@@ -94,7 +94,20 @@ func forceNewCluster(lg *zap.Logger, cfg *Config, st *storage, ds *diskState) (f
 		return forced{}, nil
 	}
 
+	// Said once the refusals are behind: a refused start changes nothing.
+	lg.Warn("--force-new-cluster: this member removes every other member from its cluster and serves alone, "+
+		"keeping every write it had committed; writes a quorum acknowledged without it are lost, and the removed members can never rejoin on their data. "+
+		"Use it only when a quorum can never come back; grow the cluster again with learners, and restart this member without the flag from now on",
+		zap.Uint64s("removing", others), zap.String("data-dir", cfg.DataDir))
 	dropped := len(ds.entries) - keep
+	// A leader's first entry in a term is empty: dropping it loses no
+	// write, and counting it would alarm for nothing.
+	writes := 0
+	for _, e := range ds.entries[keep:] {
+		if len(e.GetData()) > 0 {
+			writes++
+		}
+	}
 	ents := make([]*raftpb.Entry, 0, len(others))
 	out := forced{removed: make(map[uint64]struct{}, len(others))}
 	for i, id := range others {
@@ -123,7 +136,7 @@ func forceNewCluster(lg *zap.Logger, cfg *Config, st *storage, ds *diskState) (f
 	ds.hardState = hs
 	lg.Warn("--force-new-cluster: removed every other member; this member restarts as the only member of its cluster",
 		zap.Uint64s("removed", others), zap.Uint64("commit", commit),
-		zap.Int("uncommitted-entries-dropped", dropped), zap.Uint64("term", term),
+		zap.Int("uncommitted-entries-dropped", dropped), zap.Int("of-them-writes-or-changes", writes), zap.Uint64("term", term),
 		zap.Uint64("last-removal-index", out.lastIndex))
 	return out, nil
 }

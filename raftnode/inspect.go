@@ -462,6 +462,10 @@ func checkSnapDir(r *DataDirReport, snapDir string) (map[string]snapFile, error)
 			r.note(path, -1, "not a snapshot file; ignored")
 			continue
 		}
+		if de.IsDir() {
+			r.damage(path, -1, "a directory where a snapshot file belongs")
+			continue
+		}
 		r.SnapFiles = append(r.SnapFiles, path)
 		b, err := os.ReadFile(path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -469,7 +473,8 @@ func checkSnapDir(r *DataDirReport, snapDir string) (map[string]snapFile, error)
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			r.damage(path, -1, "cannot be read: "+err.Error())
+			continue
 		}
 		if s, ok := checkSnapFile(r, path, b); ok {
 			good[name] = s
@@ -586,7 +591,11 @@ func (r *DataDirReport) replay(walDir string, l *walLog, snaps map[string]snapFi
 			break
 		}
 		if i == 0 {
-			r.note(filepath.Join(filepath.Dir(walDir), "snap", name), -1, "the newest snapshot the WAL records has no usable file; a start loads an older one")
+			what := "the newest snapshot the WAL records has no usable file; a start loads an older one"
+			if len(recorded) == 1 {
+				what = "the only snapshot the WAL records has no usable file; a start has none to load, and replays the WAL from its beginning"
+			}
+			r.note(filepath.Join(filepath.Dir(walDir), "snap", name), -1, what)
 		}
 	}
 	members := newMembership()

@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"go.uber.org/zap"
@@ -82,5 +83,24 @@ func TestInspectDataDirTornTail(t *testing.T) {
 				t.Errorf("member %d cluster %x, want 1 and %x", r.MemberID, r.ClusterID, testClusterID)
 			}
 		})
+	}
+}
+
+// TestInspectDataDirOddSnapEntry: a directory where a snapshot file
+// belongs is reported as damage, not an error that ends the check.
+func TestInspectDataDirOddSnapEntry(t *testing.T) {
+	lg := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
+	dir := t.TempDir()
+	writeTestWAL(t, lg, dir, 3)
+	odd := filepath.Join(dir, "member", "snap", "0000000000000001-0000000000000002.snap")
+	if err := os.MkdirAll(odd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r, err := InspectDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Damage) != 1 || r.Damage[0].File != odd {
+		t.Fatalf("damage %v, want one finding about %s", r.Damage, odd)
 	}
 }

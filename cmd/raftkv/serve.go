@@ -235,12 +235,6 @@ func serve(f serveFlags) error {
 	if err := raftnode.CheckDataDir(lg, cfg.DataDir, cfg.ID); err != nil {
 		return err
 	}
-	if cfg.ForceNewCluster {
-		lg.Warn("--force-new-cluster: this member removes every other member from its cluster and serves alone, "+
-			"keeping every write it had committed; writes a quorum acknowledged without it are lost, and the removed members can never rejoin on their data. "+
-			"Use it only when a quorum can never come back; grow the cluster again with learners, and restart this member without the flag from now on",
-			zap.Uint64("id", cfg.ID), zap.String("data-dir", cfg.DataDir))
-	}
 	peerURL, err := url.Parse(cfg.Peers[cfg.ID-1])
 	if err != nil {
 		return fmt.Errorf("--cluster: %w", err)
