@@ -24,10 +24,13 @@ func TestStrictInput(t *testing.T) {
 	follower := leader%3 + 1
 	other := 6 - leader - follower
 	f := clusterNode(t, c, follower)
+	// As the follower sees it: the follower forwards to the client URL its
+	// own table holds for the leader, which it learns after the leader
+	// does.
 	c.WaitFor("every member publishes itself", func() error {
-		for _, m := range c.Node(leader).Members() {
+		for _, m := range c.Node(follower).Members() {
 			if !m.Started() {
-				return fmt.Errorf("member %d has not published itself", m.ID)
+				return fmt.Errorf("member %d has not published itself, as member %d sees it", m.ID, follower)
 			}
 		}
 		return nil
