@@ -305,7 +305,12 @@ func (s *Server) serveLeaderTransfer(w http.ResponseWriter, r *http.Request, _ s
 // body is refused unless optional. code is the error code of a malformed
 // body.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool, code string) error {
-	body, err := readBody(w, r, maxMemberBodyBytes)
+	return decodeBodyUpTo(w, r, v, maxMemberBodyBytes, optional, code)
+}
+
+// decodeBodyUpTo is decodeBody for bodies of up to limit bytes.
+func decodeBodyUpTo(w http.ResponseWriter, r *http.Request, v any, limit int64, optional bool, code string) error {
+	body, err := readBody(w, r, limit)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ const (
 	routeV1Leader   = "v1_leader"   // /v1/leader/transfer
 	routeV1Status   = "v1_status"   // /v1/status
 	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
+	routeV1Txn      = "v1_txn"      // /v1/txn
 	routeLivez      = "livez"
 	routeReadyz     = "readyz"
 	routeHealth     = "health"

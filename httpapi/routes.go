@@ -66,6 +66,9 @@ func apiRoutes() []route {
 			[]allowed{{http.MethodPut, admin}, {http.MethodDelete, admin}}, (*Server).serveMember},
 		{"/v1/members/{id}/promote", routeV1Members, memberID("/promote"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).servePromote},
+		// A transaction's keys are checked in its handler, where they are
+		// known.
+		{"/v1/txn", routeV1Txn, exact("v1/txn"), []allowed{{http.MethodPost, identified}}, (*Server).serveTxn},
 		{"/v1/snapshot", routeV1Snapshot, exact("v1/snapshot"), []allowed{{http.MethodGet, admin}}, (*Server).serveSnapshot},
 		{"/v1/leader/transfer", routeV1Leader, exact("v1/leader/transfer"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).serveLeaderTransfer},

@@ -33,6 +33,8 @@ type KV interface {
 	DeleteRange(ctx context.Context, prefix []byte) (kvstore.Result, error)
 	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
 	List(ctx context.Context, req kvstore.ListRequest) (kvstore.ListResult, error)
+	// Txn applies a transaction through the log.
+	Txn(ctx context.Context, t *kvstore.Txn) (kvstore.TxnResult, uint64, error)
 	// Freeze is the whole store at one revision, for a backup.
 	Freeze(ctx context.Context, serializable bool) (kvstore.Frozen, error)
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)

@@ -17,6 +17,7 @@ const (
 	OpPut         Op = 1
 	OpDelete      Op = 2
 	OpDeleteRange Op = 3 // Key is the prefix
+	OpTxn         Op = 4 // Txn holds the transaction (txn.go)
 )
 
 // ConditionKind is what a conditional write requires of the key's current
@@ -48,13 +49,19 @@ type Command struct {
 	Cond   Condition
 	Key    []byte
 	Value  []byte
+	Txn    *Txn
 }
 
 // Marshal encodes c compactly: version, op, uvarint origin, uvarint id,
 // condition kind (and uvarint revision for CondModRevision), uvarint key
-// length, key, then the value as the rest of the buffer.
+// length, key, then the value as the rest of the buffer. A transaction's
+// encoding is its value.
 func (c *Command) Marshal() []byte {
-	buf := make([]byte, 0, 3+4*binary.MaxVarintLen64+len(c.Key)+len(c.Value))
+	value := c.Value
+	if c.Op == OpTxn {
+		value = c.Txn.marshal(nil)
+	}
+	buf := make([]byte, 0, 3+4*binary.MaxVarintLen64+len(c.Key)+len(value))
 	buf = append(buf, commandVersion, byte(c.Op))
 	buf = binary.AppendUvarint(buf, c.Origin)
 	buf = binary.AppendUvarint(buf, c.ID)
@@ -64,7 +71,7 @@ func (c *Command) Marshal() []byte {
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(c.Key)))
 	buf = append(buf, c.Key...)
-	return append(buf, c.Value...)
+	return append(buf, value...)
 }
 
 // UnmarshalCommand decodes a command produced by Marshal. The returned key and
@@ -78,7 +85,7 @@ func UnmarshalCommand(data []byte) (Command, error) {
 		return c, fmt.Errorf("%w: unknown version %d", ErrCorruptCommand, data[0])
 	}
 	c.Op = Op(data[1])
-	if c.Op < OpPut || c.Op > OpDeleteRange {
+	if c.Op < OpPut || c.Op > OpTxn {
 		return c, fmt.Errorf("%w: unknown op %d", ErrCorruptCommand, c.Op)
 	}
 	rest := data[2:]
@@ -108,6 +115,17 @@ func UnmarshalCommand(data []byte) (Command, error) {
 	}
 	c.Key = rest[:keyLen:keyLen]
 	c.Value = rest[keyLen:]
+	if c.Op == OpTxn {
+		if c.Cond.Kind != CondNone || len(c.Key) != 0 {
+			return c, fmt.Errorf("%w: a transaction carries a key or a condition", ErrCorruptCommand)
+		}
+		t, err := unmarshalTxn(c.Value)
+		if err != nil {
+			return c, err
+		}
+		c.Txn, c.Value = t, nil
+		return c, nil
+	}
 	if c.Op != OpPut && len(c.Value) != 0 {
 		return c, fmt.Errorf("%w: %d carries a value", ErrCorruptCommand, c.Op)
 	}

@@ -54,15 +54,24 @@ func FuzzUnmarshalCommand(f *testing.F) {
 	f.Add((&Command{ID: 5, Op: OpPut, Key: []byte("key"), Value: []byte("v")}).Marshal())
 	f.Add((&Command{ID: 1, Op: OpDelete, Key: []byte("k")}).Marshal())
 	f.Add([]byte{commandVersion, byte(OpPut), 0x80})
+	f.Add((&Command{ID: 2, Op: OpTxn, Txn: &Txn{
+		Compares: []Compare{{Key: []byte("k"), Target: TargetModRevision, Op: CompareLess, Number: 9}},
+		Success:  []TxnOp{{Kind: TxnPut, Key: []byte("k"), Value: []byte("v")}, {Kind: TxnList, Limit: 5}},
+		Failure:  []TxnOp{{Kind: TxnDeletePrefix, Key: []byte("p")}},
+	}}).Marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := UnmarshalCommand(data)
 		if err != nil {
 			return
 		}
+		// Whatever decodes applies without a panic.
+		s := NewStore()
+		s.Apply(1, &c)
 		// Whatever decodes must survive a re-encoding unchanged (the
 		// bytes may differ: uvarints have non-minimal encodings).
 		again, err := UnmarshalCommand(c.Marshal())
-		if err != nil || again.Cond != c.Cond || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) {
+		if err != nil || again.Cond != c.Cond || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) ||
+			(c.Txn != nil && !bytes.Equal(again.Txn.marshal(nil), c.Txn.marshal(nil))) {
 			t.Fatalf("re-decoding %+v gave %+v, %v", c, again, err)
 		}
 	})

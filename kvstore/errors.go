@@ -30,6 +30,9 @@ var (
 	ErrCorruptCommand = errors.New("corrupt command")
 	// ErrCorruptSnapshot means a snapshot could not be decoded.
 	ErrCorruptSnapshot = errors.New("corrupt snapshot")
+	// ErrInvalidTxn means a transaction that no store applies; the error
+	// is a *TxnError, whose Code says why.
+	ErrInvalidTxn = errors.New("invalid transaction")
 )
 
 // ErrPreconditionFailed means a conditional write's condition did not hold;

@@ -228,6 +228,21 @@ func (kv *KV) DeleteRange(ctx context.Context, prefix []byte) (Result, error) {
 	return kv.propose(ctx, Command{Op: OpDeleteRange, Key: prefix})
 }
 
+// Txn proposes a transaction and returns its outcome and the store revision
+// after it. A transaction that fails Validate is refused before it is
+// proposed. Every transaction goes through the log, so its compares and
+// reads are linearizable.
+func (kv *KV) Txn(ctx context.Context, t *Txn) (TxnResult, uint64, error) {
+	if err := t.Validate(); err != nil {
+		return TxnResult{}, 0, err
+	}
+	res, err := kv.propose(ctx, Command{Op: OpTxn, Txn: t})
+	if err != nil {
+		return TxnResult{}, 0, err
+	}
+	return *res.Txn, res.Revision, nil
+}
+
 // Get returns the item under key and the store revision it was read at. A
 // linearizable read first confirms with the leader which index it must
 // reflect; a serializable one reads the local state as it is.

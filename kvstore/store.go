@@ -57,6 +57,8 @@ type Result struct {
 	Err error
 	// Change lists what the command changed, for watchers.
 	Change Change
+	// Txn is a transaction's outcome.
+	Txn *TxnResult
 }
 
 // entry is what the tree holds. Entries are never modified once inserted, so
@@ -157,6 +159,11 @@ func (s *Store) Apply(index uint64, cmd *Command) Result {
 		return s.delete(index, cmd)
 	case OpDeleteRange:
 		return s.deleteRange(index, cmd.Key)
+	case OpTxn:
+		if cmd.Txn == nil {
+			return Result{Revision: s.revision, Err: fmt.Errorf("%w: a transaction without its operations", ErrCorruptCommand)}
+		}
+		return s.applyTxn(index, cmd.Txn)
 	default:
 		return Result{Revision: s.revision, Err: fmt.Errorf("%w: unknown op %d", ErrCorruptCommand, cmd.Op)}
 	}
