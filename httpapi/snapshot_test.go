@@ -6,15 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/kvstore"
@@ -86,29 +81,11 @@ func TestSnapshotBackup(t *testing.T) {
 // TestSnapshotNeedsAdmin: a backup holds every key, so with access control
 // on only an admin may take one, even a user who may read every key.
 func TestSnapshotNeedsAdmin(t *testing.T) {
-	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(map[string]any{"users": map[string]any{
-		"root":   map[string]any{"password_hash": string(h), "admin": true},
-		"reader": map[string]any{"password_hash": string(h), "read": []string{""}},
-	}})
-	path := filepath.Join(t.TempDir(), "auth.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	store, err := auth.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := authStoreWith(t, map[string]any{
+		"root":   map[string]any{"admin": true},
+		"reader": map[string]any{"read": []string{""}},
+	})
 	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { c.Auth = store }})
-	as := func(user string) http.Header {
-		if user == "" {
-			return nil
-		}
-		return http.Header{"Authorization": {"Basic " + basicCredentials(user, "pw")}}
-	}
 	for _, c := range []struct {
 		user   string
 		status int
