@@ -41,4 +41,3 @@ func (c *Client) Txn(ctx context.Context, req TxnRequest) (TxnResponse, error) {
 	}
 	return out, nil
 }
-
