@@ -30,6 +30,7 @@ func TestRoute(t *testing.T) {
 		{http.MethodPost, "/v1/leader/transfer", routeV1Leader},
 		{http.MethodGet, "/v1/status", routeV1Status},
 		{http.MethodGet, "/v1/snapshot", routeV1Snapshot},
+		{http.MethodPost, "/v1/txn", routeV1Txn},
 		{http.MethodGet, "/v1/snapshot/x", routeOther},
 		{http.MethodGet, "/livez", routeLivez},
 		{http.MethodGet, "/readyz", routeReadyz},
