@@ -223,6 +223,9 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"POST", "/v1/members/99/promote", "", want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
 		{"PUT", "/v1/members/99", `{"peer_urls":["http://127.0.0.1:1"]}`, want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
 		{"POST", "/v1/leader/transfer", `{"to": 99}`, want{unauth, unauth, deny, deny, deny, http.StatusNotFound}},
+		// A transaction needs every key either branch touches.
+		{"POST", "/v1/txn", `{"success": [{"get": {"key": "YXBwL2s="}}]}`, want{unauth, unauth, ok, ok, ok, ok}},
+		{"POST", "/v1/txn", `{"failure": [{"put": {"key": "b3RoZXI=", "value": ""}}]}`, want{unauth, unauth, deny, deny, deny, ok}},
 		// A backup holds every key: admin only, even for a reader of all.
 		{"GET", "/v1/snapshot", "", want{unauth, unauth, deny, deny, deny, ok}},
 		{"POST", "/99", "", want{unauth, unauth, deny, deny, deny, http.StatusBadRequest}},
