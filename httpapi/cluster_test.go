@@ -56,7 +56,7 @@ type transferJSON struct {
 func clusterNode(t *testing.T, c *testcluster.Cluster, id uint64) *node {
 	t.Helper()
 	return &node{srv: c.Server(id), url: c.ClientURL(id),
-		http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+		http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 5 * time.Second}}}
 }
 
 // expect checks a response's status and, for an error, its code.
