@@ -30,7 +30,8 @@
 // # Errors
 //
 // Error responses are *APIError values (a 412 is a *PreconditionFailedError,
-// a 410 a *CompactedError) that also match ErrNotFound, ErrUnavailable,
+// a 410 a *CompactedError, returned only once every endpoint answered 410:
+// each member keeps its own watch history) that also match ErrNotFound, ErrUnavailable,
 // ErrOutcomeUnknown, ErrUnauthenticated (401) or ErrPermissionDenied (403)
 // with errors.Is. A 401 or 403 is not retried on another endpoint: every
 // member checks credentials against the same auth file. A request that got no answer fails with
@@ -227,7 +228,18 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 	// says why the cluster could not serve (503 no_leader), over the last
 	// failed connection (lastErr), which says only that one node is down.
 	var lastErr, lastAnswer error
-	giveUp := func() error { return cmp.Or(lastAnswer, lastErr) }
+	// A 410 compacted is one member's answer, not the cluster's: each
+	// member keeps its own watch history (one restarted keeps only what
+	// came after its snapshot), so the others are asked before it is
+	// returned, the one naming the oldest revision still available.
+	var compacted *CompactedError
+	var gone []bool // endpoints that answered 410 compacted
+	giveUp := func() error {
+		if compacted != nil {
+			return compacted
+		}
+		return cmp.Or(lastAnswer, lastErr)
+	}
 	var retryAfter time.Duration
 	for attempt := range c.maxAttempts {
 		if attempt > 0 && attempt%n == 0 {
@@ -240,6 +252,9 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 			retryAfter = 0
 		}
 		i := (first + attempt) % n
+		if gone != nil && gone[i] {
+			continue
+		}
 		resp, sent, err := c.send(ctx, c.endpoints[i], r)
 		if err != nil {
 			switch {
@@ -258,6 +273,20 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 			return resp, i, nil
 		}
 		apiErr := readError(resp)
+		var ce *CompactedError
+		if errors.As(apiErr, &ce) {
+			if compacted == nil || ce.OldestRevision < compacted.OldestRevision {
+				compacted = ce
+			}
+			if gone == nil {
+				gone = make([]bool, n)
+			}
+			gone[i] = true
+			if !slices.Contains(gone, false) {
+				return nil, 0, compacted
+			}
+			continue
+		}
 		if resp.StatusCode == http.StatusServiceUnavailable ||
 			(r.idempotent && resp.StatusCode == http.StatusGatewayTimeout) {
 			lastAnswer = apiErr

@@ -730,3 +730,40 @@ func TestGiveUpWithTheServersAnswer(t *testing.T) {
 		t.Fatalf("put without a quorum: %v; want the live node's 503 no_leader", err)
 	}
 }
+
+// TestWatchCompactedOnOneMember checks that a 410 from one member sends the
+// watch to the others: a restarted member keeps the history only since its
+// snapshot, while the members that kept running still hold the older
+// revisions. Only when every endpoint answers 410 is it returned.
+func TestWatchCompactedOnOneMember(t *testing.T) {
+	const snapshotCount = 20
+	c, leader := startCluster(t, testcluster.Config{SnapshotCount: snapshotCount, SnapshotCatchUpEntries: 5, WatchHistory: 1000})
+	restarted := leader%3 + 1
+	ctx := testContext(t)
+	writer := newClient(t, urls(c, restarted))
+	var want []wantEvent
+	for i := 0; c.Node(restarted).Status().Snapshot == 0; i++ {
+		if i > 3*snapshotCount {
+			t.Fatal("the member took no snapshot")
+		}
+		k := fmt.Sprintf("gone/%02d", i)
+		want = append(want, wantEvent{client.EventPut, k, "v", mustPut(t, writer, k, "v").Revision})
+	}
+	if err := c.Stop(restarted); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(restarted)
+	c.WaitApplied(c.Node(leader).Status().Applied, restarted)
+
+	from := client.WatchOptions{Prefix: true, From: want[0].revision}
+	_, err := newClient(t, urls(c, restarted)).Watch(ctx, []byte("gone/"), from)
+	if !errors.As(err, new(*client.CompactedError)) {
+		t.Fatalf("watch from %d on the restarted member alone: %v, want compacted (else the test proves nothing)", from.From, err)
+	}
+	w, err := newClient(t, urls(c, restarted, leader)).Watch(ctx, []byte("gone/"), from)
+	if err != nil {
+		t.Fatalf("watch from %d, the restarted member first: %v", from.From, err)
+	}
+	defer w.Close()
+	checkEvents(t, w, want)
+}

@@ -59,9 +59,12 @@ type WatchOptions struct {
 // the connection failed, and continues from the first revision it has not
 // delivered. Events are delivered whole revisions at a time, so a revision
 // cut in half by a broken stream is delivered once, entirely, after the
-// resume: never a gap, never a duplicate. If the resume answers 410, Next
-// returns a *CompactedError: list again, and watch from the listing's
-// revision + 1. If no endpoint answers within the client's attempts, Next
+// resume: never a gap, never a duplicate. A 410 sends the watch to the
+// other endpoints, since each member keeps its own history (a restarted
+// member only what came after its last snapshot, a member that installed
+// the leader's snapshot only what came after that); if every endpoint
+// answers 410, Next returns a *CompactedError: list again, and watch from
+// the listing's revision + 1. If no endpoint answers within the client's attempts, Next
 // returns that error; ResumeFrom then says where to start a new watch.
 //
 // A Watcher owns no goroutine: Next reads the stream itself. Next must be
@@ -108,7 +111,8 @@ func (wc *watchConn) close() {
 
 // Watch starts watching key (or every key with the prefix key). It returns
 // once the first stream is established, with any error of the server: a
-// *CompactedError when opts.From is older than the server's history.
+// *CompactedError when opts.From is older than the history of every
+// endpoint.
 func (c *Client) Watch(ctx context.Context, key []byte, opts WatchOptions) (*Watcher, error) {
 	path := "/v1/watch/"
 	if len(key) > 0 {

@@ -136,7 +136,7 @@ var watchEnds = []struct {
 	message string
 }{
 	{kvstore.ErrWatcherLagged, "lagged", "watcher fell behind"},
-	{kvstore.ErrWatchResync, "resync", "the node replaced its state with a snapshot; list again and watch from the listing's revision + 1"},
+	{kvstore.ErrWatchResync, "resync", "the node replaced its state with the leader's snapshot; resume from resume_from on another member"},
 	{kvstore.ErrStopped, "stopping", "the node is shutting down"},
 	{raftnode.ErrStopped, "stopping", "the node is shutting down"},
 }

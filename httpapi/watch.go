@@ -143,11 +143,24 @@ type eventData struct {
 	Revision       uint64  `json:"revision"`
 }
 
-// errorEventData is the JSON of the final error event.
+// errorEventData is the JSON of the final error event. ResumeFrom is left
+// out of a stream that cannot be resumed, as docs/API.md says: revisions
+// start at 1, so 0 never names one.
 type errorEventData struct {
 	Error      string `json:"error"`
 	Code       string `json:"code"`
-	ResumeFrom uint64 `json:"resume_from"`
+	ResumeFrom uint64 `json:"resume_from,omitempty"`
+}
+
+// endEvent is the final event of a stream whose watcher ended with err.
+func endEvent(err error) errorEventData {
+	var we *kvstore.WatchError
+	if errors.As(err, &we) {
+		code, msg := watchEnd(we.Reason)
+		return errorEventData{Error: msg, Code: code, ResumeFrom: we.ResumeFrom}
+	}
+	code, msg := watchEnd(err)
+	return errorEventData{Error: msg, Code: code}
 }
 
 // stream writes the watcher's changes as events until it ends or the client
@@ -187,12 +200,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 				return
 			}
 		}
-		var we *kvstore.WatchError
 		switch {
 		case err == nil:
-		case errors.As(err, &we):
-			code, msg := watchEnd(we.Reason)
-			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code, ResumeFrom: we.ResumeFrom})
+		case errors.As(err, new(*kvstore.WatchError)):
+			buf = appendErrorEvent(buf[:0], endEvent(err))
 			_ = sw.write(buf)
 			return
 		case r.Context().Err() != nil:
@@ -204,8 +215,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 			continue
 		default:
 			s.cfg.Logger.Warn("watch ended unexpectedly", zap.Error(err))
-			code, msg := watchEnd(err)
-			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code})
+			buf = appendErrorEvent(buf[:0], endEvent(err))
 			_ = sw.write(buf)
 			return
 		}

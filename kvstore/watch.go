@@ -52,8 +52,10 @@ var (
 	// ErrWatcherLagged means the watcher fell too far behind and was closed.
 	ErrWatcherLagged = errors.New("watcher fell behind")
 	// ErrWatchResync means the node replaced its state with a snapshot, so
-	// its history no longer joins up with what the watcher saw.
-	ErrWatchResync = errors.New("state replaced by a snapshot; re-list and watch again")
+	// its history no longer joins up with what the watcher saw. Nothing is
+	// lost for the watcher: the revisions after ResumeFrom are still in the
+	// history of members that did not install a snapshot.
+	ErrWatchResync = errors.New("state replaced by a snapshot; resume on another member")
 )
 
 // CompactedError reports the oldest revision a watch can start from.

@@ -319,3 +319,72 @@ func TestStalledWatcherDoesNotBlockWrites(t *testing.T) {
 		t.Fatalf("%d watchers still registered", n)
 	}
 }
+
+// TestWatchHistoryAfterRestart checks that a restarted member rebuilds its
+// watch history from the entries it replays after its snapshot: a watch
+// from the first write after that snapshot gets every later change, and
+// only what came before the snapshot is compacted.
+func TestWatchHistoryAfterRestart(t *testing.T) {
+	const snapshotCount = 20
+	c := testcluster.New(t, testcluster.Config{Size: 3, SnapshotCount: snapshotCount, SnapshotCatchUpEntries: 5, WatchHistory: 1000})
+	leader := c.WaitLeader()
+	follower := leader%3 + 1
+	kv := c.Server(follower).KV()
+	ctx := testContext(t)
+	put := func(i int) uint64 {
+		t.Helper()
+		res, err := kv.Put(ctx, fmt.Appendf(nil, "h/%d", i), []byte("v"), kvstore.Condition{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Revision
+	}
+	// A write through the follower returns once the follower applied it,
+	// so its snapshot index is known to have moved once one shows.
+	first := put(0)
+	i := 1
+	for ; c.Server(follower).Node().Status().Snapshot == 0; i++ {
+		if i > 3*snapshotCount {
+			t.Fatal("the follower took no snapshot")
+		}
+		put(i)
+	}
+	// Fewer writes than another snapshot needs: all are after the one taken.
+	var after []uint64
+	for range snapshotCount / 2 {
+		after = append(after, put(i))
+		i++
+	}
+	snap := c.Server(follower).Node().Status().Snapshot
+	if err := c.Stop(follower); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(follower)
+	c.WaitApplied(c.Server(leader).Node().Status().Applied, follower)
+	if got := c.Server(follower).Node().Status().Snapshot; got != snap {
+		t.Fatalf("snapshot index %d after the restart, want %d: the test needs the member's own", got, snap)
+	}
+
+	kv = c.Server(follower).KV()
+	_, err := kv.Watch([]byte("h/"), true, first)
+	var ce *kvstore.CompactedError
+	if !errors.As(err, &ce) || ce.Oldest <= first || ce.Oldest > after[0] {
+		t.Fatalf("watch from %d, before the snapshot: %v; want compacted with the oldest in (%d, %d]", first, err, first, after[0])
+	}
+	w, err := kv.Watch([]byte("h/"), true, after[0])
+	if err != nil {
+		t.Fatalf("watch from %d, after the snapshot: %v", after[0], err)
+	}
+	defer w.Close()
+	var seen []uint64
+	for len(seen) < len(after) {
+		ch, err := w.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, ch.Revision)
+	}
+	if !slices.Equal(seen, after) {
+		t.Fatalf("watched revisions %v, wrote %v", seen, after)
+	}
+}

@@ -30,8 +30,10 @@ JSON, keys and values in base64.
 out). --from REV starts with the changes of revision REV instead of the next
 one. A dropped connection, a node that stops or a watch that fell behind is
 resumed on the next endpoint where it stopped, without gaps or duplicates.
-If REV (or the resume point) is older than the server's history, the command
-exits 1 naming the oldest revision available. --timeout bounds connecting.`,
+If REV (or the resume point) is older than the history of one member, the
+other endpoints are tried (each member keeps its own history: a restarted
+one only what came after its last snapshot); if it is older than every
+endpoint's, the command exits 1 naming the oldest revision available. --timeout bounds connecting.`,
 		Example: `  raftkv watch config/color
   raftkv watch config/ --prefix --from 40 -o json`,
 		Args: cobra.MaximumNArgs(1),
@@ -81,11 +83,7 @@ exits 1 naming the oldest revision available. --timeout bounds connecting.`,
 			if ctx.Err() != nil {
 				return nil
 			}
-			var compacted *client.CompactedError
-			if errors.As(err, &compacted) {
-				return fmt.Errorf("%w: use --from %d or later, or list the keys and watch from the listing's revision + 1", err, compacted.OldestRevision)
-			}
-			return err
+			return compactedHint(err)
 		}
 		defer w.Close()
 		for {
@@ -97,6 +95,11 @@ exits 1 naming the oldest revision available. --timeout bounds connecting.`,
 				if errors.Is(err, context.Canceled) {
 					return err
 				}
+				// A resume that every endpoint refused as compacted cannot
+				// continue at ResumeFrom: say what can.
+				if errors.As(err, new(*client.CompactedError)) {
+					return compactedHint(err)
+				}
 				return fmt.Errorf("%w (resume with --from %d)", err, w.ResumeFrom())
 			}
 			if err := printEvent(p, ev); err != nil {
@@ -105,6 +108,16 @@ exits 1 naming the oldest revision available. --timeout bounds connecting.`,
 		}
 	}
 	return cmd
+}
+
+// compactedHint adds to a *CompactedError, which every endpoint answered,
+// how to watch on; other errors are returned as they are.
+func compactedHint(err error) error {
+	var compacted *client.CompactedError
+	if errors.As(err, &compacted) {
+		return fmt.Errorf("%w: use --from %d or later, or list the keys and watch from the listing's revision + 1", err, compacted.OldestRevision)
+	}
+	return err
 }
 
 // eventJSON is an event in JSON output; a put always has a value, empty or
