@@ -210,11 +210,17 @@ func setRevision(h http.Header, revision uint64) {
 	h.Set("X-Raftkv-Revision", strconv.FormatUint(revision, 10))
 }
 
-// writeJSON writes a 200 JSON answer.
+// writeJSON writes a 200 JSON answer. <, > and & are written as they are,
+// not as \u003c..., so that encoding=text shows "a && b" to a person: with
+// nosniff no browser takes the answer for HTML, as for errors.
 func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func (s *Server) getV1(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values, key string) error {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -274,8 +275,14 @@ func appendErrorEvent(buf []byte, d errorEventData) []byte {
 }
 
 // appendJSON appends v as one line of JSON (encoding/json escapes newlines
-// in strings, so data never spans lines).
+// in strings, so data never spans lines). <, > and & stay as they are, as
+// in writeJSON: an event stream is never taken for HTML.
 func appendJSON(buf []byte, v any) []byte {
-	b, _ := json.Marshal(v) // cannot fail: the event types hold strings and integers
-	return append(buf, b...)
+	b := bytes.NewBuffer(buf)
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	// Encode cannot fail (the event types hold strings and integers) and
+	// ends with a newline, which the caller writes itself.
+	_ = enc.Encode(v)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
