@@ -12,7 +12,8 @@ import (
 	"github.com/raftkv/raftkv/raftnode"
 )
 
-// Errors of the API's own limits (limits.go); both answer 503 busy.
+// Errors of the API itself: its own limits (limits.go), which answer 503
+// busy, and what encoding=text cannot carry.
 var (
 	// ErrTooManyRequests means the node is serving as many requests as
 	// --max-concurrent-requests allows.
@@ -23,6 +24,10 @@ var (
 	// ErrTooManyBackups means the node is streaming as many backups as it
 	// allows at once (maxBackups).
 	ErrTooManyBackups = errors.New("too many backups in progress on this node; retry when one ends, or take it from another node")
+	// ErrNotUTF8 means a response asked for with encoding=text holds a key
+	// or value that is not valid UTF-8, which a JSON string cannot carry
+	// unchanged (keyEncoding).
+	ErrNotUTF8 = errors.New("encoding=text cannot carry a key or value that is not valid UTF-8")
 )
 
 // Error is a client-facing error: an HTTP status, a stable machine-readable
@@ -78,6 +83,7 @@ var statuses = []struct {
 	{ErrTooManyRequests, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyWatchers, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyBackups, http.StatusServiceUnavailable, "busy"},
+	{ErrNotUTF8, http.StatusBadRequest, "not_utf8"},
 	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
@@ -129,13 +135,15 @@ func etag(modRevision uint64) string {
 }
 
 // watchEnds maps the reasons a watcher ends to the code and message of the
-// final error event of a watch stream. The first match wins.
+// final error event of a watch stream; an empty message means the error's
+// own, which names what it is about. The first match wins.
 var watchEnds = []struct {
 	err     error
 	code    string
 	message string
 }{
 	{kvstore.ErrWatcherLagged, "lagged", "watcher fell behind"},
+	{ErrNotUTF8, "not_utf8", ""},
 	{kvstore.ErrWatchResync, "resync", "the node replaced its state with the leader's snapshot; resume from resume_from on another member"},
 	{kvstore.ErrStopped, "stopping", "the node is shutting down"},
 	{raftnode.ErrStopped, "stopping", "the node is shutting down"},
@@ -145,7 +153,11 @@ var watchEnds = []struct {
 // ended with err.
 func watchEnd(err error) (code, message string) {
 	for _, e := range watchEnds {
-		if errors.Is(err, e.err) {
+		switch {
+		case !errors.Is(err, e.err):
+		case e.message == "":
+			return e.code, err.Error()
+		default:
 			return e.code, e.message
 		}
 	}

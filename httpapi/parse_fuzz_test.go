@@ -129,6 +129,7 @@ func FuzzQueryParams(f *testing.F) {
 		"limit=0", "limit=10001", "limit=+1", "limit=01", "keys_only=yes", "consistency=serializable",
 		"consistency=eventual", "from=1", "from=0", "from=18446744073709551615", "a;b", "prefix=%zz",
 		"prefix=%2F&limit=1", "cursor=***", "=", "&&", "prefix",
+		"encoding=text", "encoding=base64", "encoding=", "encoding=Text", "encoding=text&encoding=text",
 	} {
 		f.Add(q, "")
 	}
@@ -172,6 +173,19 @@ func FuzzQueryParams(f *testing.F) {
 			badRequestCode(t, err, "invalid_parameter")
 		} else {
 			badRequestCode(t, err, "invalid_consistency")
+		}
+		if e, err := encodingParam(q); err == nil {
+			vs, want := q["encoding"], encodeBase64
+			if len(vs) == 1 && vs[0] == "text" {
+				want = encodeText
+			}
+			if e != want || len(vs) > 1 || len(vs) == 1 && vs[0] != "text" && vs[0] != "base64" {
+				t.Fatalf("encoding %q read as %v", vs, e)
+			}
+		} else if len(q["encoding"]) > 1 {
+			badRequestCode(t, err, "invalid_parameter")
+		} else {
+			badRequestCode(t, err, "invalid_encoding")
 		}
 		from, err := watchStart(q, r.Header)
 		vs := q["from"]

@@ -38,7 +38,7 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 	if key == "" {
 		switch {
 		case r.Method == http.MethodGet || r.Method == http.MethodHead:
-			if err := onlyParams(q, "prefix", "limit", "cursor", "keys_only", "consistency"); err != nil {
+			if err := onlyParams(q, "prefix", "limit", "cursor", "keys_only", "consistency", "encoding"); err != nil {
 				return err
 			}
 			return s.list(ctx, w, r, q)
@@ -210,11 +210,17 @@ func setRevision(h http.Header, revision uint64) {
 	h.Set("X-Raftkv-Revision", strconv.FormatUint(revision, 10))
 }
 
-// writeJSON writes a 200 JSON answer.
+// writeJSON writes a 200 JSON answer. <, > and & are written as they are,
+// not as \u003c..., so that encoding=text shows "a && b" to a person: with
+// nosniff no browser takes the answer for HTML, as for errors.
 func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func (s *Server) getV1(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values, key string) error {
@@ -351,17 +357,6 @@ type listResponse struct {
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
-// listedKV is one key of a listing; key and value are base64 (standard,
-// padded). Value is a pointer so that an empty value is "" and keys_only
-// omits it.
-type listedKV struct {
-	Key            string  `json:"key"`
-	Value          *string `json:"value,omitempty"`
-	CreateRevision uint64  `json:"create_revision"`
-	ModRevision    uint64  `json:"mod_revision"`
-	Version        uint64  `json:"version"`
-}
-
 func (s *Server) list(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values) error {
 	prefix, _, err := param(q, "prefix")
 	if err != nil {
@@ -396,6 +391,10 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return err
 	}
+	enc, err := encodingParam(q)
+	if err != nil {
+		return err
+	}
 	res, err := s.cfg.KV.List(ctx, kvstore.ListRequest{Prefix: []byte(prefix), After: after, Limit: limit,
 		Serializable: serializable, Only: readableUnder(r, prefix)})
 	if err != nil {
@@ -403,15 +402,10 @@ func (s *Server) list(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	}
 	out := listResponse{Revision: res.Revision, KVs: make([]listedKV, len(res.KVs)), More: res.More}
 	for i, kv := range res.KVs {
-		out.KVs[i] = listedKV{
-			Key:            base64.StdEncoding.EncodeToString(kv.Key),
-			CreateRevision: kv.CreateRevision,
-			ModRevision:    kv.ModRevision,
-			Version:        kv.Version,
-		}
-		if !keysOnly {
-			v := base64.StdEncoding.EncodeToString(kv.Value)
-			out.KVs[i].Value = &v
+		// A page with one key text cannot carry is refused whole, before
+		// anything is written (keyEncoding says why).
+		if out.KVs[i], err = enc.listed(kv, keysOnly); err != nil {
+			return err
 		}
 	}
 	if res.More && len(res.KVs) > 0 {

@@ -183,6 +183,17 @@ func TestV1BadInput(t *testing.T) {
 		{"DELETE", "/v1/kv/?prefix=%ZZ", nil, nil, 400, "invalid_parameter"},
 		{"DELETE", "/v1/kv/?prefix=e;x=1", nil, nil, 400, "invalid_parameter"},
 		{"DELETE", "/v1/kv/?prefix=" + longKey, nil, nil, 413, "key_too_large"},
+		// encoding: base64 or text, on the requests that answer keys in JSON
+		{"GET", "/v1/kv/?encoding=hex", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/kv/?encoding=", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/kv/?encoding=TEXT", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/kv/?encoding=utf-8", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/kv/?encoding=text&encoding=base64", nil, nil, 400, "invalid_parameter"},
+		{"GET", "/v1/kv/?encodng=text", nil, nil, 400, "invalid_parameter"},
+		{"GET", "/v1/kv/existing?encoding=text", nil, nil, 400, "invalid_parameter"}, // the raw value, never JSON
+		{"PUT", "/v1/kv/existing?encoding=text", nil, []byte("v"), 400, "invalid_parameter"},
+		{"DELETE", "/v1/kv/existing?encoding=base64", nil, nil, 400, "invalid_parameter"},
+		{"DELETE", "/v1/kv/?prefix=e&encoding=text", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/kv/?prefix=" + longKey, nil, nil, 413, "key_too_large"},
 		// preconditions
 		{"PUT", "/v1/kv/existing", h("If-Match", "abc"), []byte("v"), 400, "invalid_precondition"},
@@ -235,6 +246,9 @@ func TestV1BadInput(t *testing.T) {
 		{"GET", "/v1/watch/existing?from=", nil, nil, 400, "invalid_revision"},
 		{"GET", "/v1/watch/existing?from=99999999999999999999999", nil, nil, 400, "invalid_revision"},
 		{"GET", "/v1/watch/existing?from=1&from=2", nil, nil, 400, "invalid_parameter"},
+		{"GET", "/v1/watch/existing?encoding=hex", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/watch/?prefix=true&encoding=", nil, nil, 400, "invalid_encoding"},
+		{"GET", "/v1/watch/existing?encoding=text&encoding=text", nil, nil, 400, "invalid_parameter"},
 		{"GET", "/v1/watch/existing", h("Last-Event-Id", "abc"), nil, 400, "invalid_revision"},
 		{"GET", "/v1/watch/existing", h("Last-Event-Id", "-1"), nil, 400, "invalid_revision"},
 		{"GET", "/v1/watch/existing", h("Last-Event-Id", "18446744073709551615"), nil, 400, "invalid_revision"},
@@ -593,6 +607,77 @@ func TestV1List(t *testing.T) {
 	last := second.KVs[len(second.KVs)-1]
 	if second.Revision <= first.Revision || last.Version != 2 || last.ModRevision != second.Revision {
 		t.Fatalf("second page at %d (first %d) shows %q at version %d", second.Revision, first.Revision, last.Key, last.Version)
+	}
+}
+
+// TestV1ListEncoding lists the same keys in both encodings: encoding=text
+// answers the documented document with keys and values as they are,
+// base64 (asked for or by default) carries binary keys and values exactly,
+// and text refuses a page holding a key or value that is not UTF-8 rather
+// than change it.
+func TestV1ListEncoding(t *testing.T) {
+	n := startSingleNode(t)
+	color := n.putV1(t, "config/color", "blue", nil)
+	empty := n.putV1(t, "config/empty", "", nil)
+	odd := n.putV1(t, "config/é", "a && b <c>\n\x00\"", nil)
+	n.putV1(t, "bin/value", "\xff\xfe", nil)
+	n.putV1(t, "bin/\xff", "text", nil)
+
+	r := n.do(t, http.MethodGet, "/v1/kv/?prefix=config/&encoding=text", nil)
+	if r.status != 200 || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("text listing = %d %v %s", r.status, r.header, r.body)
+	}
+	want := fmt.Sprintf(`{"revision":%d,"kvs":[`+
+		`{"key":"config/color","value":"blue","create_revision":%d,"mod_revision":%[2]d,"version":1},`+
+		`{"key":"config/empty","value":"","create_revision":%d,"mod_revision":%[3]d,"version":1},`+
+		`{"key":"config/é","value":"a && b <c>\n\u0000\"","create_revision":%d,"mod_revision":%[4]d,"version":1}`+
+		`],"more":false}`+"\n", headerUint(t, r, "X-Raftkv-Revision"), color.Revision, empty.Revision, odd.Revision)
+	if string(r.body) != want {
+		t.Fatalf("text listing:\n%s\nwant:\n%s", r.body, want)
+	}
+	var text struct{ KVs []struct{ Key, Value string } }
+	if err := json.Unmarshal(r.body, &text); err != nil || len(text.KVs) != 3 ||
+		text.KVs[2].Key != "config/é" || text.KVs[2].Value != "a && b <c>\n\x00\"" {
+		t.Fatalf("text listing decodes to %+v, %v", text, err)
+	}
+	keys := n.do(t, http.MethodGet, "/v1/kv/?prefix=config/c&keys_only=true&encoding=text", nil)
+	if want := `"kvs":[{"key":"config/color","create_revision"`; keys.status != 200 || !strings.Contains(string(keys.body), want) {
+		t.Fatalf("text keys_only listing = %d %s, want %s", keys.status, keys.body, want)
+	}
+
+	// base64 is the default, and carries any byte.
+	plain := n.do(t, http.MethodGet, "/v1/kv/?prefix=bin/", nil)
+	explicit := n.do(t, http.MethodGet, "/v1/kv/?prefix=bin/&encoding=base64", nil)
+	if plain.status != 200 || !bytes.Equal(plain.body, explicit.body) {
+		t.Fatalf("default listing %d %s, encoding=base64 %d %s", plain.status, plain.body, explicit.status, explicit.body)
+	}
+	l := n.list(t, "prefix=bin/&encoding=base64")
+	if len(l.KVs) != 2 || string(l.KVs[0].Key) != "bin/value" || string(*l.KVs[0].Value) != "\xff\xfe" ||
+		string(l.KVs[1].Key) != "bin/\xff" || string(*l.KVs[1].Value) != "text" {
+		t.Fatalf("base64 listing of binary keys and values: %+v", l.KVs)
+	}
+
+	// Text refuses what it cannot carry, naming the key; a value it does
+	// not send cannot fail it.
+	keys = n.do(t, http.MethodGet, "/v1/kv/?prefix=bin/v&keys_only=true&encoding=text", nil)
+	if want := `"kvs":[{"key":"bin/value","create_revision"`; keys.status != 200 || !strings.Contains(string(keys.body), want) {
+		t.Fatalf("text keys_only listing of a binary value = %d %s, want %s", keys.status, keys.body, want)
+	}
+	for _, c := range []struct{ query, says string }{
+		{"prefix=bin/v&encoding=text", `the value of key "bin/value"`},
+		{"prefix=bin/&keys_only=true&encoding=text", `key "bin/\xff"`},
+		{"encoding=text&limit=10000", `the value of key "bin/value"`}, // the first in byte order
+	} {
+		before := n.srv.KV().Store().Revision()
+		r := n.do(t, http.MethodGet, "/v1/kv/?"+c.query, nil)
+		var e struct{ Error string }
+		if r.status != 400 || errorCode(t, r) != "not_utf8" || json.Unmarshal(r.body, &e) != nil ||
+			!strings.Contains(e.Error, c.says) || !strings.Contains(e.Error, "encoding=base64") {
+			t.Fatalf("?%s = %d %s, want 400 not_utf8 that says %s", c.query, r.status, r.body, c.says)
+		}
+		if after := n.srv.KV().Store().Revision(); after != before {
+			t.Fatalf("a refused listing moved the store from %d to %d", before, after)
+		}
 	}
 }
 

@@ -1,8 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,10 +31,14 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey strin
 	if err != nil {
 		return err
 	}
-	if err := onlyParams(q, "prefix", "from"); err != nil {
+	if err := onlyParams(q, "prefix", "from", "encoding"); err != nil {
 		return err
 	}
 	prefix, err := boolParam(q, "prefix")
+	if err != nil {
+		return err
+	}
+	enc, err := encodingParam(q)
 	if err != nil {
 		return err
 	}
@@ -71,7 +75,7 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, rawKey strin
 		return err
 	}
 	defer watcher.Close()
-	s.stream(w, r, watcher, from, s.watchRecheck(r, []byte(key), prefix))
+	s.stream(w, r, watcher, enc, from, s.watchRecheck(r, []byte(key), prefix))
 	return nil
 }
 
@@ -131,8 +135,9 @@ func watchStart(q url.Values, h http.Header) (uint64, error) {
 	return rev + 1, nil
 }
 
-// eventData is the JSON of one put or delete event. Value is a pointer so
-// that an empty value is "" while deletes omit it.
+// eventData is the JSON of one put or delete event; key and value are in
+// the request's encoding. Value is a pointer so that an empty value is ""
+// while deletes omit it.
 type eventData struct {
 	Type           string  `json:"type"`
 	Key            string  `json:"key"`
@@ -171,8 +176,10 @@ func endEvent(err error) errorEventData {
 // connection) instead of holding them forever. recheck, when set, runs
 // before anything is written: a watch whose caller lost the right to it
 // ends with a permission_denied event, at the latest one keepalive after the
-// auth file's reload.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, from uint64, recheck func() error) {
+// auth file's reload. A revision with a key or value enc cannot carry ends
+// the stream before its first event, with not_utf8 and that revision to
+// resume from.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore.Watcher, enc keyEncoding, from uint64, recheck func() error) {
 	sw := streamWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -219,8 +226,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, watcher *kvstore
 			_ = sw.write(buf)
 			return
 		}
-		for i, ev := range ch.Events {
-			buf = appendEvent(buf[:0], ch.Revision, ev, i == len(ch.Events)-1)
+		events, err := encodeChange(enc, ch)
+		if err != nil {
+			code, msg := watchEnd(err)
+			buf = appendErrorEvent(buf[:0], errorEventData{Error: msg, Code: code, ResumeFrom: ch.Revision})
+			_ = sw.write(buf)
+			return
+		}
+		for i, d := range events {
+			buf = appendEvent(buf[:0], d, i == len(events)-1)
 			if sw.write(buf) != nil {
 				return
 			}
@@ -254,16 +268,32 @@ func (sw streamWriter) write(b []byte) error {
 	return nil
 }
 
+// encodeChange encodes the events of one revision, all or none: a stream
+// refused for one of them ends on a revision boundary, so that resuming
+// from that revision (in base64) neither repeats nor skips an event.
+func encodeChange(enc keyEncoding, ch kvstore.Change) ([]eventData, error) {
+	out := make([]eventData, len(ch.Events))
+	for i, ev := range ch.Events {
+		key, err := enc.key(ev.Key)
+		if err != nil {
+			return nil, err
+		}
+		d := eventData{Type: ev.Type.String(), Key: key, Revision: ch.Revision}
+		if ev.Type == kvstore.EventPut {
+			if d.Value, err = enc.value(ev.Key, ev.Item.Value); err != nil {
+				return nil, err
+			}
+			d.CreateRevision, d.ModRevision, d.Version = ev.Item.CreateRevision, ev.Item.ModRevision, ev.Item.Version
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
 // appendEvent appends one event block. The id line comes only after the
 // last event of a revision, so that Last-Event-ID never names a revision
 // whose events were not all received.
-func appendEvent(buf []byte, revision uint64, ev *kvstore.Event, last bool) []byte {
-	d := eventData{Type: ev.Type.String(), Key: base64.StdEncoding.EncodeToString(ev.Key), Revision: revision}
-	if ev.Type == kvstore.EventPut {
-		v := base64.StdEncoding.EncodeToString(ev.Item.Value)
-		d.Value = &v
-		d.CreateRevision, d.ModRevision, d.Version = ev.Item.CreateRevision, ev.Item.ModRevision, ev.Item.Version
-	}
+func appendEvent(buf []byte, d eventData, last bool) []byte {
 	buf = append(buf, "event: "...)
 	buf = append(buf, d.Type...)
 	buf = append(buf, "\ndata: "...)
@@ -271,7 +301,7 @@ func appendEvent(buf []byte, revision uint64, ev *kvstore.Event, last bool) []by
 	buf = append(buf, '\n')
 	if last {
 		buf = append(buf, "id: "...)
-		buf = strconv.AppendUint(buf, revision, 10)
+		buf = strconv.AppendUint(buf, d.Revision, 10)
 		buf = append(buf, '\n')
 	}
 	return append(buf, '\n')
@@ -284,8 +314,14 @@ func appendErrorEvent(buf []byte, d errorEventData) []byte {
 }
 
 // appendJSON appends v as one line of JSON (encoding/json escapes newlines
-// in strings, so data never spans lines).
+// in strings, so data never spans lines). <, > and & stay as they are, as
+// in writeJSON: an event stream is never taken for HTML.
 func appendJSON(buf []byte, v any) []byte {
-	b, _ := json.Marshal(v) // cannot fail: the event types hold strings and integers
-	return append(buf, b...)
+	b := bytes.NewBuffer(buf)
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	// Encode cannot fail (the event types hold strings and integers) and
+	// ends with a newline, which the caller writes itself.
+	_ = enc.Encode(v)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }

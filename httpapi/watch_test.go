@@ -292,6 +292,68 @@ func TestWatchEvents(t *testing.T) {
 	}
 }
 
+// TestWatchEncoding streams the same changes in both encodings: text events
+// are the documented ones with keys and values as they are; a revision with
+// a key text cannot carry ends a text stream before any of its events, with
+// not_utf8 and that revision to resume from; and base64 resumes there and
+// carries the binary key exactly.
+func TestWatchEncoding(t *testing.T) {
+	n := startSingleNode(t)
+	text := n.watch(t, "/v1/watch/w/?prefix=true&encoding=text", nil)
+	explicit := n.watch(t, "/v1/watch/w/?prefix=true&encoding=base64", nil)
+	a := n.putV1(t, "w/a", "a && b <c>\n", nil)
+	e := n.putV1(t, "w/\u00e9", "", nil)
+	del := n.deleteV1(t, "/v1/kv/w/a")
+	want := fmt.Sprintf("event: put\ndata: {\"type\":\"put\",\"key\":\"w/a\",\"value\":\"a && b <c>\\n\",\"create_revision\":%d,\"mod_revision\":%[1]d,\"version\":1,\"revision\":%[1]d}\nid: %[1]d\n\n", a.Revision) +
+		fmt.Sprintf("event: put\ndata: {\"type\":\"put\",\"key\":\"w/\u00e9\",\"value\":\"\",\"create_revision\":%d,\"mod_revision\":%[1]d,\"version\":1,\"revision\":%[1]d}\nid: %[1]d\n\n", e.Revision) +
+		fmt.Sprintf("event: delete\ndata: {\"type\":\"delete\",\"key\":\"w/a\",\"revision\":%d}\nid: %[1]d\n\n", del.Revision)
+	if got := text.readRaw(len(want)); got != want {
+		t.Fatalf("text stream:\n%s\nwant:\n%s", got, want)
+	}
+	wantB64 := putEvent("w/a", "a && b <c>\n", a, true) + putEvent("w/\u00e9", "", e, true) + deleteEvent("w/a", del.Revision, true)
+	if got := explicit.readRaw(len(wantB64)); got != wantB64 {
+		t.Fatalf("encoding=base64 stream:\n%s\nwant:\n%s", got, wantB64)
+	}
+
+	// A key that is not UTF-8 ends the text stream at its revision.
+	bin := n.putV1(t, "w/\xff", "v", nil)
+	if e := text.nextError(); e.Code != "not_utf8" || e.ResumeFrom != bin.Revision || !strings.Contains(e.Error, `key "w/\xff"`) {
+		t.Fatalf("text stream ended with %+v, want not_utf8 resuming from %d", e, bin.Revision)
+	}
+	text.expectEnd()
+	// A range delete whose second key is binary: the first key's delete
+	// is not sent either, so resuming from the revision repeats nothing.
+	after := n.watch(t, fmt.Sprintf("/v1/watch/w/?prefix=true&encoding=text&from=%d", bin.Revision+1), nil)
+	rng := n.deleteV1(t, "/v1/kv/?prefix=w/")
+	if rng.Deleted != 2 {
+		t.Fatalf("range delete = %+v, want 2 deleted", rng)
+	}
+	if e := after.nextError(); e.Code != "not_utf8" || e.ResumeFrom != rng.Revision {
+		t.Fatalf("text stream ended with %+v, want not_utf8 resuming from %d", e, rng.Revision)
+	}
+	after.expectEnd()
+	// A binary value, on a single-key text watch.
+	value := n.watch(t, "/v1/watch/w/v?encoding=text", nil)
+	binValue := n.putV1(t, "w/v", "\x00\xfe", nil)
+	if e := value.nextError(); e.Code != "not_utf8" || e.ResumeFrom != binValue.Revision || !strings.Contains(e.Error, `the value of key "w/v"`) {
+		t.Fatalf("single-key text stream ended with %+v, want not_utf8 resuming from %d", e, binValue.Revision)
+	}
+	value.expectEnd()
+
+	// base64, the default, resumes where text stopped and carries it all.
+	resumed := n.watch(t, fmt.Sprintf("/v1/watch/w/?prefix=true&from=%d", bin.Revision), nil)
+	wantResumed := putEvent("w/\xff", "v", bin, true) +
+		deleteEvent("w/\u00e9", rng.Revision, false) + deleteEvent("w/\xff", rng.Revision, true) +
+		putEvent("w/v", "\x00\xfe", binValue, true)
+	if got := resumed.readRaw(len(wantResumed)); got != wantResumed {
+		t.Fatalf("resumed base64 stream:\n%s\nwant:\n%s", got, wantResumed)
+	}
+	if got := explicit.readRaw(len(wantResumed)); got != wantResumed {
+		t.Fatalf("encoding=base64 stream after text ended:\n%s\nwant:\n%s", got, wantResumed)
+	}
+	waitFor(t, "the ended text streams release their watchers", func() bool { return n.srv.KV().Watchers() == 2 })
+}
+
 // TestWatchResume replays a history from every point a client can resume
 // from, with from= and with Last-Event-ID, and checks for no gap and no
 // duplicate.

@@ -161,6 +161,8 @@ func badRequests(peers []string) []badRequest {
 		{name: "list empty cursor", method: "GET", target: "/v1/kv/?cursor=", status: 400, code: "invalid_cursor"},
 		{name: "list keys_only not a bool", method: "GET", target: "/v1/kv/?keys_only=yes", status: 400, code: "invalid_parameter"},
 		{name: "list repeated parameter", method: "GET", target: "/v1/kv/?limit=1&limit=2", status: 400, code: "invalid_parameter"},
+		{name: "list bad encoding", method: "GET", target: "/v1/kv/?encoding=hex", status: 400, code: "invalid_encoding"},
+		{name: "get takes no encoding", method: "GET", target: "/v1/kv/k?encoding=text", status: 400, code: "invalid_parameter"},
 		{name: "query bad escape", method: "GET", target: "/v1/kv/?prefix=%zz", status: 400, code: "invalid_parameter"},
 		{name: "query semicolon", method: "GET", target: "/v1/kv/?prefix=a;b", status: 400, code: "invalid_parameter"},
 		{name: "get bad consistency", method: "GET", target: "/v1/kv/k?consistency=eventual", status: 400, code: "invalid_consistency"},
@@ -171,6 +173,7 @@ func badRequests(peers []string) []badRequest {
 		{name: "watch from zero", method: "GET", target: "/v1/watch/k?from=0", status: 400, code: "invalid_revision"},
 		{name: "watch from not a number", method: "GET", target: "/v1/watch/k?from=x", status: 400, code: "invalid_revision"},
 		{name: "watch prefix not a bool", method: "GET", target: "/v1/watch/k?prefix=1", status: 400, code: "invalid_parameter"},
+		{name: "watch bad encoding", method: "GET", target: "/v1/watch/k?encoding=utf8", status: 400, code: "invalid_encoding"},
 		{name: "watch bad Last-Event-ID", method: "GET", target: "/v1/watch/k", header: []string{"Last-Event-ID: abc"}, status: 400, code: "invalid_revision"},
 		{name: "watch key too large", method: "GET", target: "/v1/watch/" + longKey, status: 413, code: "key_too_large"},
 		// Unknown paths.
