@@ -20,7 +20,11 @@ func (s *Server) serveTxn(w http.ResponseWriter, r *http.Request, _ string) erro
 	if err != nil {
 		return err
 	}
-	if err := onlyParams(q); err != nil {
+	if err := onlyParams(q, "encoding"); err != nil {
+		return err
+	}
+	enc, err := encodingParam(q)
+	if err != nil {
 		return err
 	}
 	var req wire.TxnRequest
@@ -41,6 +45,21 @@ func (s *Server) serveTxn(w http.ResponseWriter, r *http.Request, _ string) erro
 	if err := s.mayRunTxn(r, t); err != nil {
 		return err
 	}
+	if enc == encodeText {
+		// A put's key and value come back in its result: refuse one text
+		// cannot carry before anything is applied.
+		for _, op := range append(t.Success[:len(t.Success):len(t.Success)], t.Failure...) {
+			if op.Kind != kvstore.TxnPut {
+				continue
+			}
+			if _, err := enc.key(op.Key); err != nil {
+				return err
+			}
+			if _, err := enc.value(op.Key, op.Value); err != nil {
+				return err
+			}
+		}
+	}
 	for _, c := range t.Compares {
 		if len(c.Key) > s.cfg.MaxKeyBytes {
 			return keyTooLong(len(c.Key), s.cfg.MaxKeyBytes)
@@ -57,9 +76,94 @@ func (s *Server) serveTxn(w http.ResponseWriter, r *http.Request, _ string) erro
 	if err != nil {
 		return err
 	}
+	out := fromTxnResult(res, revision)
 	setRevision(w.Header(), revision)
-	writeJSON(w, fromTxnResult(res, revision))
+	if enc == encodeText {
+		// What a get or list read is known only once the transaction is
+		// applied, so a key or value that text cannot carry cannot fail
+		// the request: the answer says it is in base64 instead, whole.
+		if text, err := txnAsText(out); err == nil {
+			writeJSON(w, text)
+			return nil
+		}
+		writeJSON(w, txnBase64Response{TxnResponse: out, Encoding: "base64"})
+		return nil
+	}
+	writeJSON(w, out)
 	return nil
+}
+
+// txnBase64Response is a text-mode answer that fell back to base64.
+type txnBase64Response struct {
+	wire.TxnResponse
+	Encoding string `json:"encoding"`
+}
+
+// The answer with encoding=text: wire.TxnResponse with each key-value as a
+// listing shows it in the request's encoding.
+type (
+	txnTextResponse struct {
+		Succeeded bool            `json:"succeeded"`
+		Revision  uint64          `json:"revision"`
+		Results   []txnTextResult `json:"results"`
+		Encoding  string          `json:"encoding"` // "text"
+	}
+	txnTextResult struct {
+		Put          *txnTextPut           `json:"put,omitempty"`
+		Delete       *wire.TxnDeleteResult `json:"delete,omitempty"`
+		DeletePrefix *wire.TxnDeleteResult `json:"delete_prefix,omitempty"`
+		Get          *txnTextGet           `json:"get,omitempty"`
+		List         *txnTextList          `json:"list,omitempty"`
+	}
+	txnTextPut struct {
+		KV      listedKV `json:"kv"`
+		Created bool     `json:"created"`
+	}
+	txnTextGet struct {
+		Found bool      `json:"found"`
+		KV    *listedKV `json:"kv,omitempty"`
+	}
+	txnTextList struct {
+		KVs  []listedKV `json:"kvs"`
+		More bool       `json:"more"`
+	}
+)
+
+// txnAsText is out with its keys and values as text, or ErrNotUTF8.
+func txnAsText(out wire.TxnResponse) (txnTextResponse, error) {
+	text := func(kv wire.KeyValue) (listedKV, error) {
+		return encodeText.listed(kvstore.KeyValue{Key: kv.Key, Item: kvstore.Item{Value: kv.Value,
+			CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}}, false)
+	}
+	t := txnTextResponse{Succeeded: out.Succeeded, Revision: out.Revision, Results: make([]txnTextResult, len(out.Results)), Encoding: "text"}
+	for i, r := range out.Results {
+		var err error
+		tr := &t.Results[i]
+		tr.Delete, tr.DeletePrefix = r.Delete, r.DeletePrefix
+		switch {
+		case r.Put != nil:
+			tr.Put = &txnTextPut{Created: r.Put.Created}
+			tr.Put.KV, err = text(r.Put.KV)
+		case r.Get != nil:
+			tr.Get = &txnTextGet{Found: r.Get.Found}
+			if r.Get.KV != nil {
+				var kv listedKV
+				kv, err = text(*r.Get.KV)
+				tr.Get.KV = &kv
+			}
+		case r.List != nil:
+			tr.List = &txnTextList{KVs: make([]listedKV, len(r.List.KVs)), More: r.List.More}
+			for j := range r.List.KVs {
+				if tr.List.KVs[j], err = text(r.List.KVs[j]); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return txnTextResponse{}, err
+		}
+	}
+	return t, nil
 }
 
 func keyTooLong(n, limit int) error {

@@ -200,3 +200,44 @@ func TestTxnNeedsEveryKey(t *testing.T) {
 	}
 	expect(t, "no credentials", n.do(t, http.MethodPost, "/v1/txn", []byte(ok)), http.StatusUnauthorized, "auth_required")
 }
+
+// TestTxnEncodingText: with ?encoding=text the results carry keys and
+// values as JSON strings; a put that text cannot carry is refused before
+// anything is applied, and a read of bytes text cannot carry, known only
+// once applied, answers the whole result in base64, saying so.
+func TestTxnEncodingText(t *testing.T) {
+	n := startSingleNode(t)
+	n.putV1(t, "bin", "\xff\xfe", nil)
+	before := n.srv.KV().Store().Revision()
+	body := `{"success": [{"put": {"key": "` + b64("greeting") + `", "value": "` + b64("héllo") + `"}}, {"get": {"key": "` + b64("greeting") + `"}}]}`
+	r := n.do(t, http.MethodPost, "/v1/txn?encoding=text", []byte(body))
+	expect(t, "a text transaction", r, http.StatusOK, "")
+	var text struct {
+		Succeeded bool
+		Encoding  string
+		Results   []struct {
+			Put *struct{ KV struct{ Key, Value string } }
+			Get *struct{ KV struct{ Key, Value string } }
+		}
+	}
+	if err := json.Unmarshal(r.body, &text); err != nil || !text.Succeeded || text.Encoding != "text" ||
+		text.Results[0].Put.KV.Value != "héllo" || text.Results[1].Get.KV.Key != "greeting" {
+		t.Fatalf("a text transaction: %s (%v)", r.body, err)
+	}
+	put := `{"success": [{"put": {"key": "` + b64("k2") + `", "value": "` + b64("\xff") + `"}}]}`
+	expect(t, "a binary put in text", n.do(t, http.MethodPost, "/v1/txn?encoding=text", []byte(put)), http.StatusBadRequest, "not_utf8")
+	if rev := n.srv.KV().Store().Revision(); rev != before+1 {
+		t.Fatalf("revision %d after a refused put, want %d", rev, before+1)
+	}
+	get := `{"success": [{"get": {"key": "` + b64("bin") + `"}}]}`
+	r = n.do(t, http.MethodPost, "/v1/txn?encoding=text", []byte(get))
+	var fallback struct {
+		Encoding string
+		wire.TxnResponse
+	}
+	if err := json.Unmarshal(r.body, &fallback); err != nil || r.status != http.StatusOK || fallback.Encoding != "base64" ||
+		string(fallback.Results[0].Get.KV.Value) != "\xff\xfe" {
+		t.Fatalf("a binary get in text: %d %s (%v)", r.status, r.body, err)
+	}
+	expect(t, "a bad encoding", n.do(t, http.MethodPost, "/v1/txn?encoding=hex", []byte(`{}`)), http.StatusBadRequest, "invalid_encoding")
+}
