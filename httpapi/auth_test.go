@@ -17,20 +17,7 @@ import (
 // root-pw, hashed at bcrypt's least cost.
 func testAuthStore(t *testing.T) *auth.Store {
 	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte("root-pw"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(map[string]any{"users": map[string]any{"root": map[string]any{"password_hash": string(h), "admin": true}}})
-	path := filepath.Join(t.TempDir(), "auth.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	store, err := auth.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
+	return authStoreWithPassword(t, "root-pw", map[string]any{"root": map[string]any{"admin": true}})
 }
 
 func basicCredentials(user, password string) string {
@@ -41,7 +28,12 @@ func basicCredentials(user, password string) string {
 // at bcrypt's least cost), each with the permissions given.
 func authStoreWith(t *testing.T, users map[string]any) *auth.Store {
 	t.Helper()
-	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	return authStoreWithPassword(t, "pw", users)
+}
+
+func authStoreWithPassword(t *testing.T, password string, users map[string]any) *auth.Store {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,8 +198,18 @@ func (s *Store) put(index uint64, cmd *Command) Result {
 	if err := check(cmd.Cond, cur); err != nil {
 		return Result{Revision: s.revision, Err: err}
 	}
-	// Copy the value: cmd aliases a raft entry that raft may reuse.
-	value := bytes.Clone(cmd.Value)
+	e := s.write(index, key, cmd.Value, cur)
+	s.revision = index
+	ev := &Event{Type: EventPut, Key: []byte(key), Item: e.Item}
+	return Result{Revision: index, Item: e.Item, Created: cur == nil, Change: Change{Revision: index, Events: []*Event{ev}}}
+}
+
+// write stores value under key at index over cur, the key's entry (nil
+// when absent), and returns the new entry. The caller holds s.mu and sets
+// the revision.
+func (s *Store) write(index uint64, key string, value []byte, cur *entry) *entry {
+	// Copy the value: it aliases a raft entry that raft may reuse.
+	value = bytes.Clone(value)
 	if value == nil {
 		value = []byte{}
 	}
@@ -208,9 +218,7 @@ func (s *Store) put(index uint64, cmd *Command) Result {
 		e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
 	}
 	s.tree.ReplaceOrInsert(e)
-	s.revision = index
-	ev := &Event{Type: EventPut, Key: []byte(key), Item: e.Item}
-	return Result{Revision: index, Item: e.Item, Created: cur == nil, Change: Change{Revision: index, Events: []*Event{ev}}}
+	return e
 }
 
 func (s *Store) delete(index uint64, cmd *Command) Result {

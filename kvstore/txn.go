@@ -336,15 +336,7 @@ func (s *Store) applyTxn(index uint64, t *Txn) Result {
 		switch op.Kind {
 		case TxnPut:
 			cur, _ := s.tree.Get(&entry{key: key})
-			value := bytes.Clone(op.Value) // op aliases a raft entry
-			if value == nil {
-				value = []byte{}
-			}
-			e := &entry{key: key, Item: Item{Value: value, CreateRevision: index, ModRevision: index, Version: 1}}
-			if cur != nil {
-				e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
-			}
-			s.tree.ReplaceOrInsert(e)
+			e := s.write(index, key, op.Value, cur)
 			r.KV, r.Created = KeyValue{Key: []byte(key), Item: e.Item}, cur == nil
 			events = append(events, &Event{Type: EventPut, Key: []byte(key), Item: e.Item})
 		case TxnDelete:
