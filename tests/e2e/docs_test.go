@@ -121,8 +121,8 @@ func TestREADMEVersionedAPIExample(t *testing.T) {
 		lines = append(lines, line)
 	}
 	out := strings.Split(strings.TrimSpace(runDocScript(t, strings.Join(lines, ""))), "\n")
-	if len(out) != 4 {
-		t.Fatalf("the example printed %q, want 4 lines", out)
+	if len(out) != 5 {
+		t.Fatalf("the example printed %q, want 5 lines", out)
 	}
 	rev, err := strconv.ParseUint(out[0], 10, 64)
 	if err != nil {
@@ -136,5 +136,8 @@ func TestREADMEVersionedAPIExample(t *testing.T) {
 	}
 	if !strings.Contains(out[3], `"value":"cmVk"`) { // base64 of red
 		t.Errorf("the listing is %s, want config/color = red", out[3])
+	}
+	if !strings.Contains(out[4], `"key":"config/color","value":"red"`) {
+		t.Errorf("the listing with encoding=text is %s, want config/color = red as text", out[4])
 	}
 }
