@@ -105,11 +105,15 @@ func (e *PreconditionFailedError) Error() string {
 func (e *PreconditionFailedError) Unwrap() error { return &e.APIError }
 
 // CompactedError is a 410: a watch asked for revisions older than the
-// server's history. List the keys again and watch from the listing's
-// revision + 1.
+// history of every member the client asked. List the keys again and watch
+// from the listing's revision + 1.
 type CompactedError struct {
 	APIError
-	// OldestRevision is the oldest revision the server can still watch from.
+	// OldestRevision is the oldest revision a member could still watch
+	// from when asked, the least of their answers. Histories move on with
+	// new writes, and a member still applying the last ones holds a
+	// revision the others no longer do, so a watch from it can be told
+	// a later one.
 	OldestRevision uint64
 }
 
