@@ -138,6 +138,7 @@ func (t *Txn) Validate() error {
 			return txnErrorf("too_many_operations", "%d operations in %s; the limit is %d", len(branch.ops), branch.name, MaxTxnOps)
 		}
 		var written, prefixes []string
+		listed := 0
 		for i, op := range branch.ops {
 			switch {
 			case op.Kind < TxnPut || op.Kind > TxnList:
@@ -150,6 +151,12 @@ func (t *Txn) Validate() error {
 				return txnErrorf("invalid_txn", "%s operation %d carries a value", branch.name, i)
 			}
 			switch op.Kind {
+			case TxnList:
+				// One answer holds every list: together they are bounded
+				// as one listing page is.
+				if listed += op.Limit; listed > MaxTxnListLimit {
+					return txnErrorf("too_many_operations", "the lists of %s return up to %d keys together; the limit is %d", branch.name, listed, MaxTxnListLimit)
+				}
 			case TxnPut, TxnDelete:
 				written = append(written, string(op.Key))
 			case TxnDeletePrefix:

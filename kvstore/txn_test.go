@@ -164,6 +164,7 @@ func TestTxnValidate(t *testing.T) {
 		{"a bad target", Txn{Compares: []Compare{{Key: []byte("k"), Target: 9, Op: CompareEqual}}}, "invalid_txn"},
 		{"a bad operator", Txn{Compares: []Compare{{Key: []byte("k"), Target: TargetVersion, Op: 0}}}, "invalid_txn"},
 		{"a list limit of 0", Txn{Success: []TxnOp{{Kind: TxnList, Limit: 0}}}, "invalid_txn"},
+		{"lists over the page limit together", Txn{Success: []TxnOp{{Kind: TxnList, Limit: 6000}, {Kind: TxnList, Key: []byte("a"), Limit: 6000}}}, "too_many_operations"},
 		{"a get with a value", Txn{Success: []TxnOp{{Kind: TxnGet, Key: []byte("k"), Value: []byte("v")}}}, "invalid_txn"},
 	}
 	for _, tt := range tests {
