@@ -32,7 +32,7 @@ func TestParseCompare(t *testing.T) {
 		wantErr string
 	}{
 		{line: `value("acct/bob") != "x"`, want: client.TxnCompare{Key: []byte("acct/bob"), Target: "value", Op: "!=", Value: []byte("x")}},
-		{line: `val("k") = ""`, want: client.TxnCompare{Key: []byte("k"), Target: "value", Op: "=", Value: []byte("")}},
+		{line: `val("k") = "v"`, want: client.TxnCompare{Key: []byte("k"), Target: "value", Op: "=", Value: []byte("v")}},
 		{line: `version("k") = "0"`, want: client.TxnCompare{Key: []byte("k"), Target: "version", Op: "=", Version: u64(0)}},
 		{line: `ver("k") > "3"`, want: client.TxnCompare{Key: []byte("k"), Target: "version", Op: ">", Version: u64(3)}},
 		{line: `create("k") < "12"`, want: client.TxnCompare{Key: []byte("k"), Target: "create_revision", Op: "<", CreateRevision: u64(12)}},
@@ -45,6 +45,7 @@ func TestParseCompare(t *testing.T) {
 		// Spaces around the parts are optional.
 		{line: `mod ( "k" )>"1"`, want: client.TxnCompare{Key: []byte("k"), Target: "mod_revision", Op: ">", ModRevision: u64(1)}},
 
+		{line: `value("k") = ""`, wantErr: "comparing with an empty value is not supported yet"},
 		{line: `mod "k" = "1"`, wantErr: "malformed compare"},
 		{line: `lease("k") = "1"`, wantErr: "raftkv has no leases"},
 		{line: `size("k") = "1"`, wantErr: `unknown compare target "size"`},
