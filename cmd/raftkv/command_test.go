@@ -58,6 +58,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"get"}, exitUsage, "get takes KEY; got 0 argument(s)"},
 		{[]string{"get", "k", "--timeout", "bogus"}, exitUsage, `--timeout "bogus": want a duration`},
 		{[]string{"serve", "--port", "abc"}, exitError, `--port "abc": want an integer`},
+		{[]string{"txn", "extra"}, exitUsage, "txn takes no arguments; got 1 argument(s)"},
 		{[]string{"data"}, exitUsage, "data needs a command: verify"},
 		{[]string{"data", "verify"}, exitUsage, "--data-dir is required"},
 		{[]string{"data", "verify", "--data-dir", "d", "-o", "yaml"}, exitUsage, `--output "yaml": use text or json`},
