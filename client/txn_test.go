@@ -31,6 +31,12 @@ func TestTxn(t *testing.T) {
 		again.Results[0].Get.KV.ModRevision != res.Revision {
 		t.Fatalf("the same create again: %+v, %v", again, err)
 	}
+	// An empty value is a value: the compare goes out as "value": "".
+	mustPut(t, cl, "svc/empty", "")
+	empty, err := cl.Txn(ctx, client.TxnRequest{Compare: []client.TxnCompare{{Key: []byte("svc/empty"), Target: "value", Op: "=", Value: []byte{}}}})
+	if err != nil || !empty.Succeeded {
+		t.Fatalf("compare with an empty value: %+v, %v", empty, err)
+	}
 	_, err = cl.Txn(ctx, client.TxnRequest{Success: []client.TxnOp{{}}})
 	var apiErr *client.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != 400 || apiErr.Code != "invalid_txn" {

@@ -37,7 +37,9 @@ type TxnCompare struct {
 	Key            []byte  `json:"key"`
 	Target         string  `json:"target"`
 	Op             string  `json:"op"`
-	Value          []byte  `json:"value,omitempty"`
+	// Value is never left out: "" is a value to compare with, and a
+	// numeric compare sends null, which is none.
+	Value          []byte  `json:"value"`
 	Version        *uint64 `json:"version,omitempty"`
 	CreateRevision *uint64 `json:"create_revision,omitempty"`
 	ModRevision    *uint64 `json:"mod_revision,omitempty"`

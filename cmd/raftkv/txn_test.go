@@ -45,7 +45,7 @@ func TestParseCompare(t *testing.T) {
 		// Spaces around the parts are optional.
 		{line: `mod ( "k" )>"1"`, want: client.TxnCompare{Key: []byte("k"), Target: "mod_revision", Op: ">", ModRevision: u64(1)}},
 
-		{line: `value("k") = ""`, wantErr: "comparing with an empty value is not supported yet"},
+		{line: `value("k") = ""`, want: client.TxnCompare{Key: []byte("k"), Target: "value", Op: "=", Value: []byte{}}},
 		{line: `mod "k" = "1"`, wantErr: "malformed compare"},
 		{line: `lease("k") = "1"`, wantErr: "raftkv has no leases"},
 		{line: `size("k") = "1"`, wantErr: `unknown compare target "size"`},

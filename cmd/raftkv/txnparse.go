@@ -152,13 +152,7 @@ func parseCompare(line string) (client.TxnCompare, error) {
 	}
 	c.Key = []byte(key)
 	if c.Target == wire.TargetValue {
-		if operand == "" {
-			// wire.TxnCompare.Value is omitempty: Client.Txn would drop
-			// an empty operand and the server would refuse the compare
-			// as having none.
-			return c, errors.New("comparing with an empty value is not supported yet")
-		}
-		c.Value = []byte(operand)
+		c.Value = []byte(operand) // "" is an empty value, not none
 		return c, nil
 	}
 	v, err := strconv.ParseUint(operand, 10, 64)
