@@ -34,9 +34,9 @@ const (
 // name, which alone must be set: Value for "value" (bytes), or Version,
 // CreateRevision or ModRevision. Op is =, !=, < or >.
 type TxnCompare struct {
-	Key            []byte  `json:"key"`
-	Target         string  `json:"target"`
-	Op             string  `json:"op"`
+	Key    []byte `json:"key"`
+	Target string `json:"target"`
+	Op     string `json:"op"`
 	// Value is never left out: "" is a value to compare with, and a
 	// numeric compare sends null, which is none.
 	Value          []byte  `json:"value"`
