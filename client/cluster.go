@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/raftkv/raftkv/wire"
 )
 
 // Errors of the operations API (docs/API.md, "Operating the cluster"). The
@@ -140,31 +142,10 @@ type LeaderTransferResult struct {
 	Term   uint64 `json:"term"`
 }
 
-// Status is one member's view of itself and of the cluster, GET /v1/status.
-type Status struct {
-	ID        uint64 `json:"id"`
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-	ClusterID string `json:"cluster_id"`
-	// RaftState is leader, follower, candidate, pre-candidate or learner.
-	RaftState     string  `json:"raft_state"`
-	Leader        uint64  `json:"leader"`
-	Term          uint64  `json:"term"`
-	CommitIndex   uint64  `json:"commit_index"`
-	AppliedIndex  uint64  `json:"applied_index"`
-	SnapshotIndex uint64  `json:"snapshot_index"`
-	Keys          uint64  `json:"keys"`
-	Revision      uint64  `json:"revision"`
-	Watchers      int     `json:"watchers"`
-	DataDirBytes  int64   `json:"data_dir_bytes"`
-	WALFiles      int     `json:"wal_files"`
-	SnapshotFiles int     `json:"snapshot_files"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	// StateHash and HashRevision are set by HashOf: a SHA-256 of the
-	// member's store at that revision.
-	StateHash    string `json:"state_hash,omitempty"`
-	HashRevision uint64 `json:"hash_revision,omitempty"`
-}
+// Status is one member's view of itself and of the cluster, GET /v1/status;
+// HashOf sets StateHash and HashRevision. The type is the server's own
+// (package wire).
+type Status = wire.Status
 
 // Health is a member's answer to a health check.
 type Health struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/wire"
 )
 
 const (
@@ -26,32 +27,6 @@ const (
 	// health check does.
 	healthReadTimeout = time.Second
 )
-
-// statusResponse answers GET /v1/status.
-type statusResponse struct {
-	ID            uint64  `json:"id"`
-	Name          string  `json:"name"`
-	Version       string  `json:"version"`
-	ClusterID     string  `json:"cluster_id"`
-	RaftState     string  `json:"raft_state"`
-	Leader        uint64  `json:"leader"`
-	Term          uint64  `json:"term"`
-	CommitIndex   uint64  `json:"commit_index"`
-	AppliedIndex  uint64  `json:"applied_index"`
-	SnapshotIndex uint64  `json:"snapshot_index"`
-	Keys          int     `json:"keys"`
-	Revision      uint64  `json:"revision"`
-	Watchers      int     `json:"watchers"`
-	DataDirBytes  int64   `json:"data_dir_bytes"`
-	WALFiles      int     `json:"wal_files"`
-	SnapshotFiles int     `json:"snapshot_files"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	// Fault is what keeps the node from serving safely (see faulty).
-	Fault string `json:"fault,omitempty"`
-	// StateHash (with ?hash=true) is a SHA-256 of the store at HashRevision.
-	StateHash    string `json:"state_hash,omitempty"`
-	HashRevision uint64 `json:"hash_revision,omitempty"`
-}
 
 // raftStates maps raft's state names to the API's.
 var raftStates = map[string]string{
@@ -81,7 +56,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) e
 	// the last change, so the store has applied at least that.
 	revision := kv.Store().Revision()
 	applied := max(kv.Applied(), revision)
-	out := statusResponse{
+	out := wire.Status{
 		ID:        c.ID(),
 		Version:   s.cfg.Version,
 		ClusterID: raftnode.FormatID(c.ClusterID()),
@@ -92,7 +67,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) e
 		CommitIndex:   max(st.Commit, applied),
 		AppliedIndex:  applied,
 		SnapshotIndex: st.Snapshot,
-		Keys:          kv.Store().Len(),
+		Keys:          uint64(kv.Store().Len()),
 		Revision:      revision,
 		Watchers:      kv.Watchers(),
 		UptimeSeconds: math.Round(time.Since(c.StartedAt()).Seconds()*1000) / 1000,

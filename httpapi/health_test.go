@@ -9,36 +9,16 @@ import (
 
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/wire"
 )
 
-// statusJSON is the documented body of GET /v1/status (docs/API.md).
-type statusJSON struct {
-	ID            uint64  `json:"id"`
-	Name          string  `json:"name"`
-	Version       string  `json:"version"`
-	ClusterID     string  `json:"cluster_id"`
-	RaftState     string  `json:"raft_state"`
-	Leader        uint64  `json:"leader"`
-	Term          uint64  `json:"term"`
-	CommitIndex   uint64  `json:"commit_index"`
-	AppliedIndex  uint64  `json:"applied_index"`
-	SnapshotIndex uint64  `json:"snapshot_index"`
-	Keys          int     `json:"keys"`
-	Revision      uint64  `json:"revision"`
-	Watchers      int     `json:"watchers"`
-	DataDirBytes  int64   `json:"data_dir_bytes"`
-	WALFiles      int     `json:"wal_files"`
-	SnapshotFiles int     `json:"snapshot_files"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-}
-
-func (n *node) status(t *testing.T) statusJSON {
+func (n *node) status(t *testing.T) wire.Status {
 	t.Helper()
 	r := n.do(t, http.MethodGet, "/v1/status", nil)
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /v1/status = %d %s", r.status, r.body)
 	}
-	var s statusJSON
+	var s wire.Status
 	decodeStrict(t, r, &s)
 	return s
 }
@@ -97,7 +77,7 @@ func TestStatus(t *testing.T) {
 		return false
 	})
 	s1 := n.status(t)
-	want := statusJSON{ID: 1, Name: "raftkv-1", Version: testVersion, ClusterID: raftnode.FormatID(node.ClusterID()),
+	want := wire.Status{ID: 1, Name: "raftkv-1", Version: testVersion, ClusterID: raftnode.FormatID(node.ClusterID()),
 		RaftState: "leader", Leader: 1, Term: node.Term()}
 	if s1.ID != want.ID || s1.Name != want.Name || s1.Version != want.Version || s1.ClusterID != want.ClusterID ||
 		s1.RaftState != want.RaftState || s1.Leader != want.Leader || s1.Term != want.Term {

@@ -239,7 +239,7 @@ func badRequests(peers []string) []badRequest {
 // clusterState is what a bad request must not change.
 type clusterState struct {
 	revisions []uint64 // per member
-	keys      []int
+	keys      []uint64
 	members   string // GET /v1/members: ids, peer URLs, learner flags
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/raftkv/raftkv/internal/waltest"
+	"github.com/raftkv/raftkv/wire"
 )
 
 // Crash-point and disk tests: each runs real `raftkv serve` processes, stops
@@ -49,20 +50,13 @@ func lastWALSegment(t *testing.T, dataDir string) string {
 	return names[len(names)-1]
 }
 
-// nodeStatus is the part of GET /v1/status the tests read.
-type nodeStatus struct {
-	Revision      uint64 `json:"revision"`
-	SnapshotIndex uint64 `json:"snapshot_index"`
-	Keys          int    `json:"keys"`
-}
-
-func statusOf(t *testing.T, m *member) nodeStatus {
+func statusOf(t *testing.T, m *member) wire.Status {
 	t.Helper()
 	r, err := do(http.MethodGet, m.url("v1/status"), "")
 	if err != nil || r.status != http.StatusOK {
 		t.Fatalf("GET /v1/status on %s: %v %v", m.name, r, err)
 	}
-	var st nodeStatus
+	var st wire.Status
 	if err := json.Unmarshal([]byte(r.body), &st); err != nil {
 		t.Fatalf("GET /v1/status on %s: %v", m.name, err)
 	}
