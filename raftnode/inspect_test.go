@@ -2,10 +2,7 @@ package raftnode_test
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,39 +14,6 @@ import (
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
 )
-
-// dirState lists every file and directory under dir with its size, mode,
-// modification time and, for files, a hash of its bytes: anything a write
-// could change.
-func dirState(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		line := fmt.Sprintf("%s %v %d %d", rel, info.Mode(), info.Size(), info.ModTime().UnixNano())
-		if !d.IsDir() {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			line += " " + hex.EncodeToString(sum[:8])
-		}
-		out = append(out, line)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // copyTree copies the files under src into a new directory.
 func copyTree(t *testing.T, src string) string {
@@ -93,7 +57,7 @@ func TestInspectDataDir(t *testing.T) {
 	dir := c.DataDir(1)
 
 	t.Run("healthy", func(t *testing.T) {
-		before := dirState(t, dir)
+		before := waltest.DirState(t, dir)
 		r, err := raftnode.InspectDataDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -115,7 +79,7 @@ func TestInspectDataDir(t *testing.T) {
 		if hash, rev := s.Hash(); hash != wantHash || rev != wantRev || s.Len() != writes {
 			t.Errorf("rebuilt store: %d keys, hash %s at %d; the member had %d keys, hash %s at %d", s.Len(), hash, rev, writes, wantHash, wantRev)
 		}
-		if after := dirState(t, dir); !slices.Equal(before, after) {
+		if after := waltest.DirState(t, dir); !slices.Equal(before, after) {
 			t.Errorf("inspecting changed the dir:\nbefore %v\nafter  %v", before, after)
 		}
 	})

@@ -5,7 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,28 +45,6 @@ func hashOf(m *member) (hashStatus, error) {
 	return s, json.Unmarshal([]byte(r.body), &s)
 }
 
-// dirTimes lists every file and directory under dir with its mode, size,
-// modification time and, for files, a hash of its bytes.
-func dirTimes(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out = append(out, fmt.Sprintf("%s %v %d %d", path, info.Mode(), info.Size(), info.ModTime().UnixNano()))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(out, listDir(t, dir)...)
-}
-
 // copyDataDirTree copies the files under src into a new directory.
 func copyDataDirTree(t *testing.T, src string) string {
 	t.Helper()
@@ -82,9 +59,9 @@ func copyDataDirTree(t *testing.T, src string) string {
 // the dir exactly as it was.
 func runVerify(t *testing.T, dir, dataDir string, args ...string) result {
 	t.Helper()
-	before := dirTimes(t, dataDir)
+	before := waltest.DirState(t, dataDir)
 	r := runRaftkv(t, dir, nil, append([]string{"data", "verify", "--data-dir", dataDir}, args...)...)
-	if after := dirTimes(t, dataDir); !slices.Equal(before, after) {
+	if after := waltest.DirState(t, dataDir); !slices.Equal(before, after) {
 		t.Errorf("data verify changed %s:\nbefore %v\nafter  %v", dataDir, before, after)
 	}
 	return r
