@@ -33,7 +33,15 @@ func (s *Server) serveTxn(w http.ResponseWriter, r *http.Request, _ string) erro
 	}
 	t, err := toTxn(&req)
 	if err == nil {
-		err = t.Validate()
+		err = s.checkTxn(r, t, enc)
+	}
+	var res kvstore.TxnResult
+	var revision uint64
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		// KV.Txn validates the transaction before it proposes it.
+		res, revision, err = s.cfg.KV.Txn(ctx, t)
 	}
 	var te *kvstore.TxnError
 	if errors.As(err, &te) {
@@ -42,54 +50,19 @@ func (s *Server) serveTxn(w http.ResponseWriter, r *http.Request, _ string) erro
 	if err != nil {
 		return err
 	}
-	if err := s.mayRunTxn(r, t); err != nil {
-		return err
-	}
-	if enc == encodeText {
-		// A put's key and value come back in its result: refuse one text
-		// cannot carry before anything is applied.
-		for _, op := range append(t.Success[:len(t.Success):len(t.Success)], t.Failure...) {
-			if op.Kind != kvstore.TxnPut {
-				continue
-			}
-			if _, err := enc.key(op.Key); err != nil {
-				return err
-			}
-			if _, err := enc.value(op.Key, op.Value); err != nil {
-				return err
-			}
-		}
-	}
-	for _, c := range t.Compares {
-		if len(c.Key) > s.cfg.MaxKeyBytes {
-			return keyTooLong(len(c.Key), s.cfg.MaxKeyBytes)
-		}
-	}
-	for _, op := range append(t.Success[:len(t.Success):len(t.Success)], t.Failure...) {
-		if len(op.Key) > s.cfg.MaxKeyBytes {
-			return keyTooLong(len(op.Key), s.cfg.MaxKeyBytes)
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	res, revision, err := s.cfg.KV.Txn(ctx, t)
-	if err != nil {
-		return err
-	}
-	out := fromTxnResult(res, revision)
 	setRevision(w.Header(), revision)
 	if enc == encodeText {
 		// What a get or list read is known only once the transaction is
 		// applied, so a key or value that text cannot carry cannot fail
 		// the request: the answer says it is in base64 instead, whole.
-		if text, err := txnAsText(out); err == nil {
+		if text, err := txnAsText(res, revision); err == nil {
 			writeJSON(w, text)
 			return nil
 		}
-		writeJSON(w, txnBase64Response{TxnResponse: out, Encoding: "base64"})
+		writeJSON(w, txnBase64Response{TxnResponse: fromTxnResult(res, revision), Encoding: "base64"})
 		return nil
 	}
-	writeJSON(w, out)
+	writeJSON(w, fromTxnResult(res, revision))
 	return nil
 }
 
@@ -129,32 +102,31 @@ type (
 	}
 )
 
-// txnAsText is out with its keys and values as text, or ErrNotUTF8.
-func txnAsText(out wire.TxnResponse) (txnTextResponse, error) {
-	text := func(kv wire.KeyValue) (listedKV, error) {
-		return encodeText.listed(kvstore.KeyValue{Key: kv.Key, Item: kvstore.Item{Value: kv.Value,
-			CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}}, false)
-	}
-	t := txnTextResponse{Succeeded: out.Succeeded, Revision: out.Revision, Results: make([]txnTextResult, len(out.Results)), Encoding: "text"}
-	for i, r := range out.Results {
+// txnAsText is the answer with its keys and values as text, or ErrNotUTF8.
+func txnAsText(res kvstore.TxnResult, revision uint64) (txnTextResponse, error) {
+	t := txnTextResponse{Succeeded: res.Succeeded, Revision: revision, Results: make([]txnTextResult, len(res.Results)), Encoding: "text"}
+	for i, r := range res.Results {
 		var err error
 		tr := &t.Results[i]
-		tr.Delete, tr.DeletePrefix = r.Delete, r.DeletePrefix
-		switch {
-		case r.Put != nil:
-			tr.Put = &txnTextPut{Created: r.Put.Created}
-			tr.Put.KV, err = text(r.Put.KV)
-		case r.Get != nil:
-			tr.Get = &txnTextGet{Found: r.Get.Found}
-			if r.Get.KV != nil {
+		switch r.Kind {
+		case kvstore.TxnPut:
+			tr.Put = &txnTextPut{Created: r.Created}
+			tr.Put.KV, err = encodeText.listed(r.KV, false)
+		case kvstore.TxnDelete:
+			tr.Delete = &wire.TxnDeleteResult{Deleted: r.Deleted}
+		case kvstore.TxnDeletePrefix:
+			tr.DeletePrefix = &wire.TxnDeleteResult{Deleted: r.Deleted}
+		case kvstore.TxnGet:
+			tr.Get = &txnTextGet{Found: r.Found}
+			if r.Found {
 				var kv listedKV
-				kv, err = text(*r.Get.KV)
+				kv, err = encodeText.listed(r.KV, false)
 				tr.Get.KV = &kv
 			}
-		case r.List != nil:
-			tr.List = &txnTextList{KVs: make([]listedKV, len(r.List.KVs)), More: r.List.More}
-			for j := range r.List.KVs {
-				if tr.List.KVs[j], err = text(r.List.KVs[j]); err != nil {
+		case kvstore.TxnList:
+			tr.List = &txnTextList{KVs: make([]listedKV, len(r.KVs)), More: r.More}
+			for j := range r.KVs {
+				if tr.List.KVs[j], err = encodeText.listed(r.KVs[j], false); err != nil {
 					break
 				}
 			}
@@ -171,28 +143,45 @@ func keyTooLong(n, limit int) error {
 		Message: fmt.Sprintf("a key of the transaction is %d bytes; the limit is %d", n, limit)}
 }
 
-// mayRunTxn refuses a caller that may not read what a compare, get or list
-// of either branch reads, or write what a put or delete of either writes.
-func (s *Server) mayRunTxn(r *http.Request, t *kvstore.Txn) error {
+// checkTxn refuses, before anything is proposed, a key over the limit, a
+// caller that may not read what a compare, get or list of either branch
+// reads or write what a put or delete of either writes (it cannot know
+// which branch runs), and with encoding=text a put whose key or value text
+// cannot carry back in its result.
+func (s *Server) checkTxn(r *http.Request, t *kvstore.Txn, enc keyEncoding) error {
 	for _, c := range t.Compares {
+		if len(c.Key) > s.cfg.MaxKeyBytes {
+			return keyTooLong(len(c.Key), s.cfg.MaxKeyBytes)
+		}
 		if err := mayRead(r, c.Key); err != nil {
 			return err
 		}
 	}
-	for _, op := range append(t.Success[:len(t.Success):len(t.Success)], t.Failure...) {
-		var err error
-		switch op.Kind {
-		case kvstore.TxnPut, kvstore.TxnDelete:
-			err = mayWrite(r, op.Key)
-		case kvstore.TxnDeletePrefix:
-			err = mayWriteAll(r, op.Key)
-		case kvstore.TxnGet:
-			err = mayRead(r, op.Key)
-		case kvstore.TxnList:
-			err = mayReadAll(r, op.Key)
-		}
-		if err != nil {
-			return err
+	for _, branch := range [][]kvstore.TxnOp{t.Success, t.Failure} {
+		for _, op := range branch {
+			if len(op.Key) > s.cfg.MaxKeyBytes {
+				return keyTooLong(len(op.Key), s.cfg.MaxKeyBytes)
+			}
+			var err error
+			switch op.Kind {
+			case kvstore.TxnPut:
+				if err = mayWrite(r, op.Key); err == nil && enc == encodeText {
+					if _, err = enc.key(op.Key); err == nil {
+						_, err = enc.value(op.Key, op.Value)
+					}
+				}
+			case kvstore.TxnDelete:
+				err = mayWrite(r, op.Key)
+			case kvstore.TxnDeletePrefix:
+				err = mayWriteAll(r, op.Key)
+			case kvstore.TxnGet:
+				err = mayRead(r, op.Key)
+			case kvstore.TxnList:
+				err = mayReadAll(r, op.Key)
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil

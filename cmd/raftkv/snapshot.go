@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/term"
@@ -173,12 +175,12 @@ func saveSnapshot(cmd *cobra.Command, c *client.Client, consistency client.Consi
 
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := fileutil.OpenDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	return fileutil.Fsync(d)
 }
 
 // progressReader counts what it reads and tells onRead.
