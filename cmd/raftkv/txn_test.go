@@ -63,16 +63,7 @@ func TestParseCompare(t *testing.T) {
 		{line: `version("k") = "abc"`, wantErr: `version compares a number, not "abc"`},
 	} {
 		got, err := parseCompare(tc.line)
-		switch {
-		case tc.wantErr != "":
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%s: got %s, %v; want an error containing %q", tc.line, asJSON(got), err, tc.wantErr)
-			}
-		case err != nil:
-			t.Errorf("%s: %v", tc.line, err)
-		case !reflect.DeepEqual(got, tc.want):
-			t.Errorf("%s: got %s, want %s", tc.line, asJSON(got), asJSON(tc.want))
-		}
+		checkParsed(t, tc.line, got, err, tc.want, tc.wantErr)
 	}
 }
 
@@ -132,16 +123,7 @@ func TestParseTxnOp(t *testing.T) {
 		{line: "delete k", wantErr: `unknown request "delete": want get, put or del`},
 	} {
 		got, err := parseTxnOp(tc.line)
-		switch {
-		case tc.wantErr != "":
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%s: got %s, %v; want an error containing %q", tc.line, asJSON(got), err, tc.wantErr)
-			}
-		case err != nil:
-			t.Errorf("%s: %v", tc.line, err)
-		case !reflect.DeepEqual(got, tc.want):
-			t.Errorf("%s: got %s, want %s", tc.line, asJSON(got), asJSON(tc.want))
-		}
+		checkParsed(t, tc.line, got, err, tc.want, tc.wantErr)
 	}
 }
 
@@ -269,5 +251,21 @@ func TestTxnCommand(t *testing.T) {
 	}
 	if got := run("-o", "json"); got != answer+"\n" {
 		t.Errorf("-o json printed %q, want the API's answer %q", got, answer+"\n")
+	}
+}
+
+// checkParsed checks what a parser made of line: want, or an error that
+// contains wantErr when that is set.
+func checkParsed[T any](t *testing.T, line string, got T, err error, want T, wantErr string) {
+	t.Helper()
+	switch {
+	case wantErr != "":
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: got %s, %v; want an error containing %q", line, asJSON(got), err, wantErr)
+		}
+	case err != nil:
+		t.Errorf("%s: %v", line, err)
+	case !reflect.DeepEqual(got, want):
+		t.Errorf("%s: got %s, want %s", line, asJSON(got), asJSON(want))
 	}
 }
