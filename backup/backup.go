@@ -5,15 +5,19 @@
 // format has a single definition; docs/BACKUP.md describes it for readers in
 // other languages.
 //
-// Version 1 is, in order:
+// Version 2 is, in order:
 //
 //	magic     8 bytes, "RAFTKVBK"
-//	version   uvarint, 1
-//	header    uvarint length, then that many bytes of JSON (Header)
+//	version   uvarint, 2
+//	header    uvarint length, then that many bytes of JSON (Header), which
+//	          holds the leases
 //	keys      Header.Keys records, in strictly increasing key order, each:
 //	          uvarint length + key, uvarint length + value,
-//	          uvarint create revision, uvarint mod revision, uvarint version
+//	          uvarint create revision, uvarint mod revision, uvarint version,
+//	          uvarint lease (0: none; else one of the header's leases)
 //	checksum  32 bytes, SHA-256 of every byte before it
+//
+// Version 1, which had no leases, is still read.
 //
 // A reader trusts nothing before the checksum holds: a record's lengths are
 // read as data arrives rather than allocated up front, so a damaged length
@@ -39,8 +43,9 @@ import (
 // Magic starts every backup file.
 const Magic = "RAFTKVBK"
 
-// Version is the format version this package writes and reads.
-const Version = 1
+// Version is the format version this package writes; it reads it and
+// version 1.
+const Version = 2
 
 // maxHeaderBytes bounds the JSON header: a member table, a few fields.
 const maxHeaderBytes = 16 << 20
@@ -86,6 +91,24 @@ type Header struct {
 	CreatedAt time.Time `json:"created_at"`
 	// ServerVersion is the version of the raftkv that wrote it.
 	ServerVersion string `json:"server_version,omitempty"`
+	// Leases are the leases the store held, in id order. A restored
+	// cluster's leader gives each one its whole TTL again.
+	Leases []Lease `json:"leases,omitempty"`
+}
+
+// Lease is a lease of the store: its id and TTL in milliseconds.
+type Lease struct {
+	ID    uint64 `json:"id"`
+	TTLMs int64  `json:"ttl_ms"`
+}
+
+// KVLeases is the leases in kvstore's terms.
+func (h Header) KVLeases() []kvstore.Lease {
+	ls := make([]kvstore.Lease, len(h.Leases))
+	for i, l := range h.Leases {
+		ls[i] = kvstore.Lease{ID: l.ID, TTL: l.TTLMs}
+	}
+	return ls
 }
 
 // Source is what a backup is written from: kvstore.Frozen.
@@ -93,6 +116,7 @@ type Source interface {
 	Revision() uint64
 	Len() int
 	Ascend(fn func(kvstore.KeyValue) bool)
+	Leases() []kvstore.Lease
 }
 
 // Encoder writes one backup of a source.
@@ -104,7 +128,10 @@ type Encoder struct {
 // NewEncoder prepares a backup of src described by hdr; hdr's Revision and
 // Keys are taken from src.
 func NewEncoder(hdr Header, src Source) (*Encoder, error) {
-	hdr.Revision, hdr.Keys = src.Revision(), uint64(src.Len())
+	hdr.Revision, hdr.Keys, hdr.Leases = src.Revision(), uint64(src.Len()), nil
+	for _, l := range src.Leases() {
+		hdr.Leases = append(hdr.Leases, Lease{ID: l.ID, TTLMs: l.TTL})
+	}
 	js, err := json.Marshal(hdr)
 	if err != nil {
 		return nil, fmt.Errorf("encode backup header: %w", err)
@@ -155,12 +182,13 @@ func appendRecord(buf []byte, kv kvstore.KeyValue) []byte {
 	buf = append(buf, kv.Value...)
 	buf = binary.AppendUvarint(buf, kv.CreateRevision)
 	buf = binary.AppendUvarint(buf, kv.ModRevision)
-	return binary.AppendUvarint(buf, kv.Version)
+	buf = binary.AppendUvarint(buf, kv.Version)
+	return binary.AppendUvarint(buf, kv.Lease)
 }
 
 func recordSize(kv kvstore.KeyValue) int {
 	return uvarintLen(uint64(len(kv.Key))) + len(kv.Key) + uvarintLen(uint64(len(kv.Value))) + len(kv.Value) +
-		uvarintLen(kv.CreateRevision) + uvarintLen(kv.ModRevision) + uvarintLen(kv.Version)
+		uvarintLen(kv.CreateRevision) + uvarintLen(kv.ModRevision) + uvarintLen(kv.Version) + uvarintLen(kv.Lease)
 }
 
 func uvarintLen(v uint64) int {
@@ -184,11 +212,13 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // Reader reads a backup record by record, checking it as it goes.
 type Reader struct {
-	src    *hashingReader
-	header Header
-	left   uint64 // records not read yet
-	prev   []byte // the last key read
-	err    error  // sticky: the first error met
+	src     *hashingReader
+	version uint64
+	header  Header
+	leases  map[uint64]bool
+	left    uint64 // records not read yet
+	prev    []byte // the last key read
+	err     error  // sticky: the first error met
 }
 
 // NewReader reads the magic, version and header of the backup in r.
@@ -203,9 +233,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, rd.fail(err, "the version")
 	}
-	if version != Version {
-		return nil, fmt.Errorf("%w: %d (this raftkv reads version %d)", ErrUnsupportedVersion, version, Version)
+	if version != Version && version != 1 {
+		return nil, fmt.Errorf("%w: %d (this raftkv reads versions 1 and %d)", ErrUnsupportedVersion, version, Version)
 	}
+	rd.version = version
 	n, err := binary.ReadUvarint(src)
 	if err == nil && n > maxHeaderBytes {
 		err = fmt.Errorf("%w: a %d-byte header", ErrCorrupt, n)
@@ -219,6 +250,13 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	if err := json.Unmarshal(js, &rd.header); err != nil {
 		return nil, fmt.Errorf("%w: header at byte %d: %w", ErrCorrupt, src.n-int64(n), err)
+	}
+	rd.leases = make(map[uint64]bool, len(rd.header.Leases))
+	for i, l := range rd.header.Leases {
+		if l.ID == 0 || l.ID > kvstore.MaxLeaseID || l.TTLMs < 1 || l.TTLMs > kvstore.MaxLeaseTTL || (i > 0 && l.ID <= rd.header.Leases[i-1].ID) {
+			return nil, fmt.Errorf("%w: header: lease %d (TTL %d ms) is out of range or out of order", ErrCorrupt, l.ID, l.TTLMs)
+		}
+		rd.leases[l.ID] = true
 	}
 	rd.left = rd.header.Keys
 	return rd, nil
@@ -262,7 +300,11 @@ func (r *Reader) record() (kvstore.KeyValue, error) {
 	if kv.Value, err = r.bytes(); err != nil {
 		return kv, err
 	}
-	for _, v := range []*uint64{&kv.CreateRevision, &kv.ModRevision, &kv.Version} {
+	fields := []*uint64{&kv.CreateRevision, &kv.ModRevision, &kv.Version}
+	if r.version >= 2 {
+		fields = append(fields, &kv.Lease)
+	}
+	for _, v := range fields {
 		if *v, err = binary.ReadUvarint(r.src); err != nil {
 			return kv, err
 		}
@@ -275,6 +317,8 @@ func (r *Reader) record() (kvstore.KeyValue, error) {
 	case kv.CreateRevision == 0 || kv.CreateRevision > kv.ModRevision || kv.ModRevision > r.header.Revision || kv.Version == 0:
 		return kv, fmt.Errorf("%w: key %q has revisions create %d, mod %d, version %d in a backup at revision %d",
 			ErrCorrupt, kv.Key, kv.CreateRevision, kv.ModRevision, kv.Version, r.header.Revision)
+	case kv.Lease != 0 && !r.leases[kv.Lease]:
+		return kv, fmt.Errorf("%w: key %q is attached to lease %d, which the header does not hold", ErrCorrupt, kv.Key, kv.Lease)
 	}
 	return kv, nil
 }
@@ -424,6 +468,9 @@ func Verify(r io.Reader, fn func(kvstore.KeyValue) error) (Info, error) {
 				return Info{}, err
 			}
 		}
+	}
+	for _, l := range rd.Header().KVLeases() {
+		sh.AddLease(l)
 	}
 	return Info{Header: rd.Header(), Size: rd.Offset(), SHA256: hex.EncodeToString(whole.Sum(nil)), StateHash: sh.Sum()}, nil
 }

@@ -79,7 +79,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("header %+v", info.Header)
 	}
 	// A snapshot encoded from what was read restores to the same store.
-	enc := kvstore.NewSnapshotEncoder(info.Revision, info.Keys, 0)
+	enc := kvstore.NewSnapshotEncoder(info.Revision, info.Keys, info.KVLeases(), 0)
 	for _, kv := range got {
 		if err := enc.Add(kv); err != nil {
 			t.Fatal(err)

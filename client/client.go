@@ -69,6 +69,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftkv/raftkv/wire"
 )
 
 // Defaults of the options.
@@ -404,11 +406,7 @@ func readError(resp *http.Response) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	var body struct {
-		Error          string `json:"error"`
-		Code           string `json:"code"`
-		OldestRevision uint64 `json:"oldest_revision"`
-	}
+	var body wire.Error
 	apiErr := APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
 	if json.Unmarshal(b, &body) == nil && body.Code != "" {
 		apiErr.Code, apiErr.Message = body.Code, body.Error

@@ -390,9 +390,27 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, maxBody
 	if s.cfg.Cluster.IsLeader() || r.Header.Get(forwardedHeader) != "" {
 		return false, nil
 	}
+	target, err := s.leaderURL()
+	if err != nil {
+		return false, err
+	}
+	// The body is small; reading it first refuses an oversized one here,
+	// instead of the leader cutting the forwarded request off mid-write.
+	body, err := readBody(w, r, maxBody)
+	if err != nil {
+		return false, err
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	s.forward(w, r, s.cfg.Cluster.Leader(), target)
+	return true, nil
+}
+
+// leaderURL is the leader's client URL, where a follower forwards what
+// needs the leader.
+func (s *Server) leaderURL() (*url.URL, error) {
 	leader := s.cfg.Cluster.Leader()
 	if leader == 0 {
-		return false, fmt.Errorf("%w: the request needs the leader", raftnode.ErrNoLeader)
+		return nil, fmt.Errorf("%w: the request needs the leader", raftnode.ErrNoLeader)
 	}
 	var clientURL string
 	for _, m := range s.cfg.Cluster.Members() {
@@ -402,17 +420,9 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, maxBody
 	}
 	target, err := url.Parse(clientURL)
 	if clientURL == "" || err != nil || target.Host == "" {
-		return false, fmt.Errorf("%w: leader %d has published no usable client URL (%q) to forward the request to", raftnode.ErrNoLeader, leader, clientURL)
+		return nil, fmt.Errorf("%w: leader %d has published no usable client URL (%q) to forward the request to", raftnode.ErrNoLeader, leader, clientURL)
 	}
-	// The body is small; reading it first refuses an oversized one here,
-	// instead of the leader cutting the forwarded request off mid-write.
-	body, err := readBody(w, r, maxBody)
-	if err != nil {
-		return false, err
-	}
-	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	s.forward(w, r, leader, target)
-	return true, nil
+	return target, nil
 }
 
 // forward proxies r to the leader's client API and relays its answer, with

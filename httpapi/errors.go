@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/raftkv/raftkv/wire"
+
 	"github.com/raftkv/raftkv/auth"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/raftnode"
@@ -57,13 +59,6 @@ func methodNotAllowed(w http.ResponseWriter, msg, allow string) *Error {
 	return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: msg + "; use " + allow}
 }
 
-// errorBody is the JSON body of every error response.
-type errorBody struct {
-	Error          string `json:"error"`
-	Code           string `json:"code"`
-	OldestRevision uint64 `json:"oldest_revision,omitempty"`
-}
-
 // statuses maps the sentinel errors of kvstore and raftnode to responses, in
 // one place. The first match wins.
 var statuses = []struct {
@@ -80,6 +75,10 @@ var statuses = []struct {
 	{kvstore.ErrLeaderChanged, http.StatusGatewayTimeout, "timeout_outcome_unknown"},
 	{kvstore.ErrReadTimeout, http.StatusGatewayTimeout, "read_timeout"},
 	{kvstore.ErrBusy, http.StatusServiceUnavailable, "busy"},
+	{kvstore.ErrLeaseNotFound, http.StatusNotFound, "lease_not_found"},
+	{kvstore.ErrLeaseExists, http.StatusConflict, "lease_exists"},
+	{kvstore.ErrInvalidLease, http.StatusBadRequest, "invalid_lease"},
+	{kvstore.ErrNotLeader, http.StatusServiceUnavailable, "not_leader"},
 	{ErrTooManyRequests, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyWatchers, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyBackups, http.StatusServiceUnavailable, "busy"},
@@ -185,5 +184,5 @@ func writeError(w http.ResponseWriter, err error) {
 	w.WriteHeader(e.Status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // messages say "<mod revision>", not "\u003cmod revision\u003e"
-	_ = enc.Encode(errorBody{Error: e.Message, Code: e.Code, OldestRevision: e.OldestRevision})
+	_ = enc.Encode(wire.Error{Error: e.Message, Code: e.Code, OldestRevision: e.OldestRevision})
 }

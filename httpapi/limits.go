@@ -54,7 +54,7 @@ func (rt *route) slots() slots {
 	switch rt.label {
 	case routeLivez, routeReadyz, routeMetrics:
 		return noSlots
-	case routeV1Watch:
+	case routeV1Watch, routeV1LeaseStream:
 		return watchSlots
 	}
 	return requestSlots
@@ -93,7 +93,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt *route) (relea
 		writeError(w, busy)
 		return nil, false
 	}
-	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+	// A keepalive stream's body is its client's renewals, which come for
+	// as long as it holds the lease.
+	if !watch && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		_ = rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
 		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 	}

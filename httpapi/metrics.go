@@ -23,11 +23,14 @@ const (
 	routeV1Status   = "v1_status"   // /v1/status
 	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
 	routeV1Txn      = "v1_txn"      // /v1/txn
-	routeLivez      = "livez"
-	routeReadyz     = "readyz"
-	routeHealth     = "health"
-	routeMetrics    = "metrics"
-	routeOther      = "other" // anything else (all of it answers 404)
+	routeV1Leases   = "v1_leases"   // /v1/leases, /v1/leases/{id}, its keepalive
+	// /v1/leases/{id}/keepalive/stream; the duration is the stream's life
+	routeV1LeaseStream = "v1_lease_stream"
+	routeLivez         = "livez"
+	routeReadyz        = "readyz"
+	routeHealth        = "health"
+	routeMetrics       = "metrics"
+	routeOther         = "other" // anything else (all of it answers 404)
 )
 
 // httpMetrics holds the API's request metrics and the /metrics handler.

@@ -69,6 +69,15 @@ func apiRoutes() []route {
 		// A transaction's keys are checked in its handler, where they are
 		// known.
 		{"/v1/txn", routeV1Txn, exact("v1/txn"), []allowed{{http.MethodPost, identified}}, (*Server).serveTxn},
+		{"/v1/leases", routeV1Leases, exact("v1/leases"),
+			append(reads(identified), allowed{http.MethodPost, identified}), (*Server).serveLeases},
+		// Revoking a lease deletes its keys: the handler checks them.
+		{"/v1/leases/{id}", routeV1Leases, leaseID(""),
+			append(reads(identified), allowed{http.MethodDelete, identified}), (*Server).serveLease},
+		{"/v1/leases/{id}/keepalive", routeV1Leases, leaseID("/keepalive"),
+			[]allowed{{http.MethodPost, identified}}, (*Server).serveKeepAlive},
+		{"/v1/leases/{id}/keepalive/stream", routeV1LeaseStream, leaseID("/keepalive/stream"),
+			[]allowed{{http.MethodPost, identified}}, (*Server).serveKeepAliveStream},
 		{"/v1/snapshot", routeV1Snapshot, exact("v1/snapshot"), []allowed{{http.MethodGet, admin}}, (*Server).serveSnapshot},
 		{"/v1/leader/transfer", routeV1Leader, exact("v1/leader/transfer"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).serveLeaderTransfer},
@@ -106,9 +115,14 @@ func from(path string) func(string) (string, bool) {
 	return func(raw string) (string, bool) { return strings.CutPrefix(raw, path) }
 }
 
-func memberID(suffix string) func(string) (string, bool) {
+func memberID(suffix string) func(string) (string, bool) { return idUnder("v1/members/", suffix) }
+
+// leaseID matches v1/leases/{id}{suffix}; the rest is the id.
+func leaseID(suffix string) func(string) (string, bool) { return idUnder("v1/leases/", suffix) }
+
+func idUnder(path, suffix string) func(string) (string, bool) {
 	return func(raw string) (string, bool) {
-		rest, ok := strings.CutPrefix(raw, "v1/members/")
+		rest, ok := strings.CutPrefix(raw, path)
 		if !ok {
 			return "", false
 		}

@@ -28,7 +28,7 @@ import (
 
 // KV is the key-value service the API serves; kvstore.KV implements it.
 type KV interface {
-	Put(ctx context.Context, key, value []byte, cond kvstore.Condition) (kvstore.Result, error)
+	Put(ctx context.Context, key, value []byte, cond kvstore.Condition, lease uint64) (kvstore.Result, error)
 	Delete(ctx context.Context, key []byte, cond kvstore.Condition) (kvstore.Result, error)
 	DeleteRange(ctx context.Context, prefix []byte) (kvstore.Result, error)
 	Get(ctx context.Context, key []byte, serializable bool) (kvstore.Item, uint64, error)
@@ -38,6 +38,14 @@ type KV interface {
 	// Freeze is the whole store at one revision, for a backup.
 	Freeze(ctx context.Context, serializable bool) (kvstore.Frozen, error)
 	Watch(key []byte, prefix bool, from uint64) (*kvstore.Watcher, error)
+	// The leases: Grant, Revoke and Leases anywhere; KeepAlive and
+	// TimeToLive on the leader, which keeps their time.
+	Grant(ctx context.Context, id uint64, ttl time.Duration) (kvstore.Lease, error)
+	Revoke(ctx context.Context, id uint64) (kvstore.LeaseResult, uint64, error)
+	KeepAlive(ctx context.Context, id uint64) (kvstore.Lease, error)
+	TimeToLive(ctx context.Context, id uint64) (kvstore.LeaseStatus, error)
+	Leases(ctx context.Context) ([]kvstore.Lease, error)
+	MinLeaseTTL() time.Duration
 	// Applied, Watchers and Store feed /v1/status and /readyz.
 	Applied() uint64
 	Watchers() int
@@ -313,7 +321,7 @@ func (s *Server) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.KV.Put(ctx, []byte(key), value, kvstore.Condition{})
+	res, err := s.cfg.KV.Put(ctx, []byte(key), value, kvstore.Condition{}, 0)
 	if err != nil {
 		return err
 	}

@@ -59,15 +59,18 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, rawKey string) 
 		return err
 	}
 	var known []string
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
 		known = []string{"consistency"}
+	case http.MethodPut:
+		known = []string{"lease"}
 	}
 	if err := onlyParams(q, known...); err != nil {
 		return err
 	}
 	switch r.Method {
 	case http.MethodPut:
-		return s.putV1(ctx, w, r, key)
+		return s.putV1(ctx, w, r, q, key)
 	case http.MethodDelete:
 		return s.deleteV1(ctx, w, r, key)
 	default:
@@ -262,7 +265,7 @@ type putResponse struct {
 	Created        bool   `json:"created"`
 }
 
-func (s *Server) putV1(ctx context.Context, w http.ResponseWriter, r *http.Request, key string) error {
+func (s *Server) putV1(ctx context.Context, w http.ResponseWriter, r *http.Request, q url.Values, key string) error {
 	if err := mayWrite(r, []byte(key)); err != nil {
 		return err
 	}
@@ -270,11 +273,19 @@ func (s *Server) putV1(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
+	var lease uint64
+	if v, ok, err := param(q, "lease"); err != nil {
+		return err
+	} else if ok {
+		if lease, err = parseLeaseID(v); err != nil {
+			return err
+		}
+	}
 	value, err := readBody(w, r, s.cfg.MaxRequestBytes)
 	if err != nil {
 		return err
 	}
-	res, err := s.cfg.KV.Put(ctx, []byte(key), value, cond)
+	res, err := s.cfg.KV.Put(ctx, []byte(key), value, cond, lease)
 	if err != nil {
 		return err
 	}

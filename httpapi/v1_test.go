@@ -499,7 +499,7 @@ func TestV1List(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < total; i += workers {
-				if _, err := n.srv.KV().Put(ctx, []byte(want[i]), []byte("v"+want[i]), kvstore.Condition{}); err != nil {
+				if _, err := n.srv.KV().Put(ctx, []byte(want[i]), []byte("v"+want[i]), kvstore.Condition{}, 0); err != nil {
 					errs <- err
 					return
 				}

@@ -17,13 +17,18 @@ func TestCommandRoundTrip(t *testing.T) {
 		{ID: 10, Op: OpDelete, Cond: Condition{Kind: CondExists}, Key: []byte("k")},
 		{ID: 11, Op: OpDeleteRange, Key: []byte("prefix/")},
 		{ID: 12, Op: OpDeleteRange, Key: []byte{}},
+		{ID: 13, Op: OpPut, Key: []byte("k"), Value: []byte("v"), Lease: 1<<53 - 1},
+		{ID: 14, Op: OpLeaseGrant, TTL: 5000},
+		{ID: 15, Op: OpLeaseGrant, Lease: 77, TTL: MaxLeaseTTL},
+		{ID: 16, Op: OpLeaseRevoke, Lease: 77},
 	}
 	for _, c := range cases {
 		got, err := UnmarshalCommand(c.Marshal())
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
-		if got.Cond != c.Cond || got.Origin != c.Origin || got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) {
+		if got.Cond != c.Cond || got.Origin != c.Origin || got.ID != c.ID || got.Op != c.Op || !bytes.Equal(got.Key, c.Key) || !bytes.Equal(got.Value, c.Value) ||
+			got.Lease != c.Lease || got.TTL != c.TTL {
 			t.Fatalf("round trip of %+v gave %+v", c, got)
 		}
 	}
@@ -40,6 +45,11 @@ func TestUnmarshalCommandRejectsCorruptInput(t *testing.T) {
 		"missing id after origin": {commandVersion, byte(OpPut), 1},
 		"key past the end":        {commandVersion, byte(OpPut), 1, 1, 10, 'a'},
 		"delete with value":       append((&Command{ID: 1, Op: OpDelete, Key: []byte("k")}).Marshal(), 'x'),
+		"delete with a lease":     (&Command{ID: 1, Op: OpDelete, Key: []byte("k"), Lease: 3}).Marshal(),
+		"grant without a TTL":     (&Command{ID: 1, Op: OpLeaseGrant}).Marshal(),
+		"grant with a key":        (&Command{ID: 1, Op: OpLeaseGrant, Key: []byte("k"), TTL: 1}).Marshal(),
+		"revoke without a lease":  (&Command{ID: 1, Op: OpLeaseRevoke}).Marshal(),
+		"lease op in version 1":   {commandVersionV1, byte(OpLeaseGrant), 1, 1, 0, 0, 1},
 	}
 	for name, data := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -54,6 +64,9 @@ func FuzzUnmarshalCommand(f *testing.F) {
 	f.Add((&Command{ID: 5, Op: OpPut, Key: []byte("key"), Value: []byte("v")}).Marshal())
 	f.Add((&Command{ID: 1, Op: OpDelete, Key: []byte("k")}).Marshal())
 	f.Add([]byte{commandVersion, byte(OpPut), 0x80})
+	f.Add((&Command{ID: 3, Op: OpPut, Key: []byte("k"), Value: []byte("v"), Lease: 9}).Marshal())
+	f.Add((&Command{ID: 4, Op: OpLeaseGrant, Lease: 9, TTL: 2000}).Marshal())
+	f.Add([]byte{commandVersionV1, byte(OpPut), 1, 1, 0, 1, 'k', 'v'})
 	f.Add((&Command{ID: 2, Op: OpTxn, Txn: &Txn{
 		Compares: []Compare{{Key: []byte("k"), Target: TargetModRevision, Op: CompareLess, Number: 9}},
 		Success:  []TxnOp{{Kind: TxnPut, Key: []byte("k"), Value: []byte("v")}, {Kind: TxnList, Limit: 5}},
@@ -71,6 +84,7 @@ func FuzzUnmarshalCommand(f *testing.F) {
 		// bytes may differ: uvarints have non-minimal encodings).
 		again, err := UnmarshalCommand(c.Marshal())
 		if err != nil || again.Cond != c.Cond || again.Origin != c.Origin || again.ID != c.ID || again.Op != c.Op || !bytes.Equal(again.Key, c.Key) || !bytes.Equal(again.Value, c.Value) ||
+			again.Lease != c.Lease || again.TTL != c.TTL ||
 			(c.Txn != nil && !bytes.Equal(again.Txn.marshal(nil), c.Txn.marshal(nil))) {
 			t.Fatalf("re-decoding %+v gave %+v, %v", c, again, err)
 		}

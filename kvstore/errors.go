@@ -33,6 +33,16 @@ var (
 	// ErrInvalidTxn means a transaction that no store applies; the error
 	// is a *TxnError, whose Code says why.
 	ErrInvalidTxn = errors.New("invalid transaction")
+	// ErrLeaseNotFound means the lease does not exist: it was never
+	// granted, or it was revoked or expired.
+	ErrLeaseNotFound = errors.New("lease not found: it was never granted, or it expired or was revoked")
+	// ErrLeaseExists means a grant asked for an id a lease already has.
+	ErrLeaseExists = errors.New("a lease with this id exists")
+	// ErrInvalidLease means a grant's id or TTL is out of range.
+	ErrInvalidLease = errors.New("invalid lease")
+	// ErrNotLeader means a lease's time is kept by the leader, and this
+	// member is not it, or lost its leadership meanwhile.
+	ErrNotLeader = errors.New("this member is not the leader, which keeps the leases' time; retry on the leader")
 )
 
 // ErrPreconditionFailed means a conditional write's condition did not hold;

@@ -23,6 +23,9 @@ type Raft interface {
 	// LeaderChanged returns the leader (0: none known) and term, and a
 	// channel closed when the leader changes.
 	LeaderChanged() (leader, term uint64, changed <-chan struct{})
+	// ElectionTimeout is how long followers wait for a leader before
+	// electing another: what a new leader adds to every lease.
+	ElectionTimeout() time.Duration
 }
 
 // KV turns client requests into raft proposals and waits for their results,
@@ -39,6 +42,10 @@ type KV struct {
 	waits    wait.Wait
 	hub      *hub
 	metrics  *metrics
+	lessor   *lessor
+	// requestTimeout bounds the lease loop's own proposals and reads.
+	requestTimeout time.Duration
+	leaseDone      chan struct{} // closed when the lease loop has returned
 
 	appliedMu sync.Mutex
 	applied   uint64
@@ -76,7 +83,13 @@ type Config struct {
 	// Metrics, when set, receives the service's raftkv_* metrics; it must
 	// not be shared with another running KV. nil keeps them unregistered.
 	Metrics prometheus.Registerer
+	// RequestTimeout bounds what the leader proposes on its own, the
+	// revokes of expired leases (default DefaultRequestTimeout).
+	RequestTimeout time.Duration
 }
+
+// DefaultRequestTimeout is Config.RequestTimeout's default.
+const DefaultRequestTimeout = 5 * time.Second
 
 // New starts applying commits from cfg.CommitC to cfg.Store.
 func New(cfg Config) *KV {
@@ -92,6 +105,9 @@ func New(cfg Config) *KV {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	kv := &KV{
 		store:    cfg.Store,
 		memberID: cfg.MemberID,
@@ -103,22 +119,27 @@ func New(cfg Config) *KV {
 		hub:      newHub(cfg.WatchHistory, cfg.WatchHistoryBytes, cfg.WatchBuffer),
 		appliedC: make(chan struct{}),
 		done:     make(chan struct{}),
+
+		lessor:         newLessor(),
+		requestTimeout: cfg.RequestTimeout,
+		leaseDone:      make(chan struct{}),
 	}
 	kv.metrics = newMetrics(kv)
 	kv.hub.lagged = kv.metrics.watchersLagged
 	kv.metrics.register(kv.lg, cfg.Metrics)
 	go kv.applyCommits(cfg.CommitC)
+	go kv.leaseLoop()
 	return kv
 }
 
-// Done is closed once the commit stream has ended and nothing more will be
-// applied.
-func (kv *KV) Done() <-chan struct{} { return kv.done }
+// Done is closed once the commit stream has ended, nothing more will be
+// applied, and the lease loop has stopped.
+func (kv *KV) Done() <-chan struct{} { return kv.leaseDone }
 
 // Err returns, after Done, why applying stopped before the commit stream
 // ended, or nil.
 func (kv *KV) Err() error {
-	<-kv.done
+	<-kv.leaseDone
 	return kv.err
 }
 
@@ -151,6 +172,7 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				return
 			}
 			kv.hub.reset(kv.store.Revision())
+			kv.lessor.restored(kv.store.Leases(), time.Now())
 		}
 		changes, mine = changes[:0], mine[:0]
 		for _, e := range c.Entries {
@@ -161,6 +183,13 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 				continue
 			}
 			res := kv.store.Apply(e.Index, &cmd)
+			if res.Lease != nil {
+				if cmd.Op == OpLeaseGrant {
+					kv.lessor.granted(res.Lease.Lease, time.Now())
+				} else {
+					kv.lessor.revoked(res.Lease.ID)
+				}
+			}
 			if len(res.Change.Events) > 0 {
 				changes = append(changes, res.Change)
 			}
@@ -212,10 +241,11 @@ func (kv *KV) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
-// Put stores value under key if cond holds and returns the result: the new
-// revision and item. A failed condition is a *PreconditionError.
-func (kv *KV) Put(ctx context.Context, key, value []byte, cond Condition) (Result, error) {
-	return kv.propose(ctx, Command{Op: OpPut, Cond: cond, Key: key, Value: value})
+// Put stores value under key if cond holds, attached to lease (0: none),
+// and returns the result: the new revision and item. A failed condition is
+// a *PreconditionError; a lease that does not exist is ErrLeaseNotFound.
+func (kv *KV) Put(ctx context.Context, key, value []byte, cond Condition, lease uint64) (Result, error) {
+	return kv.propose(ctx, Command{Op: OpPut, Cond: cond, Key: key, Value: value, Lease: lease})
 }
 
 // Delete removes key if cond holds. A missing key is ErrKeyNotFound.

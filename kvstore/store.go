@@ -18,8 +18,12 @@ import (
 )
 
 // snapshotMagic starts every encoded store snapshot; the digit is the format
-// version.
-var snapshotMagic = []byte("RKV1")
+// version. Version 2 added leases: each key's lease, and the lease table
+// after the keys. Version 1 is still read, as a member may restart on one.
+var (
+	snapshotMagic   = []byte("RKV2")
+	snapshotMagicV1 = []byte("RKV1")
+)
 
 // btreeDegree suits in-memory trees of pointers (etcd's index uses 32).
 const btreeDegree = 32
@@ -32,6 +36,8 @@ type Item struct {
 	CreateRevision uint64
 	ModRevision    uint64
 	Version        uint64
+	// Lease is the lease the key is attached to, 0 for none.
+	Lease uint64
 }
 
 // KeyValue is a key with its item.
@@ -59,6 +65,8 @@ type Result struct {
 	Change Change
 	// Txn is a transaction's outcome.
 	Txn *TxnResult
+	// Lease is what a lease grant or revoke did.
+	Lease *LeaseResult
 }
 
 // entry is what the tree holds. Entries are never modified once inserted, so
@@ -78,11 +86,14 @@ type Store struct {
 	mu       sync.RWMutex
 	tree     *btree.BTreeG[*entry]
 	revision uint64
+	leases   *btree.BTreeG[*leaseItem]
+	// attached is the keys attached to each lease, derived from the tree.
+	attached map[uint64]map[string]struct{}
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{tree: btree.NewG(btreeDegree, lessEntry)}
+	return &Store{tree: btree.NewG(btreeDegree, lessEntry), leases: newLeaseTree(), attached: make(map[uint64]map[string]struct{})}
 }
 
 // Get returns the item stored under key and the store's revision. Item.Value
@@ -159,6 +170,10 @@ func (s *Store) Apply(index uint64, cmd *Command) Result {
 		return s.delete(index, cmd)
 	case OpDeleteRange:
 		return s.deleteRange(index, cmd.Key)
+	case OpLeaseGrant:
+		return s.grant(index, cmd)
+	case OpLeaseRevoke:
+		return s.revoke(index, cmd.Lease)
 	case OpTxn:
 		if cmd.Txn == nil {
 			return Result{Revision: s.revision, Err: fmt.Errorf("%w: a transaction without its operations", ErrCorruptCommand)}
@@ -198,27 +213,39 @@ func (s *Store) put(index uint64, cmd *Command) Result {
 	if err := check(cmd.Cond, cur); err != nil {
 		return Result{Revision: s.revision, Err: err}
 	}
-	e := s.write(index, key, cmd.Value, cur)
+	if cmd.Lease != 0 && !s.hasLease(cmd.Lease) {
+		return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseNotFound, cmd.Lease)}
+	}
+	e := s.write(index, key, cmd.Value, cmd.Lease, cur)
 	s.revision = index
 	ev := &Event{Type: EventPut, Key: []byte(key), Item: e.Item}
 	return Result{Revision: index, Item: e.Item, Created: cur == nil, Change: Change{Revision: index, Events: []*Event{ev}}}
 }
 
-// write stores value under key at index over cur, the key's entry (nil
-// when absent), and returns the new entry. The caller holds s.mu and sets
-// the revision.
-func (s *Store) write(index uint64, key string, value []byte, cur *entry) *entry {
+// write stores value under key at index, attached to lease (0: none; the
+// caller checked that it exists), over cur, the key's entry (nil when
+// absent), and returns the new entry. A put without a lease detaches the
+// key, as in etcd. The caller holds s.mu and sets the revision.
+func (s *Store) write(index uint64, key string, value []byte, lease uint64, cur *entry) *entry {
 	// Copy the value: it aliases a raft entry that raft may reuse.
 	value = bytes.Clone(value)
 	if value == nil {
 		value = []byte{}
 	}
-	e := &entry{key: key, Item: Item{Value: value, CreateRevision: index, ModRevision: index, Version: 1}}
+	e := &entry{key: key, Item: Item{Value: value, CreateRevision: index, ModRevision: index, Version: 1, Lease: lease}}
+	var old uint64
 	if cur != nil {
-		e.CreateRevision, e.Version = cur.CreateRevision, cur.Version+1
+		e.CreateRevision, e.Version, old = cur.CreateRevision, cur.Version+1, cur.Lease
 	}
 	s.tree.ReplaceOrInsert(e)
+	s.attach(key, old, lease)
 	return e
+}
+
+// remove deletes e, detaching it from its lease. The caller holds s.mu.
+func (s *Store) remove(e *entry) {
+	s.tree.Delete(e)
+	s.attach(e.key, e.Lease, 0)
 }
 
 func (s *Store) delete(index uint64, cmd *Command) Result {
@@ -230,7 +257,7 @@ func (s *Store) delete(index uint64, cmd *Command) Result {
 	if !ok {
 		return Result{Revision: s.revision, Err: ErrKeyNotFound}
 	}
-	s.tree.Delete(cur)
+	s.remove(cur)
 	s.revision = index
 	ev := &Event{Type: EventDelete, Key: []byte(key), Item: Item{ModRevision: index}}
 	return Result{Revision: index, Item: cur.Item, Deleted: 1, Change: Change{Revision: index, Events: []*Event{ev}}}
@@ -250,7 +277,7 @@ func (s *Store) deleteRange(index uint64, prefix []byte) Result {
 	}
 	events := make([]*Event, len(doomed))
 	for i, e := range doomed {
-		s.tree.Delete(e)
+		s.remove(e)
 		events[i] = &Event{Type: EventDelete, Key: []byte(e.key), Item: Item{ModRevision: index}}
 	}
 	s.revision = index
@@ -264,7 +291,7 @@ func (s *Store) Snapshot() ([]byte, error) { return s.Capture()() }
 // encodes them, which may run while the store keeps changing.
 func (s *Store) Capture() func() ([]byte, error) {
 	f := s.Freeze()
-	return func() ([]byte, error) { return encodeSnapshot(f.tree, f.revision), nil }
+	return func() ([]byte, error) { return encodeSnapshot(f), nil }
 }
 
 // Frozen is the store's contents at one revision. The tree is cloned
@@ -273,6 +300,7 @@ func (s *Store) Capture() func() ([]byte, error) {
 // stream while the store goes on changing.
 type Frozen struct {
 	tree     *btree.BTreeG[*entry]
+	leases   *btree.BTreeG[*leaseItem]
 	revision uint64
 }
 
@@ -280,8 +308,11 @@ type Frozen struct {
 func (s *Store) Freeze() Frozen {
 	s.mu.Lock() // Clone updates the tree's copy-on-write state
 	defer s.mu.Unlock()
-	return Frozen{tree: s.tree.Clone(), revision: s.revision}
+	return Frozen{tree: s.tree.Clone(), leases: s.leases.Clone(), revision: s.revision}
 }
+
+// Leases is the lease table, in id order.
+func (f Frozen) Leases() []Lease { return collectLeases(f.leases) }
 
 // Revision is the revision of the last change the view holds.
 func (f Frozen) Revision() uint64 { return f.revision }
@@ -307,6 +338,9 @@ func (s *Store) Hash() (string, uint64) {
 	f := s.Freeze()
 	var h Hasher
 	f.Ascend(func(kv KeyValue) bool { h.Add(kv); return true })
+	for _, l := range f.Leases() {
+		h.AddLease(l)
+	}
 	return h.Sum(), f.revision
 }
 
@@ -322,11 +356,24 @@ func (h *Hasher) Add(kv KeyValue) {
 	if h.h == nil {
 		h.h = sha256.New()
 	}
-	h.buf = codec.AppendBytes(h.buf[:0], kv.Key)
+	h.buf = append(h.buf[:0], 'k')
+	h.buf = codec.AppendBytes(h.buf, kv.Key)
 	h.buf = codec.AppendBytes(h.buf, kv.Value)
 	h.buf = binary.AppendUvarint(h.buf, kv.CreateRevision)
 	h.buf = binary.AppendUvarint(h.buf, kv.ModRevision)
 	h.buf = binary.AppendUvarint(h.buf, kv.Version)
+	h.buf = binary.AppendUvarint(h.buf, kv.Lease)
+	h.h.Write(h.buf)
+}
+
+// AddLease hashes a lease, after every key-value, in id order.
+func (h *Hasher) AddLease(l Lease) {
+	if h.h == nil {
+		h.h = sha256.New()
+	}
+	h.buf = append(h.buf[:0], 'l')
+	h.buf = binary.AppendUvarint(h.buf, l.ID)
+	h.buf = binary.AppendUvarint(h.buf, uint64(l.TTL))
 	h.h.Write(h.buf)
 }
 
@@ -347,17 +394,29 @@ type SnapshotEncoder struct {
 	revision uint64
 	want, n  uint64
 	prev     []byte
+	leases   []Lease
+	known    map[uint64]bool
 	err      error
 }
 
-// NewSnapshotEncoder starts a snapshot of count keys at revision; sizeHint,
-// when known, is about the bytes the keys and values take.
-func NewSnapshotEncoder(revision, count uint64, sizeHint int) *SnapshotEncoder {
+// NewSnapshotEncoder starts a snapshot of count keys and the leases at
+// revision; sizeHint, when known, is about the bytes the keys and values
+// take. It refuses leases out of id order or out of range.
+func NewSnapshotEncoder(revision, count uint64, leases []Lease, sizeHint int) *SnapshotEncoder {
 	buf := make([]byte, 0, len(snapshotMagic)+2*binary.MaxVarintLen64+max(sizeHint, 0))
 	buf = append(buf, snapshotMagic...)
 	buf = binary.AppendUvarint(buf, revision)
 	buf = binary.AppendUvarint(buf, count)
-	return &SnapshotEncoder{buf: buf, revision: revision, want: count}
+	e := &SnapshotEncoder{buf: buf, revision: revision, want: count, leases: leases, known: make(map[uint64]bool, len(leases))}
+	for i, l := range leases {
+		if err := validLease(l); err != nil {
+			e.err = fmt.Errorf("%w: %s", ErrCorruptSnapshot, err)
+		} else if i > 0 && l.ID <= leases[i-1].ID {
+			e.err = fmt.Errorf("%w: leases out of order at %d", ErrCorruptSnapshot, l.ID)
+		}
+		e.known[l.ID] = true
+	}
+	return e
 }
 
 // Add appends the next key-value. It refuses one out of order, one no store
@@ -369,6 +428,8 @@ func (e *SnapshotEncoder) Add(kv KeyValue) error {
 		e.err = fmt.Errorf("%w: more than the %d keys announced", ErrCorruptSnapshot, e.want)
 	case e.n > 0 && bytes.Compare(e.prev, kv.Key) >= 0:
 		e.err = fmt.Errorf("%w: keys out of order at %q", ErrCorruptSnapshot, kv.Key)
+	case kv.Lease != 0 && !e.known[kv.Lease]:
+		e.err = fmt.Errorf("%w: key %q is attached to lease %d, which is not in the lease table", ErrCorruptSnapshot, kv.Key, kv.Lease)
 	default:
 		e.err = checkItem(kv, e.revision)
 	}
@@ -382,6 +443,7 @@ func (e *SnapshotEncoder) Add(kv KeyValue) error {
 	e.buf = binary.AppendUvarint(e.buf, kv.CreateRevision)
 	e.buf = binary.AppendUvarint(e.buf, kv.ModRevision)
 	e.buf = binary.AppendUvarint(e.buf, kv.Version)
+	e.buf = binary.AppendUvarint(e.buf, kv.Lease)
 	e.n++
 	return nil
 }
@@ -394,7 +456,16 @@ func (e *SnapshotEncoder) Bytes() ([]byte, error) {
 	if e.err != nil {
 		return nil, e.err
 	}
-	return e.buf, nil
+	return appendLeases(e.buf, e.leases), nil
+}
+
+func appendLeases(buf []byte, leases []Lease) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(leases)))
+	for _, l := range leases {
+		buf = binary.AppendUvarint(buf, l.ID)
+		buf = binary.AppendUvarint(buf, uint64(l.TTL))
+	}
+	return buf
 }
 
 // checkItem reports an item no store at revision could hold: an empty key,
@@ -411,45 +482,48 @@ func checkItem(kv KeyValue, revision uint64) error {
 	return nil
 }
 
-// encodeSnapshot writes entries in key order, so equal stores encode to
-// equal bytes.
-func encodeSnapshot(tree *btree.BTreeG[*entry], revision uint64) []byte {
-	size := len(snapshotMagic) + 2*binary.MaxVarintLen64
-	tree.Ascend(func(e *entry) bool {
-		size += len(e.key) + len(e.Value) + 5*binary.MaxVarintLen64
+// encodeSnapshot writes entries in key order and leases in id order, so
+// equal stores encode to equal bytes.
+func encodeSnapshot(f Frozen) []byte {
+	size := len(snapshotMagic) + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64*f.leases.Len()
+	f.tree.Ascend(func(e *entry) bool {
+		size += len(e.key) + len(e.Value) + 6*binary.MaxVarintLen64
 		return true
 	})
 	buf := make([]byte, 0, size)
 	buf = append(buf, snapshotMagic...)
-	buf = binary.AppendUvarint(buf, revision)
-	buf = binary.AppendUvarint(buf, uint64(tree.Len()))
-	tree.Ascend(func(e *entry) bool {
+	buf = binary.AppendUvarint(buf, f.revision)
+	buf = binary.AppendUvarint(buf, uint64(f.tree.Len()))
+	f.tree.Ascend(func(e *entry) bool {
 		buf = codec.AppendString(buf, e.key)
 		buf = codec.AppendBytes(buf, e.Value)
 		buf = binary.AppendUvarint(buf, e.CreateRevision)
 		buf = binary.AppendUvarint(buf, e.ModRevision)
 		buf = binary.AppendUvarint(buf, e.Version)
+		buf = binary.AppendUvarint(buf, e.Lease)
 		return true
 	})
-	return buf
+	return appendLeases(buf, f.Leases())
 }
 
 // Restore replaces the store's contents with a snapshot made by Snapshot. On
 // error the store is unchanged.
 func (s *Store) Restore(data []byte) error {
-	tree, revision, err := decodeSnapshot(data)
+	f, err := decodeSnapshot(data)
 	if err != nil {
 		return err
 	}
+	attached := indexLeases(f.tree)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tree, s.revision = tree, revision
+	s.tree, s.leases, s.attached, s.revision = f.tree, f.leases, attached, f.revision
 	return nil
 }
 
-func decodeSnapshot(data []byte) (*btree.BTreeG[*entry], uint64, error) {
-	if !bytes.HasPrefix(data, snapshotMagic) {
-		return nil, 0, fmt.Errorf("%w: bad magic", ErrCorruptSnapshot)
+func decodeSnapshot(data []byte) (Frozen, error) {
+	withLeases := bytes.HasPrefix(data, snapshotMagic)
+	if !withLeases && !bytes.HasPrefix(data, snapshotMagicV1) {
+		return Frozen{}, fmt.Errorf("%w: bad magic", ErrCorruptSnapshot)
 	}
 	d := codec.NewDecoder(data[len(snapshotMagic):])
 	revision := d.Uvarint()
@@ -457,9 +531,9 @@ func decodeSnapshot(data []byte) (*btree.BTreeG[*entry], uint64, error) {
 	// Every item takes at least five bytes, which bounds count before it sizes
 	// anything.
 	if d.Err() != nil || count > uint64(len(d.Rest()))/5 {
-		return nil, 0, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
+		return Frozen{}, fmt.Errorf("%w: bad header", ErrCorruptSnapshot)
 	}
-	tree := btree.NewG(btreeDegree, lessEntry)
+	f := Frozen{tree: btree.NewG(btreeDegree, lessEntry), leases: newLeaseTree(), revision: revision}
 	prev := ""
 	for i := range count {
 		key := string(d.Bytes())
@@ -468,19 +542,56 @@ func decodeSnapshot(data []byte) (*btree.BTreeG[*entry], uint64, error) {
 			value = []byte{}
 		}
 		e := &entry{key: key, Item: Item{Value: value, CreateRevision: d.Uvarint(), ModRevision: d.Uvarint(), Version: d.Uvarint()}}
+		if withLeases {
+			e.Lease = d.Uvarint()
+		}
 		if d.Err() != nil {
-			return nil, 0, fmt.Errorf("%w: %w", ErrCorruptSnapshot, d.Err())
+			return Frozen{}, fmt.Errorf("%w: %w", ErrCorruptSnapshot, d.Err())
 		}
 		if i > 0 && key <= prev {
-			return nil, 0, fmt.Errorf("%w: keys out of order", ErrCorruptSnapshot)
+			return Frozen{}, fmt.Errorf("%w: keys out of order", ErrCorruptSnapshot)
 		}
 		prev = key
-		tree.ReplaceOrInsert(e)
+		f.tree.ReplaceOrInsert(e)
+	}
+	if withLeases {
+		n := d.Uvarint()
+		if d.Err() != nil || n > uint64(len(d.Rest()))/2 {
+			return Frozen{}, fmt.Errorf("%w: bad lease count", ErrCorruptSnapshot)
+		}
+		var last uint64
+		for range n {
+			l := Lease{ID: d.Uvarint(), TTL: int64(min(d.Uvarint(), MaxLeaseTTL+1))}
+			if d.Err() != nil {
+				return Frozen{}, fmt.Errorf("%w: %w", ErrCorruptSnapshot, d.Err())
+			}
+			if err := validLease(l); err != nil {
+				return Frozen{}, fmt.Errorf("%w: %s", ErrCorruptSnapshot, err)
+			}
+			if l.ID <= last {
+				return Frozen{}, fmt.Errorf("%w: leases out of order", ErrCorruptSnapshot)
+			}
+			last = l.ID
+			f.leases.ReplaceOrInsert(&leaseItem{l})
+		}
 	}
 	if len(d.Rest()) != 0 {
-		return nil, 0, fmt.Errorf("%w: %d trailing bytes", ErrCorruptSnapshot, len(d.Rest()))
+		return Frozen{}, fmt.Errorf("%w: %d trailing bytes", ErrCorruptSnapshot, len(d.Rest()))
 	}
-	return tree, revision, nil
+	var orphan error
+	f.tree.Ascend(func(e *entry) bool {
+		if e.Lease != 0 {
+			if _, ok := f.leases.Get(&leaseItem{Lease{ID: e.Lease}}); !ok {
+				orphan = fmt.Errorf("%w: key %q is attached to lease %d, which is not in the lease table", ErrCorruptSnapshot, e.key, e.Lease)
+				return false
+			}
+		}
+		return true
+	})
+	if orphan != nil {
+		return Frozen{}, orphan
+	}
+	return f, nil
 }
 
 // unsafeBytes views s as bytes without a copy; the bytes must not be

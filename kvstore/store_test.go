@@ -173,7 +173,7 @@ func TestSnapshotEncoder(t *testing.T) {
 		put(t, s, uint64(i+1), fmt.Sprintf("k%02d", i%11), fmt.Sprintf("v%d", i))
 	}
 	kvs, _, rev := s.List(nil, nil, 100)
-	enc := NewSnapshotEncoder(rev, uint64(len(kvs)), 0)
+	enc := NewSnapshotEncoder(rev, uint64(len(kvs)), nil, 0)
 	for _, kv := range kvs {
 		if err := enc.Add(kv); err != nil {
 			t.Fatal(err)
@@ -201,7 +201,7 @@ func TestSnapshotEncoder(t *testing.T) {
 		"too many":           {1, []KeyValue{{Key: []byte("a"), Item: item}, {Key: []byte("b"), Item: item}}},
 		"too few":            {3, []KeyValue{{Key: []byte("a"), Item: item}}},
 	} {
-		enc := NewSnapshotEncoder(5, c.count, 0)
+		enc := NewSnapshotEncoder(5, c.count, nil, 0)
 		var err error
 		for _, kv := range c.kvs {
 			if err = enc.Add(kv); err != nil {

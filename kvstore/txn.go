@@ -39,6 +39,7 @@ const (
 	TargetVersion        CompareTarget = 2
 	TargetCreateRevision CompareTarget = 3
 	TargetModRevision    CompareTarget = 4
+	TargetLease          CompareTarget = 5 // the key's lease, 0 for none or a missing key
 )
 
 // CompareOp is a compare's operator.
@@ -75,12 +76,13 @@ const (
 )
 
 // TxnOp is one operation: Key is the prefix of TxnDeletePrefix and TxnList;
-// Value is TxnPut's; Limit bounds TxnList.
+// Value and Lease (0: none) are TxnPut's; Limit bounds TxnList.
 type TxnOp struct {
 	Kind  TxnOpKind
 	Key   []byte
 	Value []byte
 	Limit int
+	Lease uint64
 }
 
 // Txn is a transaction: when every compare holds, Success runs, else
@@ -124,7 +126,7 @@ func (t *Txn) Validate() error {
 		switch {
 		case len(c.Key) == 0:
 			return txnErrorf("invalid_txn", "compare %d has an empty key", i)
-		case c.Target < TargetValue || c.Target > TargetModRevision:
+		case c.Target < TargetValue || c.Target > TargetLease:
 			return txnErrorf("invalid_txn", "compare %d has an unknown target", i)
 		case c.Op < CompareEqual || c.Op > CompareGreater:
 			return txnErrorf("invalid_txn", "compare %d has an unknown operator", i)
@@ -149,6 +151,8 @@ func (t *Txn) Validate() error {
 				return txnErrorf("invalid_txn", "%s operation %d lists %d keys; the limit must be 1 to %d", branch.name, i, op.Limit, MaxTxnListLimit)
 			case op.Kind != TxnPut && len(op.Value) != 0:
 				return txnErrorf("invalid_txn", "%s operation %d carries a value", branch.name, i)
+			case op.Kind != TxnPut && op.Lease != 0:
+				return txnErrorf("invalid_txn", "%s operation %d carries a lease", branch.name, i)
 			}
 			switch op.Kind {
 			case TxnList:
@@ -210,7 +214,8 @@ func txnErrorf(code, format string, args ...any) error {
 }
 
 // marshal appends t's encoding: the compares, then each branch, every
-// field a uvarint or a length-prefixed byte string.
+// field a uvarint or a length-prefixed byte string. (Command version 1
+// had no lease after each operation's limit.)
 func (t *Txn) marshal(buf []byte) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(t.Compares)))
 	for _, c := range t.Compares {
@@ -227,6 +232,7 @@ func (t *Txn) marshal(buf []byte) []byte {
 			buf = codec.AppendBytes(buf, op.Key)
 			buf = codec.AppendBytes(buf, op.Value)
 			buf = binary.AppendUvarint(buf, uint64(op.Limit))
+			buf = binary.AppendUvarint(buf, op.Lease)
 		}
 	}
 	return buf
@@ -235,7 +241,7 @@ func (t *Txn) marshal(buf []byte) []byte {
 // unmarshalTxn decodes what marshal wrote, and validates it: a log entry is
 // checked as a request is, so no replica applies what another refuses.
 // Keys and values alias data.
-func unmarshalTxn(data []byte) (*Txn, error) {
+func unmarshalTxn(data []byte, withLeases bool) (*Txn, error) {
 	d := codec.NewDecoder(data)
 	t := &Txn{}
 	n := d.Uvarint()
@@ -256,6 +262,9 @@ func unmarshalTxn(data []byte) (*Txn, error) {
 		}
 		for range n {
 			op := TxnOp{Kind: TxnOpKind(small(d.Uvarint())), Key: d.Bytes(), Value: d.Bytes(), Limit: int(min(d.Uvarint(), MaxTxnListLimit+1))}
+			if withLeases {
+				op.Lease = d.Uvarint()
+			}
 			*branch = append(*branch, op)
 		}
 	}
@@ -297,6 +306,8 @@ func (c *Compare) holds(cur *entry) bool {
 			have = cur.CreateRevision
 		case TargetModRevision:
 			have = cur.ModRevision
+		case TargetLease:
+			have = cur.Lease
 		}
 	}
 	return c.Op.holds(cmp.Compare(have, c.Number))
@@ -335,6 +346,13 @@ func (s *Store) applyTxn(index uint64, t *Txn) Result {
 	if !succeeded {
 		ops = t.Failure
 	}
+	// A put to a lease that does not exist fails the whole transaction,
+	// before it changes anything.
+	for _, op := range ops {
+		if op.Lease != 0 && !s.hasLease(op.Lease) {
+			return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseNotFound, op.Lease)}
+		}
+	}
 	res := &TxnResult{Succeeded: succeeded, Results: make([]TxnOpResult, len(ops))}
 	var events []*Event
 	for i, op := range ops {
@@ -343,11 +361,12 @@ func (s *Store) applyTxn(index uint64, t *Txn) Result {
 		switch op.Kind {
 		case TxnPut:
 			cur, _ := s.tree.Get(&entry{key: key})
-			e := s.write(index, key, op.Value, cur)
+			e := s.write(index, key, op.Value, op.Lease, cur)
 			r.KV, r.Created = KeyValue{Key: []byte(key), Item: e.Item}, cur == nil
 			events = append(events, &Event{Type: EventPut, Key: []byte(key), Item: e.Item})
 		case TxnDelete:
-			if cur, ok := s.tree.Delete(&entry{key: key}); ok {
+			if cur, ok := s.tree.Get(&entry{key: key}); ok {
+				s.remove(cur)
 				r.Deleted, r.KV, r.Found = 1, KeyValue{Key: []byte(key), Item: cur.Item}, true
 				events = append(events, &Event{Type: EventDelete, Key: []byte(key), Item: Item{ModRevision: index}})
 			}
@@ -361,7 +380,7 @@ func (s *Store) applyTxn(index uint64, t *Txn) Result {
 				return true
 			})
 			for _, e := range doomed {
-				s.tree.Delete(e)
+				s.remove(e)
 				events = append(events, &Event{Type: EventDelete, Key: []byte(e.key), Item: Item{ModRevision: index}})
 			}
 			r.Deleted = len(doomed)

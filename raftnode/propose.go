@@ -61,3 +61,7 @@ func (n *Node) propose(step func(context.Context) error) (err error) {
 func (n *Node) electionTimeout() time.Duration {
 	return time.Duration(n.cfg.ElectionTicks) * n.cfg.TickInterval
 }
+
+// ElectionTimeout is how long a follower waits for the leader before it
+// campaigns.
+func (n *Node) ElectionTimeout() time.Duration { return n.electionTimeout() }

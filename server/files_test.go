@@ -29,7 +29,7 @@ func TestSnapshotWithoutFileDescriptorsIsRetried(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := srv.KV().Put(ctx, []byte("k"+strconv.Itoa(i)), []byte("v"), kvstore.Condition{}); err != nil {
+		if _, err := srv.KV().Put(ctx, []byte("k"+strconv.Itoa(i)), []byte("v"), kvstore.Condition{}, 0); err != nil {
 			t.Fatalf("put %d: %v", i, err)
 		}
 	}

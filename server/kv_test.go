@@ -49,7 +49,7 @@ func TestRevisionsSurviveRestartAndSnapshots(t *testing.T) {
 	kv := c.Server(leader).KV()
 	ctx := testContext(t)
 	put := func(key string, i int) {
-		if _, err := kv.Put(ctx, []byte(key), fmt.Appendf(nil, "v%d", i), kvstore.Condition{}); err != nil {
+		if _, err := kv.Put(ctx, []byte(key), fmt.Appendf(nil, "v%d", i), kvstore.Condition{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestCompareAndSwapRace(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Size: 3})
 	leader := c.WaitLeader()
 	ctx := testContext(t)
-	first, err := c.Server(leader).KV().Put(ctx, []byte("counter"), []byte("0"), kvstore.Condition{})
+	first, err := c.Server(leader).KV().Put(ctx, []byte("counter"), []byte("0"), kvstore.Condition{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestCompareAndSwapRace(t *testing.T) {
 						return
 					}
 					_, err = kv.Put(ctx, []byte("counter"), fmt.Appendf(nil, "%d/%d/%d", id, w, a),
-						kvstore.Condition{Kind: kvstore.CondModRevision, ModRevision: it.ModRevision})
+						kvstore.Condition{Kind: kvstore.CondModRevision, ModRevision: it.ModRevision}, 0)
 					mu.Lock()
 					switch {
 					case err == nil:
@@ -178,7 +178,7 @@ func TestCreateOnlyRace(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, err := kv.Put(ctx, key, fmt.Appendf(nil, "owner-%d", i), kvstore.Condition{Kind: kvstore.CondAbsent})
+				_, err := kv.Put(ctx, key, fmt.Appendf(nil, "owner-%d", i), kvstore.Condition{Kind: kvstore.CondAbsent}, 0)
 				results <- err
 			}()
 		}
@@ -216,12 +216,12 @@ func TestWatchOnFollower(t *testing.T) {
 	var wrote []uint64
 	for i := range writes {
 		kv := c.Server(uint64(i%3 + 1)).KV()
-		res, err := kv.Put(ctx, fmt.Appendf(nil, "w/%d", i%5), fmt.Appendf(nil, "%d", i), kvstore.Condition{})
+		res, err := kv.Put(ctx, fmt.Appendf(nil, "w/%d", i%5), fmt.Appendf(nil, "%d", i), kvstore.Condition{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wrote = append(wrote, res.Revision)
-		if _, err := kv.Put(ctx, []byte("unwatched"), []byte("x"), kvstore.Condition{}); err != nil {
+		if _, err := kv.Put(ctx, []byte("unwatched"), []byte("x"), kvstore.Condition{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -265,7 +265,7 @@ func TestWatchCompactedOnMember(t *testing.T) {
 	ctx := testContext(t)
 	var first uint64
 	for i := range 30 {
-		res, err := kv.Put(ctx, []byte("k"), fmt.Appendf(nil, "%d", i), kvstore.Condition{})
+		res, err := kv.Put(ctx, []byte("k"), fmt.Appendf(nil, "%d", i), kvstore.Condition{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +298,7 @@ func TestStalledWatcherDoesNotBlockWrites(t *testing.T) {
 	}
 	defer stalled.Close()
 	for i := range 50 {
-		if _, err := c.Server(leader).KV().Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}); err != nil {
+		if _, err := c.Server(leader).KV().Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}, 0); err != nil {
 			t.Fatalf("write %d with a stalled watcher: %v", i, err)
 		}
 	}
@@ -333,7 +333,7 @@ func TestWatchHistoryAfterRestart(t *testing.T) {
 	ctx := testContext(t)
 	put := func(i int) uint64 {
 		t.Helper()
-		res, err := kv.Put(ctx, fmt.Appendf(nil, "h/%d", i), []byte("v"), kvstore.Condition{})
+		res, err := kv.Put(ctx, fmt.Appendf(nil, "h/%d", i), []byte("v"), kvstore.Condition{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,7 +26,7 @@ func TestLearnerCatchesUpThenIsPromoted(t *testing.T) {
 	ctx := testContext(t)
 	kv := c.Server(leader).KV()
 	for i := range 50 {
-		if _, err := kv.Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}); err != nil {
+		if _, err := kv.Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -44,7 +44,7 @@ func TestLearnerCatchesUpThenIsPromoted(t *testing.T) {
 	}
 	c.StartJoining(id)
 	for i := 50; i < 80; i++ {
-		if _, err := kv.Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}); err != nil {
+		if _, err := kv.Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), kvstore.Condition{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,7 +81,7 @@ func TestLearnerCatchesUpThenIsPromoted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Server(id).KV().Put(ctx, []byte("after-promotion"), []byte("v"), kvstore.Condition{}); err != nil {
+	if _, err := c.Server(id).KV().Put(ctx, []byte("after-promotion"), []byte("v"), kvstore.Condition{}, 0); err != nil {
 		t.Fatalf("write through the promoted member: %v", err)
 	}
 }
@@ -117,7 +117,7 @@ func TestStrictReconfiguration(t *testing.T) {
 	if got := len(c.Node(leader).Members()); got != 3 {
 		t.Fatalf("%d members after refused changes, want 3", got)
 	}
-	if _, err := c.Server(leader).KV().Put(ctx, []byte("still"), []byte("writable"), kvstore.Condition{}); err != nil {
+	if _, err := c.Server(leader).KV().Put(ctx, []byte("still"), []byte("writable"), kvstore.Condition{}, 0); err != nil {
 		t.Fatalf("write after refused changes: %v", err)
 	}
 	// A learner does not change the quorum, so it can be added.
@@ -159,7 +159,7 @@ func TestRemoveLeaderUnderLoad(t *testing.T) {
 				// forwarded to a leader that is handing over is dropped
 				// and only its timeout tells.
 				wctx, cancel := context.WithTimeout(ctx, time.Second)
-				_, err := kv.Put(wctx, []byte(key), []byte("v"), kvstore.Condition{})
+				_, err := kv.Put(wctx, []byte(key), []byte("v"), kvstore.Condition{}, 0)
 				cancel()
 				switch {
 				case err == nil:

@@ -386,7 +386,7 @@ func restoreState(path string) ([]byte, backup.Info, error) {
 	if err != nil {
 		return nil, backup.Info{}, err
 	}
-	enc := kvstore.NewSnapshotEncoder(hdr.Revision, hdr.Keys, int(size))
+	enc := kvstore.NewSnapshotEncoder(hdr.Revision, hdr.Keys, hdr.KVLeases(), int(size))
 	info, err := readBackupFile(path, enc.Add)
 	if err != nil {
 		return nil, backup.Info{}, err

@@ -23,8 +23,9 @@ type synthetic struct {
 	value []byte
 }
 
-func (s synthetic) Revision() uint64 { return uint64(s.n) }
-func (s synthetic) Len() int         { return s.n }
+func (s synthetic) Revision() uint64        { return uint64(s.n) }
+func (s synthetic) Len() int                { return s.n }
+func (s synthetic) Leases() []kvstore.Lease { return nil }
 func (s synthetic) Ascend(fn func(kvstore.KeyValue) bool) {
 	key := make([]byte, 0, 32)
 	for i := range s.n {
