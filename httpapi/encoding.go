@@ -81,6 +81,7 @@ type listedKV struct {
 	CreateRevision uint64  `json:"create_revision"`
 	ModRevision    uint64  `json:"mod_revision"`
 	Version        uint64  `json:"version"`
+	Lease          uint64  `json:"lease,omitempty"`
 }
 
 // listed returns kv as a listing shows it, without its value when
@@ -90,7 +91,7 @@ func (e keyEncoding) listed(kv kvstore.KeyValue, keysOnly bool) (listedKV, error
 	if err != nil {
 		return listedKV{}, err
 	}
-	out := listedKV{Key: k, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+	out := listedKV{Key: k, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
 	if !keysOnly {
 		if out.Value, err = e.value(kv.Key, kv.Value); err != nil {
 			return listedKV{}, err

@@ -191,6 +191,7 @@ var (
 	compareTargets = map[string]kvstore.CompareTarget{
 		wire.TargetValue: kvstore.TargetValue, wire.TargetVersion: kvstore.TargetVersion,
 		wire.TargetCreateRevision: kvstore.TargetCreateRevision, wire.TargetModRevision: kvstore.TargetModRevision,
+		wire.TargetLease: kvstore.TargetLease,
 	}
 	compareOps = map[string]kvstore.CompareOp{
 		"=": kvstore.CompareEqual, "!=": kvstore.CompareNotEqual, "<": kvstore.CompareLess, ">": kvstore.CompareGreater,
@@ -209,7 +210,7 @@ func toTxn(req *wire.TxnRequest) (*kvstore.Txn, error) {
 	for i, c := range req.Compare {
 		target, ok := compareTargets[c.Target]
 		if !ok {
-			return nil, bad("compare %d: target %q: use value, version, create_revision or mod_revision", i, c.Target)
+			return nil, bad("compare %d: target %q: use value, version, create_revision, mod_revision or lease", i, c.Target)
 		}
 		op, ok := compareOps[c.Op]
 		if !ok {
@@ -217,7 +218,8 @@ func toTxn(req *wire.TxnRequest) (*kvstore.Txn, error) {
 		}
 		kc := kvstore.Compare{Key: c.Key, Target: target, Op: op, Value: c.Value}
 		set := map[string]bool{wire.TargetValue: c.Value != nil, wire.TargetVersion: c.Version != nil,
-			wire.TargetCreateRevision: c.CreateRevision != nil, wire.TargetModRevision: c.ModRevision != nil}
+			wire.TargetCreateRevision: c.CreateRevision != nil, wire.TargetModRevision: c.ModRevision != nil,
+			wire.TargetLease: c.Lease != nil}
 		for name, isSet := range set {
 			if isSet != (name == c.Target) {
 				return nil, bad("compare %d: a %s compare takes its operand in the field %q, and no other", i, c.Target, c.Target)
@@ -230,6 +232,8 @@ func toTxn(req *wire.TxnRequest) (*kvstore.Txn, error) {
 			kc.Number = *c.CreateRevision
 		case c.ModRevision != nil:
 			kc.Number = *c.ModRevision
+		case c.Lease != nil:
+			kc.Number = *c.Lease
 		}
 		t.Compares = append(t.Compares, kc)
 	}
@@ -242,7 +246,7 @@ func toTxn(req *wire.TxnRequest) (*kvstore.Txn, error) {
 			var k kvstore.TxnOp
 			n := 0
 			if op.Put != nil {
-				n, k = n+1, kvstore.TxnOp{Kind: kvstore.TxnPut, Key: op.Put.Key, Value: op.Put.Value}
+				n, k = n+1, kvstore.TxnOp{Kind: kvstore.TxnPut, Key: op.Put.Key, Value: op.Put.Value, Lease: op.Put.Lease}
 			}
 			if op.Delete != nil {
 				n, k = n+1, kvstore.TxnOp{Kind: kvstore.TxnDelete, Key: op.Delete.Key}
@@ -302,5 +306,5 @@ func fromTxnResult(res kvstore.TxnResult, revision uint64) wire.TxnResponse {
 }
 
 func toWireKV(kv kvstore.KeyValue) wire.KeyValue {
-	return wire.KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+	return wire.KeyValue{Key: kv.Key, Value: kv.Value, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
 }

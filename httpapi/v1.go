@@ -248,6 +248,9 @@ func (s *Server) getV1(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	h.Set("X-Raftkv-Create-Revision", strconv.FormatUint(it.CreateRevision, 10))
 	h.Set("X-Raftkv-Mod-Revision", strconv.FormatUint(it.ModRevision, 10))
 	h.Set("X-Raftkv-Version", strconv.FormatUint(it.Version, 10))
+	if it.Lease != 0 {
+		h.Set("X-Raftkv-Lease", strconv.FormatUint(it.Lease, 10))
+	}
 	setRevision(h, rev)
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {

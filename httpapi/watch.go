@@ -145,6 +145,7 @@ type eventData struct {
 	CreateRevision uint64  `json:"create_revision,omitempty"`
 	ModRevision    uint64  `json:"mod_revision,omitempty"`
 	Version        uint64  `json:"version,omitempty"`
+	Lease          uint64  `json:"lease,omitempty"`
 	Revision       uint64  `json:"revision"`
 }
 
@@ -283,7 +284,7 @@ func encodeChange(enc keyEncoding, ch kvstore.Change) ([]eventData, error) {
 			if d.Value, err = enc.value(ev.Key, ev.Item.Value); err != nil {
 				return nil, err
 			}
-			d.CreateRevision, d.ModRevision, d.Version = ev.Item.CreateRevision, ev.Item.ModRevision, ev.Item.Version
+			d.CreateRevision, d.ModRevision, d.Version, d.Lease = ev.Item.CreateRevision, ev.Item.ModRevision, ev.Item.Version, ev.Item.Lease
 		}
 		out[i] = d
 	}

@@ -102,6 +102,9 @@ func Start(cfg Config) (*Server, error) {
 	cfg.KV.CommitC = node.CommitC()
 	cfg.KV.Raft = node
 	cfg.KV.Metrics = reg
+	if cfg.KV.RequestTimeout <= 0 {
+		cfg.KV.RequestTimeout = cfg.API.RequestTimeout
+	}
 	kv := kvstore.New(cfg.KV)
 	cfg.API.KV = kv
 	cfg.API.Cluster = node

@@ -11,6 +11,8 @@ type KeyValue struct {
 	CreateRevision uint64 `json:"create_revision"`
 	ModRevision    uint64 `json:"mod_revision"`
 	Version        uint64 `json:"version"`
+	// Lease is the lease the key is attached to; absent for none.
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 // TxnRequest is the body of POST /v1/txn: when every compare holds, the
@@ -28,11 +30,12 @@ const (
 	TargetVersion        = "version"
 	TargetCreateRevision = "create_revision"
 	TargetModRevision    = "mod_revision"
+	TargetLease          = "lease"
 )
 
 // TxnCompare compares one of a key's fields with the field of the same
 // name, which alone must be set: Value for "value" (bytes), or Version,
-// CreateRevision or ModRevision. Op is =, !=, < or >.
+// CreateRevision, ModRevision or Lease (0: no lease). Op is =, !=, < or >.
 type TxnCompare struct {
 	Key    []byte `json:"key"`
 	Target string `json:"target"`
@@ -43,6 +46,7 @@ type TxnCompare struct {
 	Version        *uint64 `json:"version,omitempty"`
 	CreateRevision *uint64 `json:"create_revision,omitempty"`
 	ModRevision    *uint64 `json:"mod_revision,omitempty"`
+	Lease          *uint64 `json:"lease,omitempty"`
 }
 
 // TxnOp is one operation; exactly one field is set.
@@ -54,10 +58,11 @@ type TxnOp struct {
 	List         *TxnRange `json:"list,omitempty"`
 }
 
-// TxnPut writes Value under Key.
+// TxnPut writes Value under Key, attached to Lease (absent: none).
 type TxnPut struct {
 	Key   []byte `json:"key"`
 	Value []byte `json:"value"`
+	Lease uint64 `json:"lease,omitempty"`
 }
 
 // TxnKey names one key.
