@@ -31,6 +31,14 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrClosed is returned by Watcher.Next after Close.
 	ErrClosed = errors.New("watcher closed")
+	// ErrLeaseNotFound means the lease does not exist: never granted,
+	// revoked, or expired (404 lease_not_found).
+	ErrLeaseNotFound = errors.New("lease not found")
+	// ErrLeaseLost means a KeepAlive could no longer keep its lease: the
+	// lease expired or was revoked, or no renewal succeeded within its TTL.
+	// Whatever the lease held (keys, a lock, leadership) must be taken as
+	// gone.
+	ErrLeaseLost = errors.New("lease lost")
 )
 
 // APIError is an error response of the server: its HTTP status and the
@@ -71,6 +79,8 @@ func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
 		return e.Status == http.StatusNotFound && e.Code == "key_not_found"
+	case ErrLeaseNotFound:
+		return e.Status == http.StatusNotFound && e.Code == "lease_not_found"
 	case ErrUnavailable:
 		return e.Status == http.StatusServiceUnavailable ||
 			(e.Status == http.StatusGatewayTimeout && e.Code == "read_timeout")

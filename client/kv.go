@@ -61,6 +61,8 @@ type KV struct {
 	CreateRevision uint64 `json:"create_revision"`
 	ModRevision    uint64 `json:"mod_revision"`
 	Version        uint64 `json:"version"`
+	// Lease is the lease the key is attached to, 0 for none.
+	Lease uint64 `json:"lease,omitempty"`
 	// Revision is the store revision the read was served at: Get's, or the
 	// page's for a KV from ListAll (zero in Page.KVs, see Page.Revision).
 	Revision uint64 `json:"-"`
@@ -104,8 +106,17 @@ type Page struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
+// PutOption is an option of Put.
+type PutOption func(url.Values)
+
+// WithLease attaches the key to a lease: it is deleted when the lease
+// expires or is revoked. A put without it detaches the key from any lease.
+func WithLease(id uint64) PutOption {
+	return func(q url.Values) { q.Set("lease", strconv.FormatUint(id, 10)) }
+}
+
 // Put writes value under key if cond holds.
-func (c *Client) Put(ctx context.Context, key, value []byte, cond Condition) (Result, error) {
+func (c *Client) Put(ctx context.Context, key, value []byte, cond Condition, opts ...PutOption) (Result, error) {
 	p, err := keyPath("/v1/kv/", key)
 	if err != nil {
 		return Result{}, err
@@ -115,7 +126,14 @@ func (c *Client) Put(ctx context.Context, key, value []byte, cond Condition) (Re
 	if value == nil {
 		value = []byte{}
 	}
-	resp, _, err := c.do(ctx, &request{method: http.MethodPut, path: p, header: h, body: value})
+	var q url.Values
+	if len(opts) > 0 {
+		q = url.Values{}
+		for _, o := range opts {
+			o(q)
+		}
+	}
+	resp, _, err := c.do(ctx, &request{method: http.MethodPut, path: p, query: q, header: h, body: value})
 	if err != nil {
 		return Result{}, fmt.Errorf("put %q: %w", key, err)
 	}
@@ -148,6 +166,7 @@ func (c *Client) Get(ctx context.Context, key []byte, consistency Consistency) (
 		CreateRevision: headerUint(h, "X-Raftkv-Create-Revision"),
 		ModRevision:    headerUint(h, "X-Raftkv-Mod-Revision"),
 		Version:        headerUint(h, "X-Raftkv-Version"),
+		Lease:          headerUint(h, "X-Raftkv-Lease"),
 		Revision:       headerUint(h, "X-Raftkv-Revision"),
 	}, nil
 }

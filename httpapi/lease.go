@@ -110,20 +110,33 @@ func (s *Server) serveLease(w http.ResponseWriter, r *http.Request, rawID string
 	if err != nil {
 		return err
 	}
-	out := wire.LeaseStatus{ID: st.ID, TTLMs: st.TTL, RemainingMs: st.Remaining.Milliseconds(), Keys: []any{}}
+	out := wire.LeaseStatus{ID: st.ID, TTLMs: st.TTL, RemainingMs: st.Remaining.Milliseconds(), Keys: [][]byte{}}
 	for _, k := range st.Keys {
 		// Only the keys the caller may read: the names are data too.
-		if mayRead(r, []byte(k)) != nil {
-			continue
+		if mayRead(r, []byte(k)) == nil {
+			out.Keys = append(out.Keys, []byte(k))
 		}
-		key, err := enc.key([]byte(k))
-		if err != nil {
+	}
+	if enc == encodeBase64 {
+		writeJSON(w, out)
+		return nil
+	}
+	text := leaseStatusText{ID: out.ID, TTLMs: out.TTLMs, RemainingMs: out.RemainingMs, Keys: make([]string, len(out.Keys))}
+	for i, k := range out.Keys {
+		if text.Keys[i], err = enc.key(k); err != nil {
 			return err
 		}
-		out.Keys = append(out.Keys, key)
 	}
-	writeJSON(w, out)
+	writeJSON(w, text)
 	return nil
+}
+
+// leaseStatusText is wire.LeaseStatus with encoding=text: keys as strings.
+type leaseStatusText struct {
+	ID          uint64   `json:"id"`
+	TTLMs       int64    `json:"ttl_ms"`
+	RemainingMs int64    `json:"remaining_ms"`
+	Keys        []string `json:"keys"`
 }
 
 // revokeLease revokes a lease. Its keys are deleted with it, so the caller

@@ -74,10 +74,19 @@ func TestLeaseLifecycle(t *testing.T) {
 	// The follower forwards what the leader's clock answers.
 	r = f.do(t, http.MethodGet, leasePath(l.ID, "?encoding=text"), nil)
 	expect(t, "GET the lease", r, http.StatusOK, "")
-	var st wire.LeaseStatus
+	var st struct {
+		wire.LeaseStatus
+		Keys []string `json:"keys"`
+	}
 	decodeStrict(t, r, &st)
 	if st.ID != l.ID || st.TTLMs != 5000 || st.RemainingMs <= 0 || st.RemainingMs > 5000 || fmt.Sprint(st.Keys) != "[svc/a svc/b]" {
 		t.Fatalf("lease status = %+v", st)
+	}
+	r = f.do(t, http.MethodGet, leasePath(l.ID, ""), nil)
+	var b64 wire.LeaseStatus
+	decodeStrict(t, r, &b64)
+	if fmt.Sprintf("%s", b64.Keys) != "[svc/a svc/b]" {
+		t.Fatalf("lease status in base64 = %+v", b64)
 	}
 	r = f.do(t, http.MethodPost, leasePath(l.ID, "/keepalive"), nil)
 	expect(t, "keepalive", r, http.StatusOK, "")

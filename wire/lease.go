@@ -22,8 +22,9 @@ type LeaseStatus struct {
 	ID          uint64 `json:"id"`
 	TTLMs       int64  `json:"ttl_ms"`
 	RemainingMs int64  `json:"remaining_ms"`
-	// Keys are base64, or strings with encoding=text.
-	Keys []any `json:"keys"`
+	// Keys are base64; with encoding=text the server sends strings
+	// instead, which this type does not decode.
+	Keys [][]byte `json:"keys"`
 }
 
 // LeaseList answers GET /v1/leases.

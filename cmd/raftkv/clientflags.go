@@ -29,7 +29,7 @@ const (
 	exitError = 1
 	// exitUsage is a bad command line of a client command.
 	exitUsage = 2
-	// exitNotFound: the key does not exist (get, del).
+	// exitNotFound: the key does not exist (get, del), or the lease.
 	exitNotFound = 3
 	// exitPrecondition: --if-match or --create-only did not hold; nothing
 	// changed.
@@ -71,7 +71,7 @@ func exitCode(err error) int {
 		return exitOutcomeUnknown
 	case errors.As(err, &precondition):
 		return exitPrecondition
-	case errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrLeaseNotFound):
 		return exitNotFound
 	case errors.Is(err, client.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable

@@ -13,7 +13,9 @@ import (
 func main() {
 	cmd, err := newRootCommand().ExecuteC()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "raftkv:", err)
+		if !errors.As(err, new(*commandExit)) { // the command spoke for itself
+			fmt.Fprintln(os.Stderr, "raftkv:", err)
+		}
 		var usage *usageError
 		if errors.As(err, &usage) && cmd != nil {
 			fmt.Fprintf(os.Stderr, "Usage: %s\nRun '%s --help' for examples and every flag.\n", cmd.UseLine(), cmd.CommandPath())
@@ -29,7 +31,10 @@ func main() {
 // cases nothing changed. A damaged data dir (data verify) is 7.
 // docs/CLI.md documents them.
 func exitStatus(err error) int {
+	var child *commandExit
 	switch {
+	case errors.As(err, &child):
+		return child.code
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return exitOutcomeUnknown
 	case errors.Is(err, client.ErrMemberNotFound):

@@ -13,6 +13,7 @@ import (
 func newPutCommand() *cobra.Command {
 	var ifMatch string
 	var createOnly bool
+	var lease uint64
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
 		Short: "Write a key and print the write's revision",
@@ -22,16 +23,22 @@ is read from standard input, byte for byte.
 --if-match REV writes only if the key's mod revision is REV (0: only if the
 key does not exist; *: only if it exists); --create-only writes only if the
 key does not exist. A condition that does not hold changes nothing and exits
-4, printing the key's current mod revision.`,
+4, printing the key's current mod revision.
+
+--lease ID attaches the key to a lease (raftkv lease grant): the key is
+deleted when the lease expires or is revoked. A lease that does not exist
+exits 3. A put without --lease detaches the key from its lease.`,
 		Example: `  raftkv put config/color blue
   raftkv put config/color red --if-match 42
   raftkv put lock owner-1 --create-only
+  raftkv put services/web-1 10.0.0.7:8080 --lease "$(raftkv lease grant 10s)"
   raftkv put blob < file.bin`,
 		Args: cobra.RangeArgs(1, 2),
 	}
 	f := addClientFlags(cmd)
 	cmd.Flags().StringVar(&ifMatch, "if-match", "", "write only if the key's mod revision is REV (0: absent, *: present)")
 	cmd.Flags().BoolVar(&createOnly, "create-only", false, "write only if the key does not exist")
+	cmd.Flags().Uint64Var(&lease, "lease", 0, "attach the key to this lease")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if args[0] == "" {
 			return usagef("empty key")
@@ -61,7 +68,11 @@ key does not exist. A condition that does not hold changes nothing and exits
 		}
 		ctx, cancel := f.requestContext(cmd)
 		defer cancel()
-		res, err := c.Put(ctx, []byte(args[0]), value, cond)
+		var opts []client.PutOption
+		if lease != 0 {
+			opts = append(opts, client.WithLease(lease))
+		}
+		res, err := c.Put(ctx, []byte(args[0]), value, cond, opts...)
 		if err != nil {
 			return err
 		}

@@ -21,7 +21,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand(), newHealthCommand(), newCertCommand(), newAuthCommand(), newSnapshotCommand(), newDataCommand(), newTxnCommand())
+	root.AddCommand(newServeCommand(), newBenchCommand(), newVersionCommand(), newPutCommand(), newGetCommand(), newDelCommand(), newListCommand(), newWatchCommand(), newMemberCommand(), newStatusCommand(), newLeaderCommand(), newHealthCommand(), newCertCommand(), newAuthCommand(), newSnapshotCommand(), newDataCommand(), newTxnCommand(), newLeaseCommand(), newLockCommand(), newElectCommand())
 	root.Args = cobra.ArbitraryArgs
 	root.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) > 0 {
