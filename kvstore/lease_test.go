@@ -57,7 +57,7 @@ func TestLeaseAttachAndRevoke(t *testing.T) {
 	putLease(t, s, 3, "svc/b", "b", l.ID)
 	putLease(t, s, 4, "svc/a", "a", l.ID)
 	putLease(t, s, 5, "svc/c", "c", l.ID)
-	putLease(t, s, 6, "svc/c", "c2", 0)        // detached by a put without the lease
+	putLease(t, s, 6, "svc/c", "c2", 0)       // detached by a put without the lease
 	putLease(t, s, 7, "svc/d", "d", other.ID) // another lease's
 	putLease(t, s, 8, "svc/e", "e", l.ID)
 	s.Apply(9, &Command{Op: OpDelete, Key: []byte("svc/e")})
