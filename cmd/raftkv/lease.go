@@ -25,6 +25,7 @@ attached to it is deleted, at one revision on every member, and watchers see
 the deletes. See docs/LEASES.md for the timing guarantees.`,
 	}
 	cmd.AddCommand(newLeaseGrantCommand(), newLeaseKeepAliveCommand(), newLeaseRevokeCommand(), newLeaseShowCommand(), newLeaseListCommand())
+	commandGroup(cmd, "grant, keepalive, revoke, show or list")
 	return cmd
 }
 

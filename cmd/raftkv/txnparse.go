@@ -118,9 +118,9 @@ func parseCompare(line string) (client.TxnCompare, error) {
 	case "mod", "m":
 		c.Target = wire.TargetModRevision
 	case "lease":
-		return c, errors.New("raftkv has no leases")
+		c.Target = wire.TargetLease
 	default:
-		return c, fmt.Errorf("unknown compare target %q: want value, version, create or mod", name)
+		return c, fmt.Errorf("unknown compare target %q: want value, version, create, mod or lease", name)
 	}
 	key, rest, err := quotedPrefix(strings.TrimLeft(rest, " \t"))
 	if err != nil {
@@ -164,6 +164,8 @@ func parseCompare(line string) (client.TxnCompare, error) {
 		c.Version = &v
 	case wire.TargetCreateRevision:
 		c.CreateRevision = &v
+	case wire.TargetLease:
+		c.Lease = &v
 	default:
 		c.ModRevision = &v
 	}
@@ -243,6 +245,7 @@ type txnRequestFlags struct {
 	prefix   bool
 	limit    int
 	limitSet bool
+	lease    uint64
 }
 
 // parseTxnOp reads one of etcdctl's requests: put KEY VALUE, del KEY,
@@ -272,6 +275,19 @@ func parseTxnOp(line string) (client.TxnOp, error) {
 		switch {
 		case flag == "--prefix" && !hasValue && (name == "get" || name == "del"):
 			fl.prefix = true
+		case flag == "--lease" && name == "put":
+			if !hasValue {
+				if i+1 == len(toks) {
+					return client.TxnOp{}, errors.New("--lease needs a lease id")
+				}
+				i++
+				value = toks[i].text
+			}
+			id, err := strconv.ParseUint(value, 10, 64)
+			if err != nil || id == 0 {
+				return client.TxnOp{}, fmt.Errorf("--lease %q: want a lease id", value)
+			}
+			fl.lease = id
 		case flag == "--limit" && name == "get":
 			if !hasValue {
 				if i+1 == len(toks) {
@@ -299,6 +315,8 @@ func txnFlagsOf(name string) string {
 		return "get takes --prefix and --limit N"
 	case "del":
 		return "del takes --prefix"
+	case "put":
+		return "put takes --lease ID"
 	default:
 		return name + " takes no flags"
 	}
@@ -314,7 +332,7 @@ func txnOp(name string, args []string, fl txnRequestFlags) (client.TxnOp, error)
 		if args[0] == "" {
 			return client.TxnOp{}, errors.New("empty key")
 		}
-		return client.TxnOp{Put: &client.TxnPut{Key: []byte(args[0]), Value: []byte(args[1])}}, nil
+		return client.TxnOp{Put: &client.TxnPut{Key: []byte(args[0]), Value: []byte(args[1]), Lease: fl.lease}}, nil
 	case "get", "del":
 	default:
 		return client.TxnOp{}, fmt.Errorf("unknown request %q: want get, put or del", name)
