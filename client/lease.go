@@ -48,11 +48,11 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration, id uint64) (Lease
 func (c *Client) Revoke(ctx context.Context, id uint64) (LeaseRevoked, error) {
 	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: leasePath(id, "")})
 	if err != nil {
-		return LeaseRevoked{}, fmt.Errorf("revoke lease %d: %w", id, err)
+		return LeaseRevoked{}, fmt.Errorf("revoke: %w", err)
 	}
 	var r LeaseRevoked
 	if err := decodeJSON(resp, &r); err != nil {
-		return LeaseRevoked{}, fmt.Errorf("revoke lease %d: %w", id, err)
+		return LeaseRevoked{}, fmt.Errorf("revoke: %w", err)
 	}
 	return r, nil
 }
@@ -62,11 +62,11 @@ func (c *Client) Revoke(ctx context.Context, id uint64) (LeaseRevoked, error) {
 func (c *Client) KeepAliveOnce(ctx context.Context, id uint64) (Lease, error) {
 	resp, _, err := c.do(ctx, &request{method: http.MethodPost, path: leasePath(id, "/keepalive"), idempotent: true})
 	if err != nil {
-		return Lease{}, fmt.Errorf("keepalive lease %d: %w", id, err)
+		return Lease{}, fmt.Errorf("keepalive: %w", err)
 	}
 	var l Lease
 	if err := decodeJSON(resp, &l); err != nil {
-		return Lease{}, fmt.Errorf("keepalive lease %d: %w", id, err)
+		return Lease{}, fmt.Errorf("keepalive: %w", err)
 	}
 	return l, nil
 }
@@ -75,11 +75,11 @@ func (c *Client) KeepAliveOnce(ctx context.Context, id uint64) (Lease, error) {
 func (c *Client) TimeToLive(ctx context.Context, id uint64) (LeaseStatus, error) {
 	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: leasePath(id, ""), idempotent: true})
 	if err != nil {
-		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, err)
+		return LeaseStatus{}, fmt.Errorf("lease: %w", err)
 	}
 	var st LeaseStatus
 	if err := decodeJSON(resp, &st); err != nil {
-		return LeaseStatus{}, fmt.Errorf("lease %d: %w", id, err)
+		return LeaseStatus{}, fmt.Errorf("lease: %w", err)
 	}
 	return st, nil
 }

@@ -35,9 +35,9 @@ var (
 	ErrInvalidTxn = errors.New("invalid transaction")
 	// ErrLeaseNotFound means the lease does not exist: it was never
 	// granted, or it was revoked or expired.
-	ErrLeaseNotFound = errors.New("lease not found: it was never granted, or it expired or was revoked")
+	ErrLeaseNotFound = errors.New("not found: it was never granted, or it expired or was revoked")
 	// ErrLeaseExists means a grant asked for an id a lease already has.
-	ErrLeaseExists = errors.New("a lease with this id exists")
+	ErrLeaseExists = errors.New("the id is in use")
 	// ErrInvalidLease means a grant's id or TTL is out of range.
 	ErrInvalidLease = errors.New("invalid lease")
 	// ErrNotLeader means a lease's time is kept by the leader, and this

@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -47,6 +48,17 @@ func lessLease(a, b *leaseItem) bool { return a.ID < b.ID }
 
 func newLeaseTree() *btree.BTreeG[*leaseItem] { return btree.NewG(btreeDegree, lessLease) }
 
+// leaseNotFound is ErrLeaseNotFound about lease id.
+func leaseNotFound(id uint64) error { return fmt.Errorf("lease %d: %w", id, ErrLeaseNotFound) }
+
+// leaseErr names lease id in a lessor's error.
+func leaseErr(err error, id uint64) error {
+	if errors.Is(err, ErrLeaseNotFound) {
+		return leaseNotFound(id)
+	}
+	return err
+}
+
 // validLease reports a lease no store could hold.
 func validLease(l Lease) error {
 	switch {
@@ -67,7 +79,7 @@ func (s *Store) grant(index uint64, cmd *Command) Result {
 		for id = index; s.hasLease(id); id++ {
 		}
 	} else if s.hasLease(id) {
-		return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseExists, id)}
+		return Result{Revision: s.revision, Err: fmt.Errorf("lease %d: %w", id, ErrLeaseExists)}
 	}
 	l := Lease{ID: id, TTL: cmd.TTL}
 	if err := validLease(l); err != nil {
@@ -82,7 +94,7 @@ func (s *Store) grant(index uint64, cmd *Command) Result {
 func (s *Store) revoke(index uint64, id uint64) Result {
 	l, ok := s.leases.Delete(&leaseItem{Lease{ID: id}})
 	if !ok {
-		return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseNotFound, id)}
+		return Result{Revision: s.revision, Err: leaseNotFound(id)}
 	}
 	keys := s.attachedKeys(id)
 	delete(s.attached, id)

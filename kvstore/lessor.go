@@ -290,10 +290,10 @@ func (kv *KV) KeepAlive(ctx context.Context, id uint64) (Lease, error) {
 	}
 	info, _, ok := kv.store.Lease(id)
 	if !ok {
-		return Lease{}, fmt.Errorf("%w: lease %d", ErrLeaseNotFound, id)
+		return Lease{}, leaseNotFound(id)
 	}
 	if err := kv.lessor.renew(term, info.Lease, time.Now()); err != nil {
-		return Lease{}, fmt.Errorf("%w: lease %d", err, id)
+		return Lease{}, leaseErr(err, id)
 	}
 	return info.Lease, nil
 }
@@ -317,11 +317,11 @@ func (kv *KV) TimeToLive(ctx context.Context, id uint64) (LeaseStatus, error) {
 	}
 	info, _, ok := kv.store.Lease(id)
 	if !ok {
-		return LeaseStatus{}, fmt.Errorf("%w: lease %d", ErrLeaseNotFound, id)
+		return LeaseStatus{}, leaseNotFound(id)
 	}
 	left, err := kv.lessor.remaining(term, id, time.Now())
 	if err != nil {
-		return LeaseStatus{}, fmt.Errorf("%w: lease %d", err, id)
+		return LeaseStatus{}, leaseErr(err, id)
 	}
 	return LeaseStatus{LeaseInfo: info, Remaining: left}, nil
 }

@@ -214,7 +214,7 @@ func (s *Store) put(index uint64, cmd *Command) Result {
 		return Result{Revision: s.revision, Err: err}
 	}
 	if cmd.Lease != 0 && !s.hasLease(cmd.Lease) {
-		return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseNotFound, cmd.Lease)}
+		return Result{Revision: s.revision, Err: leaseNotFound(cmd.Lease)}
 	}
 	e := s.write(index, key, cmd.Value, cmd.Lease, cur)
 	s.revision = index

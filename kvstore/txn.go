@@ -350,7 +350,7 @@ func (s *Store) applyTxn(index uint64, t *Txn) Result {
 	// before it changes anything.
 	for _, op := range ops {
 		if op.Lease != 0 && !s.hasLease(op.Lease) {
-			return Result{Revision: s.revision, Err: fmt.Errorf("%w: lease %d", ErrLeaseNotFound, op.Lease)}
+			return Result{Revision: s.revision, Err: leaseNotFound(op.Lease)}
 		}
 	}
 	res := &TxnResult{Succeeded: succeeded, Results: make([]TxnOpResult, len(ops))}

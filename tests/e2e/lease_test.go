@@ -119,3 +119,17 @@ func TestREADMECoordinationExample(t *testing.T) {
 		t.Fatalf("job/pending after the README's txn: %v %v", r, err)
 	}
 }
+
+// TestLeasesDocFencingExample runs docs/LEASES.md's fencing example: the
+// holder's write goes through, a write with an older token is refused.
+func TestLeasesDocFencingExample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := startCluster(t, 3)
+	out := runDocScript(t, docBlock(t, "docs/LEASES.md", "fenced-write.sh"), "RAFTKV_ENDPOINTS="+clientURLs(c.members...))
+	failure, success := strings.Index(out, "FAILURE"), strings.Index(out, "SUCCESS")
+	if failure < 0 || success < failure || !strings.HasSuffix(out, "done\n") {
+		t.Fatalf("the fencing example printed %q: want FAILURE (written), then SUCCESS (refused), then done", out)
+	}
+}
