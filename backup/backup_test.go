@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -30,6 +31,11 @@ func testStore(t *testing.T) *kvstore.Store {
 	apply(kvstore.Command{Op: kvstore.OpPut, Key: []byte("binary\x00\xff"), Value: []byte{0, 1, 2}})
 	apply(kvstore.Command{Op: kvstore.OpPut, Key: []byte("empty"), Value: []byte{}})
 	apply(kvstore.Command{Op: kvstore.OpDelete, Key: []byte("key-03")})
+	apply(kvstore.Command{Op: kvstore.OpLeaseGrant, TTL: 5000})
+	lease := index
+	apply(kvstore.Command{Op: kvstore.OpLeaseGrant, Lease: 900, TTL: 7000})
+	apply(kvstore.Command{Op: kvstore.OpPut, Key: []byte("svc/a"), Value: []byte("a"), Lease: lease})
+	apply(kvstore.Command{Op: kvstore.OpPut, Key: []byte("svc/b"), Value: []byte("b"), Lease: 900})
 	return s
 }
 
@@ -67,7 +73,7 @@ func TestRoundTrip(t *testing.T) {
 	want, _, _ := s.List(nil, nil, 1000)
 	if !slices.EqualFunc(got, want, func(a, b kvstore.KeyValue) bool {
 		return bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.CreateRevision == b.CreateRevision &&
-			a.ModRevision == b.ModRevision && a.Version == b.Version
+			a.ModRevision == b.ModRevision && a.Version == b.Version && a.Lease == b.Lease
 	}) {
 		t.Fatalf("read back %v, want %v", got, want)
 	}
@@ -75,7 +81,8 @@ func TestRoundTrip(t *testing.T) {
 	if info.StateHash != hash || info.Revision != rev || info.Keys != uint64(s.Len()) || info.Size != int64(len(data)) {
 		t.Fatalf("info %+v; the store has hash %s at revision %d with %d keys, the file %d bytes", info, hash, rev, s.Len(), len(data))
 	}
-	if info.ClusterID != "abc" || info.MemberID != 2 || len(info.Members) != 1 || !info.CreatedAt.Equal(time.Unix(1, 0)) {
+	if info.ClusterID != "abc" || info.MemberID != 2 || len(info.Members) != 1 || !info.CreatedAt.Equal(time.Unix(1, 0)) ||
+		!slices.Equal(info.Leases, []Lease{{ID: 54, TTLMs: 5000}, {ID: 900, TTLMs: 7000}}) {
 		t.Fatalf("header %+v", info.Header)
 	}
 	// A snapshot encoded from what was read restores to the same store.
@@ -95,6 +102,28 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if h, rv := r.Hash(); h != hash || rv != rev {
 		t.Fatalf("restored store hashes %s at %d, want %s at %d", h, rv, hash, rev)
+	}
+	if l, _, ok := r.Lease(900); !ok || !slices.Equal(l.Keys, []string{"svc/b"}) {
+		t.Fatalf("restored lease 900 = %+v, %v", l, ok)
+	}
+}
+
+// TestReadsVersion1 checks that a backup of the format before leases,
+// version 1 (no lease in the records, none in the header), still reads.
+func TestReadsVersion1(t *testing.T) {
+	hdr := []byte(`{"revision":3,"keys":1,"cluster_id":"abc","member_id":1,"members":[],"created_at":"2026-01-01T00:00:00Z"}`)
+	data := append([]byte(Magic), 1, byte(len(hdr)))
+	data = append(data, hdr...)
+	data = append(data, 1, 'k', 1, 'v', 2, 3, 2) // create 2, mod 3, version 2
+	sum := sha256.Sum256(data)
+	data = append(data, sum[:]...)
+	var got []kvstore.KeyValue
+	info, err := Verify(bytes.NewReader(data), func(kv kvstore.KeyValue) error { got = append(got, kv); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || string(got[0].Key) != "k" || got[0].ModRevision != 3 || got[0].Version != 2 || got[0].Lease != 0 || info.Revision != 3 {
+		t.Fatalf("version 1 backup read as %+v, %+v", got, info)
 	}
 }
 
