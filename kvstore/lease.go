@@ -186,6 +186,13 @@ func (s *Store) Lease(id uint64) (LeaseInfo, uint64, bool) {
 	return LeaseInfo{Lease: l.Lease, Keys: s.attachedKeys(id)}, s.revision, true
 }
 
+// LeaseCount returns the number of leases.
+func (s *Store) LeaseCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.leases.Len()
+}
+
 // Leases returns every lease in id order.
 func (s *Store) Leases() []Lease {
 	s.mu.RLock()

@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -206,8 +207,13 @@ func (kv *KV) leaseLoop() {
 				defer revokes.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), kv.requestTimeout)
 				defer cancel()
-				_, err := kv.propose(ctx, Command{Op: OpLeaseRevoke, Lease: id})
-				kv.lg.Info("lease expired", zap.Uint64("lease", id), zap.Error(err))
+				res, err := kv.propose(ctx, Command{Op: OpLeaseRevoke, Lease: id})
+				if err == nil {
+					kv.metrics.leasesExpired.Inc()
+					kv.lg.Info("lease expired", zap.Uint64("lease", id), zap.Int("keys-deleted", res.Deleted), zap.Uint64("revision", res.Revision))
+				} else if !errors.Is(err, ErrLeaseNotFound) { // revoked meanwhile
+					kv.lg.Warn("revoking an expired lease failed; retrying", zap.Uint64("lease", id), zap.Error(err))
+				}
 			}()
 		}
 	}

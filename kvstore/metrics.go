@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	applyDuration  prometheus.Histogram
 	watchersLagged prometheus.Counter
+	leasesExpired  prometheus.Counter
 
 	all []prometheus.Collector
 }
@@ -26,12 +27,18 @@ func newMetrics(kv *KV) *metrics {
 			Name: "raftkv_watchers_lagged_total",
 			Help: "Watchers closed because they fell more than --watch-buffer revisions behind.",
 		}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_leases_expired_total",
+			Help: "Leases this member, as leader, revoked because their time ran out.",
+		}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.all = []prometheus.Collector{
-		m.applyDuration, m.watchersLagged,
+		m.applyDuration, m.watchersLagged, m.leasesExpired,
+		gauge("raftkv_leases", "Leases in the store.",
+			func() float64 { return float64(kv.store.LeaseCount()) }),
 		gauge("raftkv_keys", "Keys in the store.",
 			func() float64 { return float64(kv.store.Len()) }),
 		gauge("raftkv_revision", "The store's revision: the log index of its latest change.",

@@ -24,17 +24,23 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	for i, key := range []string{"k1", "k2", "k3"} {
+	for i, cmd := range []Command{
+		{Op: OpPut, Key: []byte("k1"), Value: []byte("v")},
+		{Op: OpPut, Key: []byte("k2"), Value: []byte("v")},
+		{Op: OpLeaseGrant, TTL: 5000},
+		{Op: OpPut, Key: []byte("k3"), Value: []byte("v")},
+	} {
 		index := uint64(i + 1)
-		cmd := Command{Op: OpPut, Key: []byte(key), Value: []byte("v"), Origin: 2, ID: index}
+		cmd.Origin, cmd.ID = 2, index
 		done := make(chan struct{})
 		commitC <- raftnode.Commit{Entries: []raftnode.Entry{{Index: index, Data: cmd.Marshal()}}, Index: index, Done: done}
 		<-done
 	}
 	got := gather(t, reg)
 	for name, want := range map[string]float64{
-		"raftkv_keys": 3, "raftkv_revision": 3, "raftkv_watchers": 0, "raftkv_watchers_lagged_total": 1,
-		"raftkv_apply_duration_seconds": 3, // observations: one per commit
+		"raftkv_keys": 3, "raftkv_revision": 4, "raftkv_watchers": 0, "raftkv_watchers_lagged_total": 1,
+		"raftkv_apply_duration_seconds": 4, // observations: one per commit
+		"raftkv_leases":                 1, "raftkv_leases_expired_total": 0,
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)

@@ -25,6 +25,7 @@ var raftkvFamilies = []string{
 	"raftkv_is_leader", "raftkv_has_leader", "raftkv_term",
 	"raftkv_commit_index", "raftkv_applied_index", "raftkv_snapshot_index",
 	"raftkv_apply_duration_seconds", "raftkv_keys", "raftkv_revision", "raftkv_watchers", "raftkv_watchers_lagged_total",
+	"raftkv_leases", "raftkv_leases_expired_total",
 	"raftkv_http_requests_total", "raftkv_http_request_duration_seconds",
 }
 
