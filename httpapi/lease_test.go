@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/internal/testcluster"
 	"github.com/raftkv/raftkv/kvstore"
 	"github.com/raftkv/raftkv/wire"
@@ -323,4 +324,39 @@ func TestKeepAliveStream(t *testing.T) {
 	if lines.Scan() {
 		t.Fatalf("the stream went on after its error: %s", lines.Bytes())
 	}
+}
+
+// TestLeaseRevokeNeedsItsKeys: with access control on, any user may grant
+// and renew a lease, but revoking one deletes its keys, so it needs the
+// right to write every one of them; and a lease's keys are shown only to
+// those who may read them.
+func TestLeaseRevokeNeedsItsKeys(t *testing.T) {
+	store := authStoreWith(t, map[string]any{
+		"app":   map[string]any{"read": []string{"app/"}, "write": []string{"app/"}},
+		"other": map[string]any{"read": []string{"other/"}, "write": []string{"other/"}},
+	})
+	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { c.Auth = store }})
+	expect(t, "a grant without credentials", n.do(t, http.MethodPost, "/v1/leases", []byte(`{"ttl_ms": 5000}`)), http.StatusUnauthorized, "auth_required")
+	r := n.doHeader(t, http.MethodPost, "/v1/leases", as("app"), []byte(`{"ttl_ms": 5000}`))
+	expect(t, "app's grant", r, http.StatusOK, "")
+	var l wire.Lease
+	decodeStrict(t, r, &l)
+	expect(t, "app puts its key on the lease", n.doHeader(t, http.MethodPut, "/v1/kv/app/svc?lease="+strconv.FormatUint(l.ID, 10), as("app"), []byte("x")), http.StatusOK, "")
+	expect(t, "other renews app's lease", n.doHeader(t, http.MethodPost, leasePath(l.ID, "/keepalive"), as("other"), nil), http.StatusOK, "")
+
+	r = n.doHeader(t, http.MethodGet, leasePath(l.ID, "?encoding=text"), as("other"), nil)
+	expect(t, "other reads the lease", r, http.StatusOK, "")
+	var st struct {
+		wire.LeaseStatus
+		Keys []string `json:"keys"`
+	}
+	decodeStrict(t, r, &st)
+	if len(st.Keys) != 0 {
+		t.Fatalf("other sees the keys %q of a lease, which it may not read", st.Keys)
+	}
+	expect(t, "other revokes app's lease", n.doHeader(t, http.MethodDelete, leasePath(l.ID, ""), as("other"), nil), http.StatusForbidden, "permission_denied")
+	if _, _, ok := n.srv.KV().Store().Get([]byte("app/svc")); !ok {
+		t.Fatal("a refused revoke deleted the key")
+	}
+	expect(t, "app revokes its lease", n.doHeader(t, http.MethodDelete, leasePath(l.ID, ""), as("app"), nil), http.StatusOK, "")
 }
