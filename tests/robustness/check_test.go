@@ -215,12 +215,20 @@ func checkLinearizable(ops []porcupine.Operation) (porcupine.CheckResult, time.D
 // lostWrites returns the acknowledged writes that the final reads (client
 // ids from workloadClients on) do not show although no other write to their
 // key could have come after them: every write that may have taken effect
-// (acknowledged or of unknown outcome) ended before they began.
+// (acknowledged or of unknown outcome) ended before they began. A
+// transaction writes each key its branch puts or deletes.
 func lostWrites(ops []porcupine.Operation) []string {
-	byKey := map[string][]porcupine.Operation{}
+	byKey := map[string][]keyWrite{}
+	finals := map[string][]porcupine.Operation{}
 	for _, op := range ops {
-		k := op.Input.(kvInput).Key
-		byKey[k] = append(byKey[k], op)
+		if op.ClientId >= workloadClients {
+			k := op.Input.(kvInput).Key
+			finals[k] = append(finals[k], op)
+			continue
+		}
+		for _, w := range writesOf(op) {
+			byKey[w.key] = append(byKey[w.key], w)
+		}
 	}
 	var lost []string
 	keys := make([]string, 0, len(byKey))
@@ -229,23 +237,14 @@ func lostWrites(ops []porcupine.Operation) []string {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		var writes, finals []porcupine.Operation
-		for _, op := range byKey[key] {
-			in, out := op.Input.(kvInput), op.Output.(kvOutput)
-			switch {
-			case op.ClientId >= workloadClients:
-				finals = append(finals, op)
-			case in.Kind != opGet && (out.Status == stOK || out.Status == stUnknown):
-				writes = append(writes, op)
-			}
-		}
+		writes := byKey[key]
 		for i, a := range writes {
-			if a.Output.(kvOutput).Status != stOK {
+			if !a.acked {
 				continue
 			}
 			last := true
 			for j, b := range writes {
-				if j != i && b.Return >= a.Call {
+				if j != i && b.op.Return >= a.op.Call {
 					last = false
 					break
 				}
@@ -253,23 +252,79 @@ func lostWrites(ops []porcupine.Operation) []string {
 			if !last {
 				continue
 			}
-			in := a.Input.(kvInput)
-			for _, f := range finals {
+			for _, f := range finals[key] {
 				out := f.Output.(kvOutput)
 				var ok bool
-				if in.Kind == opPut {
-					ok = out.Status == stOK && out.Value == in.Value
+				if a.put {
+					ok = out.Status == stOK && out.Value == a.value
 				} else {
 					ok = out.Status == stNotFound
 				}
 				if !ok {
-					lost = append(lost, fmt.Sprintf("%s acknowledged at %v (%v), but the final read on %v gave %s",
-						describeOperation(in, a.Output), time.Duration(a.Return), a.Metadata, f.Metadata, describeOutput(f.Input.(kvInput), out)))
+					lost = append(lost, fmt.Sprintf("%s (key %s) acknowledged at %v (%v), but the final read on %v gave %s",
+						describeOperation(a.op.Input, a.op.Output), key, time.Duration(a.op.Return), a.op.Metadata, f.Metadata, describeOutput(f.Input.(kvInput), out)))
 				}
 			}
 		}
 	}
 	return lost
+}
+
+// keyWrite is a write of one key that an operation made or may have made.
+type keyWrite struct {
+	op    porcupine.Operation
+	key   string
+	put   bool // else a delete
+	value string
+	acked bool // acknowledged, else of unknown outcome
+}
+
+// writesOf returns the writes op made (acknowledged) or may have made
+// (unknown outcome): for a transaction, the puts and deletes of the branch
+// that ran, or of either branch when the outcome is unknown.
+func writesOf(op porcupine.Operation) []keyWrite {
+	in, out := op.Input.(kvInput), op.Output.(kvOutput)
+	if out.Status != stOK && out.Status != stUnknown {
+		return nil
+	}
+	acked := out.Status == stOK
+	switch in.Kind {
+	case opPut, opDelete:
+		return []keyWrite{{op: op, key: in.Key, put: in.Kind == opPut, value: in.Value, acked: acked}}
+	case opTxn:
+		branches := [][]txnOp{in.Txn.branch(out.Succeeded)}
+		if !acked {
+			branches = [][]txnOp{in.Txn.Success, in.Txn.Failure}
+		}
+		var writes []keyWrite
+		for _, ops := range branches {
+			for _, t := range ops {
+				if t.Kind != opGet {
+					writes = append(writes, keyWrite{op: op, key: t.Key, put: t.Kind == opPut, value: t.Value, acked: acked})
+				}
+			}
+		}
+		return writes
+	}
+	return nil
+}
+
+// acknowledgedWrite reports whether an operation changed the store and said
+// so: an acknowledged put or delete, or a transaction whose branch put a
+// key or deleted one that existed.
+func acknowledgedWrite(in kvInput, out kvOutput) bool {
+	switch {
+	case out.Status != stOK || in.Kind == opGet:
+		return false
+	case in.Kind != opTxn:
+		return true
+	}
+	for i, op := range in.Txn.branch(out.Succeeded) {
+		if op.Kind == opPut || (op.Kind == opDelete && out.Results[i].Deleted > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // historyStats counts a history's operations.
@@ -290,7 +345,7 @@ func countOps(ops []porcupine.Operation) historyStats {
 			s.unknown++
 		default:
 			s.definite++
-			if in.Kind != opGet && out.Status == stOK {
+			if acknowledgedWrite(in, out) {
 				s.acknowledgedWrites++
 			}
 		}
@@ -304,7 +359,7 @@ func failoverTime(ops []porcupine.Operation, killed int64) (time.Duration, error
 	first := int64(math.MaxInt64)
 	for _, op := range ops {
 		in, out := op.Input.(kvInput), op.Output.(kvOutput)
-		if op.ClientId < workloadClients && in.Kind != opGet && out.Status == stOK && op.Call >= killed {
+		if op.ClientId < workloadClients && acknowledgedWrite(in, out) && op.Call >= killed {
 			first = min(first, op.Return)
 		}
 	}

@@ -17,13 +17,14 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/wire"
 )
 
-// Workload settings, after etcd's robustness traffic: few keys, so that
-// operations on one key overlap and conflict; sequential clients, some
-// pinned to one node and some rotating over all of them.
+// Workload settings, after etcd's robustness traffic: few keys (keyGroups
+// groups of groupSize), so that operations on one key overlap and conflict;
+// sequential clients, some pinned to one node and some rotating over all of
+// them.
 const (
-	workloadKeys    = 10
 	workloadClients = 8
 	// opTimeout bounds one request on the client side: the server answers
 	// 504 after --request-timeout, so this only fires for a node that does
@@ -37,6 +38,7 @@ const (
 type workload struct {
 	c            *cluster
 	rec          *recorder
+	groups       [][]string // the keys, by group
 	keys         []string
 	serializable bool // reads ask for consistency=serializable
 
@@ -60,26 +62,38 @@ type logicalClient struct {
 	hc    *http.Client
 	conns map[string]*client.Client // by endpoint
 	seq   int
-	// lastRev is the mod revision this client last saw for each key,
-	// together with a value (a read or its own put); compare-and-swap uses
-	// it. Absent when the client last saw the key missing, or does not know.
-	lastRev map[string]uint64
+	// lastSeen is the value and mod revision this client last saw for each
+	// key (a read or its own put); compare-and-swap and the compares of
+	// transactions use it. Absent when the client last saw the key missing,
+	// or does not know.
+	lastSeen map[string]seenKV
+}
+
+// seenKV is a value and the mod revision it was seen with.
+type seenKV struct {
+	value string
+	rev   uint64
 }
 
 func startWorkload(c *cluster, rec *recorder, seed uint64, serializable bool) *workload {
 	w := &workload{c: c, rec: rec, serializable: serializable, stop: make(chan struct{})}
-	for i := range workloadKeys {
-		w.keys = append(w.keys, fmt.Sprintf("key%d", i))
+	for g := range keyGroups {
+		var group []string
+		for i := range groupSize {
+			group = append(group, keyName(g, i))
+		}
+		w.groups = append(w.groups, group)
+		w.keys = append(w.keys, group...)
 	}
 	for i := range workloadClients {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: time.Second}).DialContext
 		lc := &logicalClient{
 			id: i, slot: -1,
-			rng:     rand.New(rand.NewPCG(seed, uint64(i))),
-			hc:      &http.Client{Transport: tr},
-			conns:   map[string]*client.Client{},
-			lastRev: map[string]uint64{},
+			rng:      rand.New(rand.NewPCG(seed, uint64(i))),
+			hc:       &http.Client{Transport: tr},
+			conns:    map[string]*client.Client{},
+			lastSeen: map[string]seenKV{},
 		}
 		if i%2 == 0 { // clients 0, 2, 4, 6 are pinned to nodes 0, 1, 2, 0
 			lc.slot = (i / 2) % clusterSize
@@ -140,7 +154,7 @@ func (w *workload) run(lc *logicalClient) {
 			lc.turn++
 		}
 		endpoint := w.c.clientURL(slot)
-		in := lc.next(w.keys)
+		in := lc.next(w.groups)
 		in.Serializable = in.Kind == opGet && w.serializable
 		if !w.do(lc, endpoint, in) {
 			select {
@@ -155,25 +169,29 @@ func (w *workload) run(lc *logicalClient) {
 // compare-and-swaps on the revision last seen (create-only when none), 7%
 // create-only puts, 10% deletes, 8% deletes conditional on the revision last
 // seen.
-func (lc *logicalClient) next(keys []string) kvInput {
-	key := keys[lc.rng.IntN(len(keys))]
-	lc.seq++
-	value := fmt.Sprintf("c%d.%d", lc.id, lc.seq) // unique in the history
-	rev, known := lc.lastRev[key]
+func (lc *logicalClient) next(groups [][]string) kvInput {
+	group := groups[lc.rng.IntN(len(groups))]
+	key := group[lc.rng.IntN(len(group))]
+	seen, known := lc.lastSeen[key]
 	switch r := lc.rng.IntN(100); {
 	case r < 35:
 		return kvInput{Kind: opGet, Key: key}
 	case r < 60:
-		return kvInput{Kind: opPut, Key: key, Value: value}
+		return kvInput{Kind: opPut, Key: key, Value: lc.value()}
 	case r < 75 && known:
-		return kvInput{Kind: opPut, Key: key, Value: value, Cond: condModRev, CondRev: rev}
+		return kvInput{Kind: opPut, Key: key, Value: lc.value(), Cond: condModRev, CondRev: seen.rev}
 	case r < 82:
-		return kvInput{Kind: opPut, Key: key, Value: value, Cond: condAbsent}
+		return kvInput{Kind: opPut, Key: key, Value: lc.value(), Cond: condAbsent}
 	case r < 92 || !known:
 		return kvInput{Kind: opDelete, Key: key}
-	default:
-		return kvInput{Kind: opDelete, Key: key, Cond: condModRev, CondRev: rev}
 	}
+	return kvInput{Kind: opDelete, Key: key, Cond: condModRev, CondRev: seen.rev}
+}
+
+// value returns a value unique in the history.
+func (lc *logicalClient) value() string {
+	lc.seq++
+	return fmt.Sprintf("c%d.%d", lc.id, lc.seq)
 }
 
 func (lc *logicalClient) client(endpoint string) *client.Client {
@@ -199,6 +217,7 @@ func (w *workload) do(lc *logicalClient, endpoint string, in kvInput) bool {
 	call := w.rec.now()
 	var out kvOutput
 	var err error
+	var malformed string // an answer of the wrong shape
 	switch in.Kind {
 	case opGet:
 		consistency := client.Linearizable
@@ -216,9 +235,21 @@ func (w *workload) do(lc *logicalClient, endpoint string, in kvInput) bool {
 		var res client.DeleteResult
 		res, err = cl.Delete(ctx, key, condition(in))
 		out = kvOutput{Rev: res.Revision, Deleted: res.Deleted}
+	case opTxn:
+		var res client.TxnResponse
+		res, err = cl.Txn(ctx, in.Txn.request())
+		if err == nil {
+			out, malformed = txnOutput(in.Txn, res)
+		}
 	}
 	ret := w.rec.now()
 	node := w.nodeName(endpoint)
+	if malformed != "" {
+		w.mu.Lock()
+		w.unexpects = append(w.unexpects, fmt.Sprintf("%s on %s: %s", describeInput(in), node, malformed))
+		w.mu.Unlock()
+		return false
+	}
 	switch o := classify(in, err); o.status {
 	case outcomeUnavailable:
 		return false
@@ -231,7 +262,7 @@ func (w *workload) do(lc *logicalClient, endpoint string, in kvInput) bool {
 		w.unknowns.Add(1)
 		out = kvOutput{Status: stUnknown}
 		ret = math.MaxInt64
-		delete(lc.lastRev, in.Key)
+		lc.forget(in)
 	case stPrecondition:
 		out = kvOutput{Status: stPrecondition, Rev: o.etag}
 	case stNotFound:
@@ -251,15 +282,39 @@ func (w *workload) do(lc *logicalClient, endpoint string, in kvInput) bool {
 	return true
 }
 
-// learn remembers the revision an answer showed with a value.
+// learn remembers the values and revisions an answer showed.
 func (lc *logicalClient) learn(in kvInput, out kvOutput) {
-	if out.Status == stOK && in.Kind != opDelete {
-		lc.lastRev[in.Key] = out.Rev
+	switch {
+	case in.Kind == opTxn:
+		for i, op := range in.Txn.branch(out.Succeeded) {
+			r := out.Results[i]
+			if op.Kind == opPut || (op.Kind == opGet && r.Found) {
+				lc.lastSeen[op.Key] = seenKV{value: r.Value, rev: r.ModRev}
+			} else {
+				delete(lc.lastSeen, op.Key)
+			}
+		}
+	case out.Status == stOK && in.Kind == opPut:
+		lc.lastSeen[in.Key] = seenKV{value: in.Value, rev: out.Rev}
+	case out.Status == stOK && in.Kind == opGet:
+		lc.lastSeen[in.Key] = seenKV{value: out.Value, rev: out.Rev}
+	default:
+		// Missing (a later compare-and-swap creates it), or a 412, which
+		// shows a revision without its value.
+		delete(lc.lastSeen, in.Key)
+	}
+}
+
+// forget drops what the client saw of the keys of an operation of unknown
+// outcome.
+func (lc *logicalClient) forget(in kvInput) {
+	if in.Kind != opTxn {
+		delete(lc.lastSeen, in.Key)
 		return
 	}
-	// Missing (a later compare-and-swap creates it), or a 412, which shows
-	// a revision without its value.
-	delete(lc.lastRev, in.Key)
+	for _, key := range in.Txn.keys() {
+		delete(lc.lastSeen, key)
+	}
 }
 
 func (w *workload) nodeName(endpoint string) string {
@@ -295,8 +350,9 @@ type outcome struct {
 
 // classify maps a client error to an outcome, by the rules of docs/API.md:
 // 503 (and a request that never left) means not applied; 504, a broken
-// connection after sending, and a client timeout mean unknown. A read that
-// failed in any way changed nothing, so it is left out.
+// connection after sending, and a client timeout mean unknown. A read (or a
+// transaction that only reads) that failed in any way changed nothing, so
+// it is left out.
 func classify(in kvInput, err error) outcome {
 	var pf *client.PreconditionFailedError
 	var apiErr *client.APIError
@@ -310,16 +366,91 @@ func classify(in kvInput, err error) outcome {
 	case errors.Is(err, client.ErrUnavailable):
 		return outcome{status: outcomeUnavailable}
 	case errors.Is(err, client.ErrOutcomeUnknown):
-		if in.Kind == opGet {
+		if in.readOnly() {
 			return outcome{status: outcomeUnavailable}
 		}
 		return outcome{status: outcomeUnknown}
 	case errors.As(err, &apiErr):
 		return outcome{status: outcomeUnexpected}
-	case in.Kind == opGet:
+	case in.readOnly():
 		return outcome{status: outcomeUnavailable}
 	}
 	// Anything else (a response that broke off, say) after the request may
 	// have been sent: the write may have happened.
 	return outcome{status: outcomeUnknown}
+}
+
+// request is the transaction as the client sends it.
+func (t *txnInput) request() client.TxnRequest {
+	var req client.TxnRequest
+	for _, c := range t.Compare {
+		wc := client.TxnCompare{Key: []byte(c.Key), Target: c.Target, Op: c.Op}
+		n := c.Number
+		switch c.Target {
+		case wire.TargetValue:
+			wc.Value = []byte(c.Value)
+		case wire.TargetVersion:
+			wc.Version = &n
+		case wire.TargetModRevision:
+			wc.ModRevision = &n
+		}
+		req.Compare = append(req.Compare, wc)
+	}
+	req.Success, req.Failure = txnRequestOps(t.Success), txnRequestOps(t.Failure)
+	return req
+}
+
+func txnRequestOps(ops []txnOp) []client.TxnOp {
+	out := make([]client.TxnOp, len(ops))
+	for i, op := range ops {
+		key := []byte(op.Key)
+		switch op.Kind {
+		case opGet:
+			out[i].Get = &client.TxnKey{Key: key}
+		case opPut:
+			out[i].Put = &client.TxnPut{Key: key, Value: []byte(op.Value)}
+		case opDelete:
+			out[i].Delete = &client.TxnKey{Key: key}
+		}
+	}
+	return out
+}
+
+// txnOutput records a transaction's answer, or says how its shape differs
+// from what the request asked for (a result per operation of the branch
+// that ran, each under the operation's name, for the operation's key).
+func txnOutput(t *txnInput, resp client.TxnResponse) (kvOutput, string) {
+	ops := t.branch(resp.Succeeded)
+	out := kvOutput{Status: stOK, Succeeded: resp.Succeeded, Rev: resp.Revision, Results: make([]txnResult, len(ops))}
+	if len(resp.Results) != len(ops) {
+		return out, fmt.Sprintf("%d results for the %d operations of the branch that ran", len(resp.Results), len(ops))
+	}
+	for i, op := range ops {
+		r := resp.Results[i]
+		var kv *wire.KeyValue
+		switch {
+		case op.Kind == opGet && r.Get != nil:
+			out.Results[i].Found = r.Get.Found
+			kv = r.Get.KV
+			if r.Get.Found != (kv != nil) {
+				return out, fmt.Sprintf("result %d: found is %v with kv %v", i, r.Get.Found, kv)
+			}
+		case op.Kind == opPut && r.Put != nil:
+			out.Results[i].Created = r.Put.Created
+			kv = &r.Put.KV
+		case op.Kind == opDelete && r.Delete != nil:
+			out.Results[i].Deleted = r.Delete.Deleted
+		default:
+			return out, fmt.Sprintf("result %d does not answer %s", i, describeTxnOps([]txnOp{op}))
+		}
+		if kv == nil {
+			continue
+		}
+		if string(kv.Key) != op.Key {
+			return out, fmt.Sprintf("result %d is for key %q, not %q", i, kv.Key, op.Key)
+		}
+		res := &out.Results[i]
+		res.Value, res.ModRev, res.CreateRev, res.Version = string(kv.Value), kv.ModRevision, kv.CreateRevision, kv.Version
+	}
+	return out, ""
 }
