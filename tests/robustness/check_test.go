@@ -330,6 +330,7 @@ func acknowledgedWrite(in kvInput, out kvOutput) bool {
 // historyStats counts a history's operations.
 type historyStats struct {
 	ops, definite, unknown, acknowledgedWrites int
+	txns                                       int // transactions, of any outcome
 }
 
 func countOps(ops []porcupine.Operation) historyStats {
@@ -340,6 +341,9 @@ func countOps(ops []porcupine.Operation) historyStats {
 		}
 		s.ops++
 		in, out := op.Input.(kvInput), op.Output.(kvOutput)
+		if in.Kind == opTxn {
+			s.txns++
+		}
 		switch {
 		case out.Status == stUnknown:
 			s.unknown++

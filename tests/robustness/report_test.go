@@ -71,7 +71,7 @@ func writeReport(testName string, res *historyResult, ops []porcupine.Operation,
 	rep := report{
 		Spec: res.Spec, Schedule: fmt.Sprint(res.Spec.Faults), Replay: res.replay, Failures: res.Failures, Faults: res.Records,
 		Stats: map[string]int{"operations": res.Stats.ops, "definite": res.Stats.definite,
-			"unknown": res.Stats.unknown, "acknowledged_writes": res.Stats.acknowledgedWrites},
+			"unknown": res.Stats.unknown, "acknowledged_writes": res.Stats.acknowledgedWrites, "transactions": res.Stats.txns},
 	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err == nil {

@@ -169,8 +169,8 @@ func (h *history) check(ctx context.Context, w *workload) {
 	var result porcupine.CheckResult
 	result, h.res.Check = checkLinearizable(ops)
 	st := h.res.Stats
-	h.logf("porcupine: %s in %v for %d operations (%d definite, %d unknown, %d acknowledged writes)",
-		checkResultString(result), h.res.Check.Round(time.Millisecond), st.ops, st.definite, st.unknown, st.acknowledgedWrites)
+	h.logf("porcupine: %s in %v for %d operations (%d definite, %d unknown, %d acknowledged writes, %d transactions)",
+		checkResultString(result), h.res.Check.Round(time.Millisecond), st.ops, st.definite, st.unknown, st.acknowledgedWrites, st.txns)
 	switch result {
 	case porcupine.Illegal:
 		h.res.Violation = true

@@ -16,6 +16,7 @@ type soakSummary struct {
 	histories, failed int
 	ops, definite     int
 	unknown, acked    int
+	txns              int
 	violations, lost  int
 	faults            map[faultKind]int
 	failovers         []time.Duration
@@ -41,6 +42,7 @@ func (s *soakSummary) add(r historyResult) {
 	s.definite += r.Stats.definite
 	s.unknown += r.Stats.unknown
 	s.acked += r.Stats.acknowledgedWrites
+	s.txns += r.Stats.txns
 	if r.Violation {
 		s.violations++
 	}
@@ -64,7 +66,7 @@ func (s *soakSummary) table() string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "histories checked\t%d (%d failed)\n", s.histories, s.failed)
-	fmt.Fprintf(w, "operations\t%d (%d definite, %d unknown outcome, %d acknowledged writes)\n", s.ops, s.definite, s.unknown, s.acked)
+	fmt.Fprintf(w, "operations\t%d (%d definite, %d unknown outcome, %d acknowledged writes, %d transactions)\n", s.ops, s.definite, s.unknown, s.acked, s.txns)
 	for _, k := range faultKinds {
 		fmt.Fprintf(w, "faults: %s\t%d\n", k, s.faults[k])
 	}

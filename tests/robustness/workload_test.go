@@ -165,27 +165,78 @@ func (w *workload) run(lc *logicalClient) {
 	}
 }
 
-// next chooses the next operation: 35% linearizable gets, 25% puts, 15%
-// compare-and-swaps on the revision last seen (create-only when none), 7%
-// create-only puts, 10% deletes, 8% deletes conditional on the revision last
-// seen.
+// next chooses the next operation: 30% linearizable gets, 20% puts, 12%
+// compare-and-swaps on the revision last seen (create-only when none), 6%
+// create-only puts, 8% deletes, 6% deletes conditional on the revision last
+// seen, 18% transactions (nextTxn).
 func (lc *logicalClient) next(groups [][]string) kvInput {
 	group := groups[lc.rng.IntN(len(groups))]
 	key := group[lc.rng.IntN(len(group))]
 	seen, known := lc.lastSeen[key]
 	switch r := lc.rng.IntN(100); {
-	case r < 35:
+	case r < 30:
 		return kvInput{Kind: opGet, Key: key}
-	case r < 60:
+	case r < 50:
 		return kvInput{Kind: opPut, Key: key, Value: lc.value()}
-	case r < 75 && known:
+	case r < 62 && known:
 		return kvInput{Kind: opPut, Key: key, Value: lc.value(), Cond: condModRev, CondRev: seen.rev}
-	case r < 82:
+	case r < 68:
 		return kvInput{Kind: opPut, Key: key, Value: lc.value(), Cond: condAbsent}
-	case r < 92 || !known:
+	case r < 76 || (r < 82 && !known):
 		return kvInput{Kind: opDelete, Key: key}
+	case r < 82:
+		return kvInput{Kind: opDelete, Key: key, Cond: condModRev, CondRev: seen.rev}
 	}
-	return kvInput{Kind: opDelete, Key: key, Cond: condModRev, CondRev: seen.rev}
+	return kvInput{Kind: opTxn, Txn: lc.nextTxn(group)}
+}
+
+// nextTxn chooses a transaction on three keys a, b, c of group, in equal
+// parts: put a and b if a is as last seen (else read both); move a to b
+// (if a holds the value last seen, or exists: get a, put b, delete a; else
+// read both); read the three at one revision; put a and delete b if c is
+// as last seen (else read the three). "As last seen" is a's mod revision,
+// or a's absence when the client knows none.
+func (lc *logicalClient) nextTxn(group []string) *txnInput {
+	perm := lc.rng.Perm(len(group))
+	a, b, c := group[perm[0]], group[perm[1]], group[perm[2]]
+	switch lc.rng.IntN(4) {
+	case 0:
+		return &txnInput{
+			Compare: []txnCompare{lc.asSeen(a)},
+			Success: []txnOp{{Kind: opPut, Key: a, Value: lc.value()}, {Kind: opPut, Key: b, Value: lc.value()}},
+			Failure: []txnOp{{Kind: opGet, Key: a}, {Kind: opGet, Key: b}},
+		}
+	case 1:
+		cmp := txnCompare{Key: a, Target: wire.TargetVersion, Op: ">", Number: 0}
+		if seen, ok := lc.lastSeen[a]; ok {
+			cmp = txnCompare{Key: a, Target: wire.TargetValue, Op: "=", Value: seen.value}
+		}
+		return &txnInput{
+			Compare: []txnCompare{cmp},
+			Success: []txnOp{{Kind: opGet, Key: a}, {Kind: opPut, Key: b, Value: lc.value()}, {Kind: opDelete, Key: a}},
+			Failure: []txnOp{{Kind: opGet, Key: a}, {Kind: opGet, Key: b}},
+		}
+	case 2:
+		var gets []txnOp
+		for _, key := range group {
+			gets = append(gets, txnOp{Kind: opGet, Key: key})
+		}
+		return &txnInput{Success: gets}
+	}
+	return &txnInput{
+		Compare: []txnCompare{lc.asSeen(c)},
+		Success: []txnOp{{Kind: opPut, Key: a, Value: lc.value()}, {Kind: opDelete, Key: b}, {Kind: opGet, Key: c}},
+		Failure: []txnOp{{Kind: opGet, Key: a}, {Kind: opGet, Key: b}, {Kind: opGet, Key: c}},
+	}
+}
+
+// asSeen compares key's mod revision with the one last seen, or its
+// version with 0 (absent) when the client knows none.
+func (lc *logicalClient) asSeen(key string) txnCompare {
+	if seen, ok := lc.lastSeen[key]; ok {
+		return txnCompare{Key: key, Target: wire.TargetModRevision, Op: "=", Number: seen.rev}
+	}
+	return txnCompare{Key: key, Target: wire.TargetVersion, Op: "=", Number: 0}
 }
 
 // value returns a value unique in the history.
