@@ -35,8 +35,9 @@ const (
 // the same revision and number of keys, and then compares what they hold:
 // the state hash of /v1/status?hash=true, and every key with its value,
 // create and mod revision and version, listed page by page from each
-// member's local state (which also checks the hash).
-func converge(ctx context.Context, c *cluster) (time.Duration, error) {
+// member's local state (which also checks the hash). It returns what they
+// hold.
+func converge(ctx context.Context, c *cluster) (time.Duration, listing, error) {
 	start := time.Now()
 	var statuses []client.Status
 	err := poll(ctx, convergeTimeout, func() error {
@@ -60,20 +61,20 @@ func converge(ctx context.Context, c *cluster) (time.Duration, error) {
 	})
 	took := time.Since(start)
 	if err != nil {
-		return took, fmt.Errorf("no convergence within %v: %w", convergeTimeout, err)
+		return took, listing{}, fmt.Errorf("no convergence within %v: %w", convergeTimeout, err)
 	}
 	var firstHash string
 	for i, n := range c.members() {
 		hash, rev, err := stateHash(ctx, c, n)
 		switch {
 		case err != nil:
-			return took, err
+			return took, listing{}, err
 		case rev != statuses[i].Revision:
-			return took, fmt.Errorf("%s hashed revision %d, its status said %d", n.name(), rev, statuses[i].Revision)
+			return took, listing{}, fmt.Errorf("%s hashed revision %d, its status said %d", n.name(), rev, statuses[i].Revision)
 		case i == 0:
 			firstHash = hash
 		case hash != firstHash:
-			return took, fmt.Errorf("members hold different data at applied index %d: state hash %s on %s, %s on %s",
+			return took, listing{}, fmt.Errorf("members hold different data at applied index %d: state hash %s on %s, %s on %s",
 				statuses[i].AppliedIndex, firstHash, c.members()[0].name(), hash, n.name())
 		}
 	}
@@ -82,17 +83,23 @@ func converge(ctx context.Context, c *cluster) (time.Duration, error) {
 	for i, n := range c.members() {
 		kvs, err := listAll(ctx, c, n, statuses[i].Revision)
 		if err != nil {
-			return took, err
+			return took, listing{}, err
 		}
 		if i == 0 {
 			first, firstName = kvs, n.name()
 			continue
 		}
 		if d := diffListings(first, kvs); d != "" {
-			return took, fmt.Errorf("%s and %s hold different data at applied index %d: %s", firstName, n.name(), statuses[i].AppliedIndex, d)
+			return took, listing{}, fmt.Errorf("%s and %s hold different data at applied index %d: %s", firstName, n.name(), statuses[i].AppliedIndex, d)
 		}
 	}
-	return took, nil
+	return took, listing{rev: statuses[0].Revision, kvs: first}, nil
+}
+
+// listing is a member's whole store at one revision.
+type listing struct {
+	rev uint64
+	kvs []client.KV
 }
 
 // stateHash asks n for the hash of its store and the revision it covers.

@@ -68,9 +68,10 @@ const (
 )
 
 // keyName is the key in slot of group.
-func keyName(group, slot int) string {
-	return "key" + strconv.Itoa(group) + "." + strconv.Itoa(slot)
-}
+func keyName(group, slot int) string { return groupPrefix(group) + strconv.Itoa(slot) }
+
+// groupPrefix is the prefix of the keys of group, and of no other key.
+func groupPrefix(group int) string { return "key" + strconv.Itoa(group) + "." }
 
 // keyPos is the group of key and its slot in the group; ok is false for a
 // key keyName does not make.

@@ -43,9 +43,9 @@ type report struct {
 
 // writeReport writes, in a new directory: the porcupine visualization
 // (visualization.html, with the faults as annotations), the history
-// (history.json), the seed, schedule, fault records and failures
-// (report.json), and the logs of every node and of the proxies (logs/). It
-// returns the directory.
+// (history.json), what the watchers received (watches.json), the seed,
+// schedule, fault records and failures (report.json), and the logs of
+// every node and of the proxies (logs/). It returns the directory.
 func writeReport(testName string, res *historyResult, ops []porcupine.Operation, logs []string, annotations []porcupine.Annotation) (string, error) {
 	root, err := reportRoot()
 	if err != nil {
@@ -67,6 +67,15 @@ func writeReport(testName string, res *historyResult, ops []porcupine.Operation,
 	}
 	if err := writeHistory(filepath.Join(dir, "history.json"), ops); err != nil {
 		errs = append(errs, "history: "+err.Error())
+	}
+	if res.watches != nil {
+		b, err := json.MarshalIndent(res.watches, "", " ")
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "watches.json"), b, 0o644)
+		}
+		if err != nil {
+			errs = append(errs, "watches: "+err.Error())
+		}
 	}
 	rep := report{
 		Spec: res.Spec, Schedule: fmt.Sprint(res.Spec.Faults), Replay: res.replay, Failures: res.Failures, Faults: res.Records,

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,6 +61,10 @@ type historyResult struct {
 	Took      time.Duration
 	ReportDir string
 	replay    string // the command that runs this history again
+
+	Watch          watchStats
+	WatchViolation bool          // the watch check failed
+	watches        []watchRecord // what the watchers received, for the report
 }
 
 // runHistory runs one history: a fresh cluster, the workload, the faults one
@@ -82,12 +87,15 @@ func runHistory(t *testing.T, spec historySpec, replay string) historyResult {
 		h.fail("%v", err)
 	} else {
 		h.logf("cluster started: %s", describeMembers(c))
+		ws := newWatchSet(ctx, c, h.logf)
+		defer ws.halt()
+		ws.start(earlyWatches()...)
 		w := startWorkload(c, h.rec, spec.Seed, false)
 		defer w.halt()
-		h.drive(ctx, w)
+		h.drive(ctx, w, ws)
 		w.halt()
 		h.logf("workload stopped: %d definite answers, %d unknown", w.definite.Load(), w.unknowns.Load())
-		h.check(ctx, w)
+		h.check(ctx, w, ws)
 	}
 	h.stop()
 	return h.finish()
@@ -127,14 +135,18 @@ func (h *history) stop() {
 }
 
 // drive runs the faults while the workload runs, each once enough
-// operations got a definite answer, and then waits for as many more.
-func (h *history) drive(ctx context.Context, w *workload) {
+// operations got a definite answer, and then waits for as many more. The
+// late watchers start before the first fault.
+func (h *history) drive(ctx context.Context, w *workload, ws *watchSet) {
 	nem := &nemesis{c: h.c, rec: h.rec, logf: h.logf, blackhole: os.Getenv("ROBUSTNESS_BLACKHOLE") == "1"}
 	var mark int64
-	for _, f := range h.res.Spec.Faults {
+	for i, f := range h.res.Spec.Faults {
 		if err := w.waitDefinite(ctx, mark, minDefinite, progressTimeout); err != nil {
 			h.fail("before %v: %v", f, err)
 			return
+		}
+		if i == 0 {
+			ws.start(lateWatches()...)
 		}
 		r, err := nem.inject(ctx, f)
 		h.res.Records = append(h.res.Records, r)
@@ -150,12 +162,13 @@ func (h *history) drive(ctx context.Context, w *workload) {
 }
 
 // check runs the checks of a history whose workload has stopped.
-func (h *history) check(ctx context.Context, w *workload) {
+func (h *history) check(ctx context.Context, w *workload, ws *watchSet) {
 	for _, u := range w.unexpected() {
 		h.fail("an answer the API does not allow: %s", u)
 	}
-	if took, err := converge(ctx, h.c); err != nil {
-		h.fail("%v", err)
+	took, final, cerr := converge(ctx, h.c)
+	if cerr != nil {
+		h.fail("%v", cerr)
 	} else {
 		h.res.Converge = took
 		h.logf("members converged %v after the clients stopped", took.Round(time.Millisecond))
@@ -163,6 +176,13 @@ func (h *history) check(ctx context.Context, w *workload) {
 	if err := finalReads(ctx, h.c, h.rec, w.keys); err != nil {
 		h.fail("%v", err)
 	}
+	fenceOps, fenceRev, ferr := fence(ctx, h.c, h.rec, w.keys)
+	if ferr == nil {
+		if err := ws.waitFence(ctx, fenceRev, w.keys); err != nil {
+			h.logf("%v", err) // the watch check reports what is missing
+		}
+	}
+	ws.halt()
 	h.stop()
 	ops := h.rec.history()
 	h.res.Stats = countOps(ops)
@@ -184,6 +204,14 @@ func (h *history) check(ctx context.Context, w *workload) {
 	for _, l := range lost {
 		h.fail("acknowledged write lost: %s", l)
 	}
+	switch {
+	case ferr != nil:
+		h.fail("no watch check: the fence was not acknowledged: %v", ferr)
+	case cerr != nil:
+		h.logf("no watch check: the members did not converge, so there is no final state")
+	default:
+		h.checkWatches(ws.records(), slices.Concat(ops, fenceOps), final, fenceRev)
+	}
 	for _, r := range h.res.Records {
 		if r.LeaderKilled != 0 {
 			d, err := failoverTime(ops, r.LeaderKilled)
@@ -200,6 +228,29 @@ func (h *history) check(ctx context.Context, w *workload) {
 		if r.Joined > 0 {
 			h.res.Joins = append(h.res.Joins, r.Joined)
 		}
+	}
+}
+
+// checkWatches checks what the watchers received.
+func (h *history) checkWatches(recs []watchRecord, ops []porcupine.Operation, final listing, fenceRev uint64) {
+	h.res.watches = recs
+	h.res.Watch = countWatches(recs)
+	failures := checkWatches(watchCheck{watches: recs, ops: ops, final: finalState(final.kvs), finalRev: final.rev, fenceRev: fenceRev})
+	ws := h.res.Watch
+	h.logf("watch check: %d watchers, %d events, %d watch requests, %d resumes by the harness, %d ended by a 410; fence at revision %d: %d failures",
+		ws.watchers, ws.events, ws.requests, ws.resumes, ws.compacted, fenceRev, len(failures))
+	var each []string
+	for _, r := range recs {
+		d := fmt.Sprintf("%s from %d: %d events, %d requests", r.Name, r.Start, len(r.Events), r.Requests)
+		if r.Compacted {
+			d += fmt.Sprintf(", ended by a 410 at %d", r.End)
+		}
+		each = append(each, d)
+	}
+	h.logf("watchers: %s", strings.Join(each, "; "))
+	h.res.WatchViolation = len(failures) > 0
+	for _, f := range failures {
+		h.fail("watch: %s", f)
 	}
 }
 

@@ -18,6 +18,8 @@ type soakSummary struct {
 	unknown, acked    int
 	txns              int
 	violations, lost  int
+	watch             watchStats
+	watchViolations   int
 	faults            map[faultKind]int
 	failovers         []time.Duration
 	catchUps          []time.Duration
@@ -47,6 +49,14 @@ func (s *soakSummary) add(r historyResult) {
 		s.violations++
 	}
 	s.lost += r.Lost
+	s.watch.watchers += r.Watch.watchers
+	s.watch.events += r.Watch.events
+	s.watch.requests += r.Watch.requests
+	s.watch.resumes += r.Watch.resumes
+	s.watch.compacted += r.Watch.compacted
+	if r.WatchViolation {
+		s.watchViolations++
+	}
 	for _, rec := range r.Records {
 		s.faults[rec.Fault.Kind]++
 	}
@@ -72,6 +82,8 @@ func (s *soakSummary) table() string {
 	}
 	fmt.Fprintf(w, "linearizability violations\t%d\n", s.violations)
 	fmt.Fprintf(w, "acknowledged writes lost\t%d\n", s.lost)
+	fmt.Fprintf(w, "watchers\t%d (%d events, %d watch requests, %d resumes by the harness, %d ended by a 410)\n", s.watch.watchers, s.watch.events, s.watch.requests, s.watch.resumes, s.watch.compacted)
+	fmt.Fprintf(w, "histories whose watchers failed the watch check\t%d\n", s.watchViolations)
 	fmt.Fprintf(w, "failover (leader killed → first acknowledged write)\t%s\n", percentiles(s.failovers))
 	fmt.Fprintf(w, "snapshot catch-up (heal → snapshot received)\t%s\n", percentiles(s.catchUps))
 	fmt.Fprintf(w, "new member catch-up (start → applied as the others)\t%s\n", percentiles(s.joins))
