@@ -194,7 +194,7 @@ type txnCompare struct {
 	Target string `json:"target"`
 	Op     string `json:"op"`
 	Value  string `json:"value,omitempty"`
-	Number uint64 `json:"number,omitempty"`
+	Number uint64 `json:"number"`
 }
 
 // txnOp is one operation of a branch: a get, a put or a delete of Key.
