@@ -4,8 +4,10 @@
 // processes on loopback, each node's peer traffic through a fault-injecting
 // proxy, drives them with concurrent clients through the /v1 API while a
 // seeded schedule of faults runs (kill -9, SIGSTOP, network isolation and
-// delay, leader transfer, member replacement), records every request as an
-// operation, and checks the history with porcupine against a model of the
-// key-value store. See docs/ROBUSTNESS.md. The package has no code of its
-// own.
+// delay, leader transfer, member replacement) and watchers follow the keys,
+// records every request (single-key operations and transactions) as an
+// operation and every event the watchers receive, and checks the history
+// with porcupine against a model of the key-value store, and the events
+// against the writes and the final state. See docs/ROBUSTNESS.md. The
+// package has no code of its own.
 package robustness
