@@ -194,8 +194,8 @@ func (lc *logicalClient) next(groups [][]string) kvInput {
 // parts: put a and b if a is as last seen (else read both); move a to b
 // (if a holds the value last seen, or exists: get a, put b, delete a; else
 // read both); read the three at one revision; put a and delete b if c is
-// as last seen (else read the three). "As last seen" is a's mod revision,
-// or a's absence when the client knows none.
+// as last seen (else read the three). "As last seen" is the key's mod
+// revision last seen, or its absence when the client knows none.
 func (lc *logicalClient) nextTxn(group []string) *txnInput {
 	perm := lc.rng.Perm(len(group))
 	a, b, c := group[perm[0]], group[perm[1]], group[perm[2]]
