@@ -76,6 +76,14 @@ type Config struct {
 	// MaxSnapshots and MaxWALs bound the files kept on disk (0 keeps all).
 	MaxSnapshots int
 	MaxWALs      int
+	// HistoryEntries, when not 0, is how many committed entries a restart
+	// hands the state machine again, so that what it derives from recent
+	// entries (kvstore's watch history) survives the restart: instead of the
+	// newest snapshot, the node loads an older one the data dir still holds
+	// with the WAL after it, and the entries between are applied again. It
+	// re-applies at most 2*HistoryEntries, fewer when the files do not reach
+	// that far back (see history.go).
+	HistoryEntries uint64
 	// TickInterval is raft's logical clock; HeartbeatTicks and ElectionTicks
 	// are counted in it.
 	TickInterval   time.Duration

@@ -162,6 +162,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
+	st.rewind(ds, cfg.HistoryEntries)
 	var fc forced
 	if cfg.ForceNewCluster {
 		if fc, err = forceNewCluster(lg, &cfg, st, ds); err != nil {
@@ -205,7 +206,7 @@ func Start(cfg Config) (*Node, error) {
 	if !ds.fresh {
 		last, _ := n.raftStorage.LastIndex()
 		lg.Info("restarting from the data dir", zap.String("data-dir", cfg.DataDir),
-			zap.Uint64("snapshot-index", n.snapshotIndex), zap.Uint64("last-index", last),
+			zap.Uint64("snapshot-index", n.snapshotIndex), zap.Uint64("replay-from", n.appliedIndex), zap.Uint64("last-index", last),
 			zap.Uint64("commit", ds.hardState.GetCommit()), zap.Uint64("term", ds.hardState.GetTerm()))
 	}
 	n.view.Store(n.members.clone())
@@ -354,6 +355,9 @@ func (n *Node) replay(ds *diskState) (*membership, error) {
 		n.applied.Store(md.GetIndex())
 		n.initialCommit = &Commit{Snapshot: appData, Index: md.GetIndex(), Done: make(chan struct{})}
 	}
+	// Replaying from an older snapshot (rewind) changes what is applied
+	// again, not when the next snapshot is due.
+	n.snapshotIndex = max(n.snapshotIndex, ds.newestSnapshot)
 	if err := n.raftStorage.SetHardState(ds.hardState); err != nil {
 		return nil, fmt.Errorf("load hard state: %w", err)
 	}

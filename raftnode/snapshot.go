@@ -22,9 +22,11 @@ type snapshotResult struct {
 // since the last one. The loop only captures the state, which is cheap;
 // encoding it and writing it to disk happen on another goroutine, so that a
 // large store does not stop the loop from ticking and heartbeating. One
-// snapshot is in flight at a time; finishSnapshot completes it.
+// snapshot is in flight at a time; finishSnapshot completes it. While a
+// restart applies again the entries before its newest snapshot (rewind),
+// applied is below the snapshot index.
 func (n *Node) maybeSnapshot() error {
-	if n.snapshotInFlight || n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
+	if n.snapshotInFlight || n.appliedIndex <= n.snapshotIndex || n.appliedIndex-n.snapshotIndex < n.cfg.SnapshotCount {
 		return nil
 	}
 	if !n.snapshotRetryAt.IsZero() && time.Now().Before(n.snapshotRetryAt) {

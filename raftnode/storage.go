@@ -27,6 +27,11 @@ type diskState struct {
 	entries   []*raftpb.Entry
 	fresh     bool // the WAL was just created
 	clusterID uint64
+	// walSnaps are the snapshots the WAL recorded, up to its commit index.
+	walSnaps []*walpb.Snapshot
+	// newestSnapshot is the index of the newest snapshot when the replay
+	// starts from an older one (rewind, history.go); 0 otherwise.
+	newestSnapshot uint64
 }
 
 // storage owns the WAL and the snapshot files of one member. Only the Ready
@@ -166,7 +171,7 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 		walSnap.Index = proto.Uint64(snapshot.GetMetadata().GetIndex())
 		walSnap.Term = proto.Uint64(snapshot.GetMetadata().GetTerm())
 	}
-	ds := &diskState{snapshot: snapshot}
+	ds := &diskState{snapshot: snapshot, walSnaps: walSnaps}
 	var metadata []byte
 	for repaired := false; ; repaired = true {
 		w, err := wal.Open(lg, s.walDir, walSnap)

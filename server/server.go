@@ -30,7 +30,8 @@ const drainTimeout = time.Second
 // Config configures a server.
 type Config struct {
 	// Raft configures the raft node; its Logger is set from Logger and its
-	// StateMachine and Metrics by the server.
+	// StateMachine and Metrics by the server, and its HistoryEntries, when
+	// zero, from KV's WatchHistory.
 	Raft raftnode.Config
 	// KV configures the key-value service (watch limits); its channels,
 	// store, logger and metrics are set by the server.
@@ -90,6 +91,15 @@ func Start(cfg Config) (*Server, error) {
 	cfg.Raft.Logger = cfg.Logger
 	cfg.Raft.StateMachine = store
 	cfg.Raft.Metrics = reg
+	if cfg.Raft.HistoryEntries == 0 {
+		// A restart applies again as many entries as the watch history
+		// holds events, so that it serves what it served before (about:
+		// an entry can make no event or several).
+		cfg.Raft.HistoryEntries = uint64(cfg.KV.WatchHistory)
+		if cfg.KV.WatchHistory <= 0 {
+			cfg.Raft.HistoryEntries = kvstore.DefaultWatchHistory
+		}
+	}
 	node, err := raftnode.Start(cfg.Raft)
 	if err != nil {
 		closeListeners(cfg)
