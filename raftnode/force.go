@@ -150,6 +150,12 @@ func lookAhead(base *membership, ents []*raftpb.Entry, commit uint64) (*membersh
 		if e.GetIndex() > commit {
 			break
 		}
+		if e.GetType() == raftpb.EntryNormal && isAttributes(e.GetData()) {
+			if a, err := unmarshalAttributes(e.GetData()); err == nil {
+				future.applyAttributes(a)
+			}
+			continue
+		}
 		if e.GetType() != raftpb.EntryConfChange {
 			continue
 		}

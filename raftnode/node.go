@@ -100,6 +100,7 @@ type Node struct {
 
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
+	replayTo      uint64                     // see publishView
 	leader        atomic.Uint64
 	leaderLost    atomic.Pointer[leaderLoss] // when and at which term leader last became 0
 	term          atomic.Uint64
@@ -162,8 +163,12 @@ func Start(cfg Config) (*Node, error) {
 		}
 		return nil, err
 	}
-	st.rewind(ds, cfg.HistoryEntries)
 	var fc forced
+	if !cfg.ForceNewCluster {
+		// Recovery rewrites the log from the newest state on; it does not
+		// need the history, and a second start will rewind.
+		st.rewind(ds, cfg.HistoryEntries)
+	}
 	if cfg.ForceNewCluster {
 		if fc, err = forceNewCluster(lg, &cfg, st, ds); err != nil {
 			st.close()
@@ -210,6 +215,12 @@ func Start(cfg Config) (*Node, error) {
 			zap.Uint64("commit", ds.hardState.GetCommit()), zap.Uint64("term", ds.hardState.GetTerm()))
 	}
 	n.view.Store(n.members.clone())
+	if ds.newestSnapshot != 0 {
+		// A rewound start applies again entries its newest snapshot held:
+		// readers see the table they lead to from the start (publishView).
+		n.replayTo = ds.hardState.GetCommit()
+		n.view.Store(committed.clone())
+	}
 	n.leaderLost.Store(&leaderLoss{term: n.term.Load()}) // a node starts without a leader
 
 	rc := &raft.Config{

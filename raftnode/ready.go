@@ -260,6 +260,7 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 			switch data := e.GetData(); {
 			case isAttributes(data):
 				n.applyAttributes(data)
+				n.publishView(e.GetIndex())
 			case len(data) > 0:
 				batch = append(batch, Entry{Index: e.GetIndex(), Data: data})
 			}
@@ -271,7 +272,7 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 			// Before the proposer hears of it, so that its next change is
 			// not refused as pending.
 			n.confApplied.Store(e.GetIndex())
-			n.applyConfChange(cc)
+			n.applyConfChange(cc, e.GetIndex())
 		default:
 			return fmt.Errorf("unexpected entry type %s at %d", e.GetType(), e.GetIndex())
 		}
@@ -308,13 +309,23 @@ func (n *Node) applyAttributes(data []byte) {
 		return
 	}
 	n.members.applyAttributes(a)
-	n.view.Store(n.members.clone())
+}
+
+// publishView publishes the member table to its readers (Members, the peer
+// guard, membership requests) once the entry at index is applied. While a
+// rewound start applies again the entries its newest snapshot already held
+// (history.go), readers keep the table those entries lead to, which Start
+// published, instead of seeing it go back and forward again.
+func (n *Node) publishView(index uint64) {
+	if index >= n.replayTo {
+		n.view.Store(n.members.clone())
+	}
 }
 
 // applyConfChange decides a committed configuration change against the
 // member table. A change the table rejects is still handed to raft with node
 // id 0, which raft treats as a no-op, so that raft and the table agree.
-func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
+func (n *Node) applyConfChange(cc *raftpb.ConfChange, index uint64) {
 	err := n.members.check(cc)
 	if err != nil {
 		n.lg.Warn("rejected configuration change", zap.Stringer("type", cc.GetType()),
@@ -325,7 +336,7 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange) {
 	if err == nil {
 		id := cc.GetNodeId()
 		n.members.apply(cc)
-		n.view.Store(n.members.clone())
+		n.publishView(index)
 		n.lg.Info("applied configuration change", zap.Stringer("type", cc.GetType()),
 			zap.Uint64("node", id), zap.ByteString("context", cc.GetContext()))
 		switch {
