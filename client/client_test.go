@@ -751,25 +751,28 @@ func TestGiveUpWithTheServersAnswer(t *testing.T) {
 }
 
 // TestWatchCompactedOnOneMember checks that a 410 from one member sends the
-// watch to the others: a restarted member keeps the history only since its
-// snapshot, while the members that kept running still hold the older
+// watch to the others: a member that was down while the leader compacted its
+// log catches up from the leader's snapshot and keeps the history only since
+// that snapshot, while the members that kept running still hold the older
 // revisions. Only when every endpoint answers 410 is it returned.
 func TestWatchCompactedOnOneMember(t *testing.T) {
 	const snapshotCount = 20
 	c, leader := startCluster(t, testcluster.Config{SnapshotCount: snapshotCount, SnapshotCatchUpEntries: 5, WatchHistory: 1000})
 	restarted := leader%3 + 1
+	if err := c.Stop(restarted); err != nil {
+		t.Fatal(err)
+	}
 	ctx := testContext(t)
-	writer := newClient(t, urls(c, restarted))
+	writer := newClient(t, urls(c, leader))
 	var want []wantEvent
-	for i := 0; c.Node(restarted).Status().Snapshot == 0; i++ {
-		if i > 3*snapshotCount {
-			t.Fatal("the member took no snapshot")
+	// Past the leader's first snapshot and its catch-up entries, so the
+	// stopped member can only catch up from a snapshot.
+	for i := 0; c.Node(leader).Status().Snapshot == 0 || i < 2*snapshotCount; i++ {
+		if i > 4*snapshotCount {
+			t.Fatal("the leader took no snapshot")
 		}
 		k := fmt.Sprintf("gone/%02d", i)
 		want = append(want, wantEvent{client.EventPut, k, "v", mustPut(t, writer, k, "v").Revision})
-	}
-	if err := c.Stop(restarted); err != nil {
-		t.Fatal(err)
 	}
 	c.Restart(restarted)
 	c.WaitApplied(c.Node(leader).Status().Applied, restarted)
