@@ -650,18 +650,20 @@ func (r *DataDirReport) replay(walDir string, l *walLog, snaps map[string]snapFi
 // applyEntry applies a committed entry as the Ready loop does: configuration
 // changes and attributes to the member table, the rest to the state machine.
 func (r *DataDirReport) applyEntry(m *membership, e *raftpb.Entry) {
-	switch data := e.GetData(); {
-	case e.GetType() == raftpb.EntryConfChange:
+	if e.GetType() == raftpb.EntryConfChange {
 		cc := &raftpb.ConfChange{}
-		if proto.Unmarshal(data, cc) == nil && m.check(cc) == nil {
+		if proto.Unmarshal(e.GetData(), cc) == nil && m.check(cc) == nil {
 			m.apply(cc)
 		}
-	case isAttributes(data):
+		return
+	}
+	switch kind, data := decodeFrame(e.GetData()); kind {
+	case kindAttributes:
 		// An undecodable one is skipped by every replica alike.
 		if a, err := unmarshalAttributes(data); err == nil {
 			m.applyAttributes(a)
 		}
-	case len(data) > 0:
+	case kindCommand:
 		r.Committed = append(r.Committed, Entry{Index: e.GetIndex(), Data: data})
 	}
 }

@@ -364,9 +364,9 @@ func decodeEnvelope(data []byte) (m *membership, appData []byte, streamed bool, 
 
 // attributesMarker starts a normal log entry that is not a state machine
 // command but a member publishing its name and client URLs; the node applies
-// it to the member table and never hands it to the state machine. State
-// machine commands never start with this byte.
-const attributesMarker = 0xFF
+// it to the member table and never hands it to the state machine (see
+// frame.go).
+const attributesMarker = frameAttributes
 
 // attributes is what a member publishes about itself.
 type attributes struct {
@@ -382,7 +382,10 @@ func (a attributes) marshal() []byte {
 	return appendStrings(buf, a.ClientURLs)
 }
 
-func isAttributes(data []byte) bool { return len(data) > 0 && data[0] == attributesMarker }
+func isAttributes(data []byte) bool {
+	kind, _ := decodeFrame(data)
+	return kind == kindAttributes
+}
 
 func unmarshalAttributes(data []byte) (attributes, error) {
 	if !isAttributes(data) {

@@ -16,7 +16,8 @@ func (n *Node) proposeLoop() {
 	for {
 		select {
 		case p := <-n.proposeC:
-			p.Result <- n.propose(func(ctx context.Context) error { return n.node.Propose(ctx, p.Data) })
+			data := frameCommandData(p.Data)
+			p.Result <- n.propose(func(ctx context.Context) error { return n.node.Propose(ctx, data) })
 		case r := <-n.confChangeC:
 			r.result <- n.propose(func(ctx context.Context) error { return n.node.ProposeConfChange(ctx, r.cc) })
 		case <-n.stopc:

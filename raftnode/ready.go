@@ -257,11 +257,11 @@ func (n *Node) publishEntries(ents []*raftpb.Entry) error {
 		}
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			switch data := e.GetData(); {
-			case isAttributes(data):
+			switch kind, data := decodeFrame(e.GetData()); kind {
+			case kindAttributes:
 				n.applyAttributes(data)
 				n.publishView(e.GetIndex())
-			case len(data) > 0:
+			case kindCommand:
 				batch = append(batch, Entry{Index: e.GetIndex(), Data: data})
 			}
 		case raftpb.EntryConfChange:
