@@ -204,6 +204,19 @@ func (f *tlsFlags) config() (*tls.Config, error) {
 }
 
 // requestContext returns the context of one request: cmd's, bounded by --timeout.
+// request runs do with a client and a context bounded by --timeout: the
+// shape of a command that makes one request.
+func (f *clientFlags) request(cmd *cobra.Command, do func(ctx context.Context, c *client.Client, p *printer) error) error {
+	c, p, err := f.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := f.requestContext(cmd)
+	defer cancel()
+	return do(ctx, c, p)
+}
+
 func (f *clientFlags) requestContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	ctx := cmd.Context()
 	if ctx == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -41,26 +42,22 @@ exists); otherwise nothing changes and the command exits 4.`,
 		if !prefix && args[0] == "" {
 			return usagef("empty key")
 		}
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		var res client.DeleteResult
-		if prefix {
-			res, err = c.DeleteRange(ctx, []byte(args[0]))
-		} else {
-			res, err = c.Delete(ctx, []byte(args[0]), cond)
-		}
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(res)
-		}
-		return p.text([]byte(strconv.FormatInt(res.Deleted, 10)))
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			var res client.DeleteResult
+			var err error
+			if prefix {
+				res, err = c.DeleteRange(ctx, []byte(args[0]))
+			} else {
+				res, err = c.Delete(ctx, []byte(args[0]), cond)
+			}
+			if err != nil {
+				return err
+			}
+			if p.json {
+				return p.object(res)
+			}
+			return p.text([]byte(strconv.FormatInt(res.Deleted, 10)))
+		})
 	}
 	return cmd
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+
+	"github.com/raftkv/raftkv/client"
 	"github.com/spf13/cobra"
 )
 
@@ -25,21 +28,16 @@ value and revisions). A missing key exits 3.`,
 		if err != nil {
 			return err
 		}
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		kv, err := c.Get(ctx, []byte(args[0]), cons)
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(toKVJSON(kv, true))
-		}
-		return p.text(kv.Value)
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			kv, err := c.Get(ctx, []byte(args[0]), cons)
+			if err != nil {
+				return err
+			}
+			if p.json {
+				return p.object(toKVJSON(kv, true))
+			}
+			return p.text(kv.Value)
+		})
 	}
 	return cmd
 }

@@ -35,32 +35,28 @@ every line. With -o json each endpoint is one line:
 	}
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		results := endpointHealth(ctx, c, f.timeout)
-		unhealthy := 0
-		for _, r := range results {
-			if !r.Health {
-				unhealthy++
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			results := endpointHealth(ctx, c, f.timeout)
+			unhealthy := 0
+			var err error
+			for _, r := range results {
+				if !r.Health {
+					unhealthy++
+				}
+				if p.json {
+					err = p.object(r)
+				} else {
+					err = p.text([]byte(r.String()))
+				}
+				if err != nil {
+					return err
+				}
 			}
-			if p.json {
-				err = p.object(r)
-			} else {
-				err = p.text([]byte(r.String()))
+			if unhealthy > 0 {
+				return &unhealthyError{unhealthy: unhealthy, total: len(results)}
 			}
-			if err != nil {
-				return err
-			}
-		}
-		if unhealthy > 0 {
-			return &unhealthyError{unhealthy: unhealthy, total: len(results)}
-		}
-		return nil
+			return nil
+		})
 	}
 	return cmd
 }

@@ -64,25 +64,20 @@ timeouts to that. --id chooses the id (an id in use exits 4).`,
 		if ttl <= 0 {
 			return usagef("TTL %q must be positive", args[0])
 		}
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		l, err := c.Grant(ctx, ttl, id)
-		var apiErr *client.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == "lease_exists" {
-			return &client.PreconditionFailedError{APIError: *apiErr}
-		}
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(l)
-		}
-		return p.text([]byte(strconv.FormatUint(l.ID, 10)))
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			l, err := c.Grant(ctx, ttl, id)
+			var apiErr *client.APIError
+			if errors.As(err, &apiErr) && apiErr.Code == "lease_exists" {
+				return &client.PreconditionFailedError{APIError: *apiErr}
+			}
+			if err != nil {
+				return err
+			}
+			if p.json {
+				return p.object(l)
+			}
+			return p.text([]byte(strconv.FormatUint(l.ID, 10)))
+		})
 	}
 	return cmd
 }
@@ -168,21 +163,16 @@ exits 3.`,
 		if err != nil {
 			return err
 		}
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		r, err := c.Revoke(ctx, id)
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(r)
-		}
-		return p.text(fmt.Appendf(nil, "lease %d revoked at revision %d, %d keys deleted", id, r.Revision, r.Deleted))
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			r, err := c.Revoke(ctx, id)
+			if err != nil {
+				return err
+			}
+			if p.json {
+				return p.object(r)
+			}
+			return p.text(fmt.Appendf(nil, "lease %d revoked at revision %d, %d keys deleted", id, r.Revision, r.Deleted))
+		})
 	}
 	return cmd
 }
@@ -201,23 +191,18 @@ expires, and the keys attached to it (those you may read), one per line.`,
 		if err != nil {
 			return err
 		}
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		st, err := c.TimeToLive(ctx, id)
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(st)
-		}
-		lines := [][]byte{fmt.Appendf(nil, "lease %d: TTL %v, %v left, %d keys", st.ID,
-			time.Duration(st.TTLMs)*time.Millisecond, time.Duration(st.RemainingMs)*time.Millisecond, len(st.Keys))}
-		return p.text(append(lines, st.Keys...)...)
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			st, err := c.TimeToLive(ctx, id)
+			if err != nil {
+				return err
+			}
+			if p.json {
+				return p.object(st)
+			}
+			lines := [][]byte{fmt.Appendf(nil, "lease %d: TTL %v, %v left, %d keys", st.ID,
+				time.Duration(st.TTLMs)*time.Millisecond, time.Duration(st.RemainingMs)*time.Millisecond, len(st.Keys))}
+			return p.text(append(lines, st.Keys...)...)
+		})
 	}
 	return cmd
 }
@@ -230,28 +215,23 @@ func newLeaseListCommand() *cobra.Command {
 	}
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		ls, err := c.Leases(ctx)
-		if err != nil {
-			return err
-		}
-		for _, l := range ls {
-			if p.json {
-				err = p.object(l)
-			} else {
-				err = p.text(fmt.Appendf(nil, "%d %v", l.ID, time.Duration(l.TTLMs)*time.Millisecond))
-			}
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			ls, err := c.Leases(ctx)
 			if err != nil {
 				return err
 			}
-		}
-		return nil
+			for _, l := range ls {
+				if p.json {
+					err = p.object(l)
+				} else {
+					err = p.text(fmt.Appendf(nil, "%d %v", l.ID, time.Duration(l.TTLMs)*time.Millisecond))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	return cmd
 }

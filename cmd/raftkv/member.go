@@ -42,33 +42,28 @@ client URLs; MATCH is the last log index the leader knows the member has
 	}
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		res, err := c.MemberList(ctx)
-		if err != nil {
-			return err
-		}
-		if p.json {
-			return p.object(res)
-		}
-		slices.SortFunc(res.Members, func(a, b client.Member) int { return cmp.Compare(a.ID, b.ID) })
-		tw := newTable(p)
-		fmt.Fprintln(tw, "ID\tNAME\tSTARTED\tLEARNER\tLEADER\tPEER-URLS\tCLIENT-URLS\tMATCH")
-		for _, m := range res.Members {
-			match := "-"
-			if m.Progress != nil {
-				match = strconv.FormatUint(m.Progress.Match, 10)
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			res, err := c.MemberList(ctx)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%t\t%t\t%t\t%s\t%s\t%s\n", m.ID, orDash(m.Name), m.Started, m.IsLearner,
-				m.IsLeader || m.ID == res.Leader, orDash(strings.Join(m.PeerURLs, ",")),
-				orDash(strings.Join(m.ClientURLs, ",")), match)
-		}
-		return tw.Flush()
+			if p.json {
+				return p.object(res)
+			}
+			slices.SortFunc(res.Members, func(a, b client.Member) int { return cmp.Compare(a.ID, b.ID) })
+			tw := newTable(p)
+			fmt.Fprintln(tw, "ID\tNAME\tSTARTED\tLEARNER\tLEADER\tPEER-URLS\tCLIENT-URLS\tMATCH")
+			for _, m := range res.Members {
+				match := "-"
+				if m.Progress != nil {
+					match = strconv.FormatUint(m.Progress.Match, 10)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%t\t%t\t%t\t%s\t%s\t%s\n", m.ID, orDash(m.Name), m.Started, m.IsLearner,
+					m.IsLeader || m.ID == res.Leader, orDash(strings.Join(m.PeerURLs, ",")),
+					orDash(strings.Join(m.ClientURLs, ",")), match)
+			}
+			return tw.Flush()
+		})
 	}
 	return cmd
 }

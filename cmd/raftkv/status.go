@@ -36,27 +36,22 @@ members that --endpoints reach, with a warning on standard error, and fails
 	}
 	f := addClientFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, p, err := f.client(cmd)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ctx, cancel := f.requestContext(cmd)
-		defer cancel()
-		rows, leader, err := memberStatuses(ctx, c)
-		if errors.Is(err, client.ErrUnavailable) {
-			// Without a leader there is no member list, which is just when
-			// an operator needs to see each node's own view.
-			var fallback error
-			rows, leader, fallback = endpointStatuses(ctx, c)
-			if fallback != nil {
+		return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+			rows, leader, err := memberStatuses(ctx, c)
+			if errors.Is(err, client.ErrUnavailable) {
+				// Without a leader there is no member list, which is just when
+				// an operator needs to see each node's own view.
+				var fallback error
+				rows, leader, fallback = endpointStatuses(ctx, c)
+				if fallback != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "raftkv: warning: %v; showing the members --endpoints reach\n", err)
+			} else if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "raftkv: warning: %v; showing the members --endpoints reach\n", err)
-		} else if err != nil {
-			return err
-		}
-		return printStatuses(p, rows, leader)
+			return printStatuses(p, rows, leader)
+		})
 	}
 	return cmd
 }
