@@ -76,6 +76,20 @@ func parseLeaseID(raw string) (uint64, error) {
 	return 0, badRequest("invalid_lease_id", fmt.Sprintf("lease id %q must be an integer from 1 to %d", raw, uint64(kvstore.MaxLeaseID)))
 }
 
+// leaseRequest checks the id of a request to /v1/leases/{id}/... that takes
+// no query parameters, and returns it.
+func leaseRequest(r *http.Request, rawID string) (uint64, error) {
+	id, err := parseLeaseID(rawID)
+	if err != nil {
+		return 0, err
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		return 0, err
+	}
+	return id, onlyParams(q)
+}
+
 // serveLease serves /v1/leases/{id}: GET shows the lease as its leader
 // counts it (so a follower forwards it), DELETE revokes it.
 func (s *Server) serveLease(w http.ResponseWriter, r *http.Request, rawID string) error {
@@ -168,15 +182,8 @@ func (s *Server) revokeLease(w http.ResponseWriter, r *http.Request, id uint64) 
 // serveKeepAlive serves POST /v1/leases/{id}/keepalive: one renewal, by the
 // leader.
 func (s *Server) serveKeepAlive(w http.ResponseWriter, r *http.Request, rawID string) error {
-	id, err := parseLeaseID(rawID)
+	id, err := leaseRequest(r, rawID)
 	if err != nil {
-		return err
-	}
-	q, err := parseQuery(r)
-	if err != nil {
-		return err
-	}
-	if err := onlyParams(q); err != nil {
 		return err
 	}
 	if forwarded, err := s.forwardToLeader(w, r, maxLeaseBodyBytes); forwarded || err != nil {
@@ -204,15 +211,8 @@ func (s *Server) serveKeepAlive(w http.ResponseWriter, r *http.Request, rawID st
 // expires as it should. Any member serves the stream; a follower renews
 // through the leader.
 func (s *Server) serveKeepAliveStream(w http.ResponseWriter, r *http.Request, rawID string) error {
-	id, err := parseLeaseID(rawID)
+	id, err := leaseRequest(r, rawID)
 	if err != nil {
-		return err
-	}
-	q, err := parseQuery(r)
-	if err != nil {
-		return err
-	}
-	if err := onlyParams(q); err != nil {
 		return err
 	}
 	rc := http.NewResponseController(w)
