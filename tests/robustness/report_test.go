@@ -43,9 +43,10 @@ type report struct {
 
 // writeReport writes, in a new directory: the porcupine visualization
 // (visualization.html, with the faults as annotations), the history
-// (history.json), what the watchers received (watches.json), the seed,
-// schedule, fault records and failures (report.json), and the logs of
-// every node and of the proxies (logs/). It returns the directory.
+// (history.json), what the watchers received (watches.json), what the
+// lockers did (locks.json), the seed, schedule, fault records and failures
+// (report.json), and the logs of every node and of the proxies (logs/). It
+// returns the directory.
 func writeReport(testName string, res *historyResult, ops []porcupine.Operation, logs []string, annotations []porcupine.Annotation) (string, error) {
 	root, err := reportRoot()
 	if err != nil {
@@ -75,6 +76,15 @@ func writeReport(testName string, res *historyResult, ops []porcupine.Operation,
 		}
 		if err != nil {
 			errs = append(errs, "watches: "+err.Error())
+		}
+	}
+	if res.locks != nil {
+		b, err := json.MarshalIndent(res.locks, "", " ")
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "locks.json"), b, 0o644)
+		}
+		if err != nil {
+			errs = append(errs, "locks: "+err.Error())
 		}
 	}
 	rep := report{

@@ -65,6 +65,10 @@ type historyResult struct {
 	Watch          watchStats
 	WatchViolation bool          // the watch check failed
 	watches        []watchRecord // what the watchers received, for the report
+
+	Lock          lockStats
+	LockViolation bool // the lock check failed
+	locks         *lockReport
 }
 
 // runHistory runs one history: a fresh cluster, the workload, the faults one
@@ -92,10 +96,14 @@ func runHistory(t *testing.T, spec historySpec, replay string) historyResult {
 		ws.start(earlyWatches()...)
 		w := startWorkload(c, h.rec, spec.Seed, false)
 		defer w.halt()
-		h.drive(ctx, w, ws)
+		ls := startLockers(c, h.rec, spec.Seed)
+		defer ls.halt()
+		h.drive(ctx, w, ws, ls)
+		ls.stop()
 		w.halt()
+		ls.halt()
 		h.logf("workload stopped: %d definite answers, %d unknown", w.definite.Load(), w.unknowns.Load())
-		h.check(ctx, w, ws)
+		h.check(ctx, w, ws, ls)
 	}
 	h.stop()
 	return h.finish()
@@ -134,14 +142,20 @@ func (h *history) stop() {
 	}
 }
 
-// drive runs the faults while the workload runs, each once enough
-// operations got a definite answer, and then waits for as many more. The
-// late watchers start before the first fault.
-func (h *history) drive(ctx context.Context, w *workload, ws *watchSet) {
+// drive runs the faults while the workload and the lockers run, each once
+// enough operations got a definite answer and a lock hold began since the
+// last fault healed, and then waits for as much again (and for
+// minAcquisitions holds in all). The late watchers start before the first
+// fault.
+func (h *history) drive(ctx context.Context, w *workload, ws *watchSet, ls *lockSet) {
 	nem := &nemesis{c: h.c, rec: h.rec, logf: h.logf, blackhole: os.Getenv("ROBUSTNESS_BLACKHOLE") == "1"}
-	var mark int64
+	var mark, healed int64
 	for i, f := range h.res.Spec.Faults {
 		if err := w.waitDefinite(ctx, mark, minDefinite, progressTimeout); err != nil {
+			h.fail("before %v: %v", f, err)
+			return
+		}
+		if err := ls.waitHolds(ctx, healed, 1, false, progressTimeout); err != nil {
 			h.fail("before %v: %v", f, err)
 			return
 		}
@@ -154,17 +168,30 @@ func (h *history) drive(ctx context.Context, w *workload, ws *watchSet) {
 			h.fail("%v", err)
 			return
 		}
-		mark = w.definite.Load()
+		mark, healed = w.definite.Load(), r.End
 	}
 	if err := w.waitDefinite(ctx, mark, minDefinite, progressTimeout); err != nil {
 		h.fail("after the faults healed: %v", err)
 	}
+	if err := ls.waitHolds(ctx, healed, 1, true, progressTimeout); err != nil {
+		h.fail("after the faults healed: %v", err)
+	}
 }
 
-// check runs the checks of a history whose workload has stopped.
-func (h *history) check(ctx context.Context, w *workload, ws *watchSet) {
+// check runs the checks of a history whose workload and lockers have
+// stopped.
+func (h *history) check(ctx context.Context, w *workload, ws *watchSet, ls *lockSet) {
 	for _, u := range w.unexpected() {
 		h.fail("an answer the API does not allow: %s", u)
+	}
+	acqs, writes, lockErrs, unexpects := ls.records()
+	for _, u := range unexpects {
+		h.fail("lock: an answer the API does not allow: %s", u)
+	}
+	if n, err := releaseLeases(ctx, h.c); err != nil {
+		h.fail("the lockers' leases outlived them by %v: %v", leasesGoneTimeout, err)
+	} else if n > 0 {
+		h.logf("revoked %d leases the lockers left", n)
 	}
 	took, final, cerr := converge(ctx, h.c)
 	if cerr != nil {
@@ -212,6 +239,11 @@ func (h *history) check(ctx context.Context, w *workload, ws *watchSet) {
 	default:
 		h.checkWatches(ws.records(), slices.Concat(ops, fenceOps), final, fenceRev)
 	}
+	if cerr == nil {
+		h.checkLocks(lockCheck{acqs: acqs, writes: writes, final: finalState(final.kvs)}, lockErrs)
+	} else {
+		h.logf("no lock check: the members did not converge, so there is no final state")
+	}
 	for _, r := range h.res.Records {
 		if r.LeaderKilled != 0 {
 			d, err := failoverTime(ops, r.LeaderKilled)
@@ -251,6 +283,20 @@ func (h *history) checkWatches(recs []watchRecord, ops []porcupine.Operation, fi
 	h.res.WatchViolation = len(failures) > 0
 	for _, f := range failures {
 		h.fail("watch: %s", f)
+	}
+}
+
+// checkLocks checks what the lockers did against the final state.
+func (h *history) checkLocks(lc lockCheck, lockErrs int) {
+	h.res.locks = &lockReport{Acquisitions: lc.acqs, Writes: lc.writes, LockErrors: lockErrs}
+	h.res.Lock = countLocks(lc)
+	failures := checkLocks(lc)
+	s := h.res.Lock
+	h.logf("lock check: %d holds (%d lost their lease, %d Locks failed), %d fenced writes (%d accepted, %d refused, %d unknown, %d late), count %d, closest overlap %v: %d failures",
+		s.acquisitions, s.lost, lockErrs, s.writes, s.accepted, s.refused, s.unknown, s.late, s.count, s.margin.Round(time.Millisecond), len(failures))
+	h.res.LockViolation = len(failures) > 0
+	for _, f := range failures {
+		h.fail("lock: %s", f)
 	}
 }
 

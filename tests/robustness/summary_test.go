@@ -20,6 +20,8 @@ type soakSummary struct {
 	violations, lost  int
 	watch             watchStats
 	watchViolations   int
+	lock              lockStats
+	lockViolations    int
 	faults            map[faultKind]int
 	failovers         []time.Duration
 	catchUps          []time.Duration
@@ -57,6 +59,17 @@ func (s *soakSummary) add(r historyResult) {
 	if r.WatchViolation {
 		s.watchViolations++
 	}
+	s.lock.acquisitions += r.Lock.acquisitions
+	s.lock.lost += r.Lock.lost
+	s.lock.writes += r.Lock.writes
+	s.lock.accepted += r.Lock.accepted
+	s.lock.refused += r.Lock.refused
+	s.lock.unknown += r.Lock.unknown
+	s.lock.late += r.Lock.late
+	s.lock.margin = max(s.lock.margin, r.Lock.margin)
+	if r.LockViolation {
+		s.lockViolations++
+	}
 	for _, rec := range r.Records {
 		s.faults[rec.Fault.Kind]++
 	}
@@ -84,6 +97,9 @@ func (s *soakSummary) table() string {
 	fmt.Fprintf(w, "acknowledged writes lost\t%d\n", s.lost)
 	fmt.Fprintf(w, "watchers\t%d (%d events, %d watch requests, %d resumes by the harness, %d ended by a 410)\n", s.watch.watchers, s.watch.events, s.watch.requests, s.watch.resumes, s.watch.compacted)
 	fmt.Fprintf(w, "histories whose watchers failed the watch check\t%d\n", s.watchViolations)
+	fmt.Fprintf(w, "lock holds\t%d (%d lost their lease; fenced writes: %d accepted, %d refused, %d unknown, %d late; closest overlap %v)\n",
+		s.lock.acquisitions, s.lock.lost, s.lock.accepted, s.lock.refused, s.lock.unknown, s.lock.late, s.lock.margin.Round(time.Millisecond))
+	fmt.Fprintf(w, "histories that failed the lock check\t%d\n", s.lockViolations)
 	fmt.Fprintf(w, "failover (leader killed → first acknowledged write)\t%s\n", percentiles(s.failovers))
 	fmt.Fprintf(w, "snapshot catch-up (heal → snapshot received)\t%s\n", percentiles(s.catchUps))
 	fmt.Fprintf(w, "new member catch-up (start → applied as the others)\t%s\n", percentiles(s.joins))
