@@ -46,11 +46,14 @@ func (c *Client) NewSession(ctx context.Context, ttl time.Duration) (*Session, e
 	if ttl <= 0 {
 		ttl = DefaultSessionTTL
 	}
+	// The lease's TTL runs from when the leader applied the grant, which
+	// is after the request was sent: count it from there.
+	start := time.Now()
 	l, err := c.Grant(ctx, ttl, 0)
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	return &Session{c: c, keep: c.KeepAlive(l)}, nil
+	return &Session{c: c, keep: c.keepAlive(l, start)}, nil
 }
 
 // Lease is the session's lease id.

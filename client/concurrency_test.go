@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +76,68 @@ func TestLeaseKeepAlive(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the keeper of a revoked lease did not notice")
+	}
+}
+
+// partition is a transport that, once cut, holds every new request until
+// its context ends, as a network partition between a client and the
+// cluster does (a refused connection would fail at once).
+type partition struct {
+	rt  http.RoundTripper
+	cut atomic.Bool
+}
+
+func (p *partition) RoundTrip(r *http.Request) (*http.Response, error) {
+	if p.cut.Load() {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return p.rt.RoundTrip(r)
+}
+
+// TestSessionEndsNoLaterThanItsLease cuts a session's client off from the
+// cluster and checks what KeepAlive promises: the session reports its
+// lease lost no later than the cluster can expire it, so that a holder stops
+// acting before another can take what the lease guarded. The cluster's
+// delete of a key attached to the lease is the latest the session may
+// notice; a little later is allowed for the timers and the scheduler.
+func TestSessionEndsNoLaterThanItsLease(t *testing.T) {
+	const lateness = 100 * time.Millisecond // far below a third of the TTL
+	c, _ := startCluster(t, testcluster.Config{})
+	ctx := testContext(t)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	link := &partition{rt: tr}
+	holder := newClient(t, urls(c, 1, 2, 3), client.WithHTTPClient(&http.Client{Transport: link}))
+	observer := newClient(t, urls(c, 1, 2, 3))
+	s, err := holder.NewSession(ctx, 1500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.StopRenewing(s)
+	res, err := observer.Put(ctx, []byte("held"), []byte("x"), client.Condition{}, client.WithLease(s.Lease()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := observer.Watch(ctx, []byte("held"), client.WatchOptions{From: res.Revision + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	link.cut.Store(true)
+	ev, err := w.Next()
+	if err != nil || ev.Type != client.EventDelete {
+		t.Fatalf("the lease's key: %+v, %v; want its delete when the lease expires", ev, err)
+	}
+	deleted := time.Now()
+	select {
+	case <-s.Done():
+		if !errors.Is(s.Err(), client.ErrLeaseLost) {
+			t.Fatalf("session ended with %v, want ErrLeaseLost", s.Err())
+		}
+	case <-time.After(lateness):
+		<-s.Done()
+		t.Fatalf("the cluster expired the lease and the session said so %v later; want at most %v", time.Since(deleted).Round(time.Millisecond), lateness)
 	}
 }
 

@@ -110,14 +110,19 @@ type KeepAlive struct {
 }
 
 // KeepAlive starts holding lease l, which the caller has just granted or
-// renewed. The returned keeper's Done is closed when it stops: after Close,
-// or when the lease is lost (Err then matches ErrLeaseLost): it expired or
-// was revoked, or no renewal succeeded within a TTL of the last one. A
-// holder must then take whatever the lease guarded as gone.
-func (c *Client) KeepAlive(l Lease) *KeepAlive {
+// renewed: its TTL counts from now. The returned keeper's Done is closed
+// when it stops: after Close, or when the lease is lost (Err then matches
+// ErrLeaseLost): it expired or was revoked, or no renewal succeeded within
+// a TTL of the last one, at the moment that TTL runs out. A holder must then
+// take whatever the lease guarded as gone.
+func (c *Client) KeepAlive(l Lease) *KeepAlive { return c.keepAlive(l, time.Now()) }
+
+// keepAlive holds l, whose TTL counts from since: from before the request
+// that granted or renewed it was sent, when the caller knows that time.
+func (c *Client) keepAlive(l Lease, since time.Time) *KeepAlive {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &KeepAlive{c: c, lease: l, cancel: cancel, done: make(chan struct{})}
-	go k.run(ctx)
+	go k.run(ctx, since)
 	return k
 }
 
@@ -142,17 +147,21 @@ func (k *KeepAlive) Close() {
 	<-k.done
 }
 
-func (k *KeepAlive) run(ctx context.Context) {
+func (k *KeepAlive) run(ctx context.Context, since time.Time) {
 	defer close(k.done)
 	ttl := time.Duration(k.lease.TTLMs) * time.Millisecond
 	// The lease is good until a TTL after the last renewal the server
 	// acknowledged, as measured here, from before the request was sent.
-	deadline := time.Now().Add(ttl)
+	// The keeper wakes at that deadline too, not at its next renewal
+	// after it: the cluster may expire the lease from then on.
+	deadline := since.Add(ttl)
 	for {
+		tick := time.NewTimer(min(ttl/3, time.Until(deadline)))
 		select {
 		case <-ctx.Done():
+			tick.Stop()
 			return
-		case <-time.After(ttl / 3):
+		case <-tick.C:
 		}
 		start := time.Now()
 		if !start.Before(deadline) {
