@@ -169,7 +169,9 @@ func (ls *lockSet) cycle(l *locker) bool {
 		old.increment()
 	}
 	done := h.act(1 + l.rng.IntN(maxIncrements))
-	h.alive() // it held the lock until here, if its session is alive
+	if h.alive() { // it held the lock until here
+		h.acq.KeyHeld = h.seeKey(m)
+	}
 	h.acq.End = ls.rec.now()
 	ctx, cancel = context.WithTimeout(context.Background(), opTimeout)
 	if err := m.Unlock(ctx); err != nil {
@@ -291,6 +293,20 @@ func (h *hold) increment() bool {
 	h.count = w.Count
 	h.ls.addWrite(w)
 	return true
+}
+
+// seeKey reads the holder's lock key, linearizably, and returns when it
+// sent the read if the key was still the one its Lock created (else 0):
+// until then no other holder can have had the lock, whatever the timers.
+func (h *hold) seeKey(m *client.Mutex) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	sent := h.ls.rec.now()
+	kv, err := h.cl.Get(ctx, m.Key(), client.Linearizable)
+	if err != nil || kv.CreateRevision != h.acq.Token {
+		return 0
+	}
+	return sent
 }
 
 func (h *hold) newWrite(kind writeKind) fencedWrite {

@@ -14,20 +14,22 @@ func tick(n int64) int64 { return n * int64(100*time.Millisecond) }
 // lockScenario is a small history of three lockers that the lock check must
 // accept as it is; TestLockCheck breaks it in one way at a time.
 //
-//	locker 0, token 10, holds 0–15:  claim l0.1 at 12 (count 0), increments l0.2 to 1 at 13, l0.3 to 2 at 14;
-//	                                 after it unlocked, a late increment l0.4 to 3, refused (token 11 there)
-//	locker 1, token 11, asks at 5, holds 20–26: claim l1.1 at 21 (count 2), increment l1.2 to 3 at 22,
-//	                                 l1.3 to 4 of unknown outcome, applied at 23
-//	locker 2, token 30, holds 31–36: claim l2.1 at 32 (count 4), increment l2.2 to 5 of unknown outcome,
-//	                                 never applied
+//	locker 0, token 10, holds 1–16, sees its key at 15:
+//	    claim l0.1 at 12 (count 0), increments l0.2 to 1 at 13 and l0.3 to 2 at 14;
+//	    in its next hold, a late increment l0.4 to 3, refused (token 11 there)
+//	locker 1, token 11, asks at 5, holds 20–26, does not see its key at the end:
+//	    claim l1.1 at 21 (count 2), increment l1.2 to 3 at 22,
+//	    l1.3 to 4 of unknown outcome, applied at 23
+//	locker 2, token 30, holds 31–36, sees its key at 35:
+//	    claim l2.1 at 32 (count 4), increment l2.2 to 5 of unknown outcome, never applied
 //
-// Revisions are the numbers after "at"; the final listing is the fenced
-// keys those writes leave.
+// Times are in ticks of 100 ms; revisions are the numbers after "at"; the
+// final listing is the fenced keys those writes leave.
 func lockScenario() lockCheck {
 	acqs := []lockAcquisition{
-		{Locker: 0, Lease: 1, Token: 10, Call: tick(0), Return: tick(1), End: tick(15), Alive: []int64{tick(2), tick(4), tick(6), tick(15)}},
-		{Locker: 1, Lease: 2, Token: 11, Call: tick(5), Return: tick(20), End: tick(26), Alive: []int64{tick(20), tick(22), tick(24), tick(26)}},
-		{Locker: 2, Lease: 3, Token: 30, Call: tick(30), Return: tick(31), End: tick(36), Alive: []int64{tick(31), tick(33), tick(36)}},
+		{Locker: 0, Lease: 1, Token: 10, Call: tick(0), Return: tick(1), End: tick(16), Alive: []int64{tick(2), tick(4), tick(6), tick(14)}, KeyHeld: tick(15)},
+		{Locker: 1, Lease: 2, Token: 11, Call: tick(5), Return: tick(20), End: tick(26), Alive: []int64{tick(20), tick(22), tick(24), tick(25)}},
+		{Locker: 2, Lease: 3, Token: 30, Call: tick(30), Return: tick(31), End: tick(36), Alive: []int64{tick(31), tick(33), tick(35)}, KeyHeld: tick(35)},
 	}
 	writes := []fencedWrite{
 		{Locker: 0, ID: "l0.1", Kind: writeClaim, Token: 10, Count: 0, Call: tick(2), Return: tick(3), Outcome: writeAccepted, Rev: 12},
@@ -95,8 +97,12 @@ func TestLockCheck(t *testing.T) {
 		{"a token lower than one handed out before the Lock began", func(lc *lockCheck) {
 			lc.acqs[2].Token = 9
 		}, "a token that did not grow"},
+		{"a Lock that returned while the key of the holder before was still there", func(lc *lockCheck) {
+			lc.acqs[1].Return = lc.acqs[0].KeyHeld - 1
+		}, "holders overlapped"},
 		{"a Lock that returned while the holder before still saw its session alive", func(lc *lockCheck) {
-			lc.acqs[1].Return = tick(12)
+			lc.acqs[0].KeyHeld = 0
+			lc.acqs[1].Return = tick(11)
 		}, "holders overlapped"},
 		{"a holder that missed the loss of its lease", func(lc *lockCheck) {
 			lc.acqs[0].Alive = append(lc.acqs[0].Alive, lc.acqs[1].Return+tick(3))

@@ -24,10 +24,12 @@ import (
 // revisions, and the check is exact:
 //
 //   - acquisitions: no two got the same token; one that began after another
-//     returned got a higher token; and no holder returned from Lock while a
-//     holder of a lower token still saw its session alive (beyond
-//     overlapSlack): a holder's session reports the lease lost no later than
-//     the cluster can expire it, and the lock passes on only once it has;
+//     returned got a higher token; and no holder returned from Lock while the
+//     key of a lower token was still there, as its holder read it before
+//     letting go, or while the holder of a lower token still saw its session
+//     alive (beyond overlapSlack): a holder's session reports the lease lost
+//     no later than the cluster can expire it, and the lock passes on only
+//     once it has;
 //   - the fenced resource, in revision order: claims with growing tokens,
 //     each increment by the token of the claim before it, counting 1, 2, …
 //     up to the final count, each key written once;
@@ -102,6 +104,10 @@ type lockAcquisition struct {
 	// Alive are the times at which the holder found its session alive and
 	// acted as the holder: before each write, and before Unlock.
 	Alive []int64 `json:"alive_ns"`
+	// KeyHeld is when the holder, after its last look at its session,
+	// sent a linearizable read that found its lock key still there (0 if
+	// it did not): until then nobody else can have got the lock.
+	KeyHeld int64 `json:"key_held_ns,omitempty"`
 	// Unlock is the error of Unlock, if it failed.
 	Unlock string `json:"unlock_error,omitempty"`
 }
@@ -232,7 +238,10 @@ func (c *lockChecker) checkAcquisitions() {
 			}
 			// b's Lock returned, so a's key was gone: a had unlocked, or
 			// its lease had ended, which its session reports by then.
-			if alive := lastAlive(a, b.Return+int64(overlapSlack)); alive >= 0 {
+			if a.KeyHeld > b.Return {
+				c.fail("holders overlapped", "locker %d got token %d at %s, while the key of locker %d's token %d was still there after %s",
+					b.Locker, b.Token, at(b.Return), a.Locker, a.Token, at(a.KeyHeld))
+			} else if alive := lastAlive(a, b.Return+int64(overlapSlack)); alive >= 0 {
 				c.fail("holders overlapped", "locker %d got token %d at %s, while locker %d, holding token %d, saw its session alive at %s",
 					b.Locker, b.Token, at(b.Return), a.Locker, a.Token, at(alive))
 			}
