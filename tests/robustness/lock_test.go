@@ -29,6 +29,8 @@ const (
 	// lockWaitTimeout bounds one Lock: the holder before may have to lose
 	// its lease first, a TTL and an election timeout after a leader change.
 	lockWaitTimeout = 10 * time.Second
+	// releaseTimeout bounds the attempts to close a session.
+	releaseTimeout = 5 * time.Second
 	// maxIncrements bounds the increments of one hold.
 	maxIncrements = 3
 	// leasesGoneTimeout bounds the wait, once the lockers stopped, for
@@ -140,11 +142,7 @@ func (ls *lockSet) cycle(l *locker) bool {
 	if err != nil {
 		return false
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		_ = s.Close(ctx) // revokes the lease; if that fails it expires
-	}()
+	defer ls.release(s)
 	m := client.NewMutex(s, lockName)
 	ctx, cancel = context.WithTimeout(ls.ctx, lockWaitTimeout)
 	call := ls.rec.now()
@@ -185,6 +183,21 @@ func (ls *lockSet) cycle(l *locker) bool {
 		l.late = h
 	}
 	return true
+}
+
+// release closes a session, which revokes its lease, again until a revoke
+// goes through: a holder cut off by a fault lets go as soon as the cluster
+// is back rather than leave the lock to its lease's expiry, a TTL and an
+// election timeout after the next leader took over. If it cannot, within
+// releaseTimeout, the lease expires.
+func (ls *lockSet) release(s *client.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_ = poll(ctx, releaseTimeout, func() error {
+		rctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		return s.Close(rctx)
+	})
 }
 
 // hold is one hold of the lock.
