@@ -33,8 +33,7 @@ const (
 	releaseTimeout = 5 * time.Second
 	// maxIncrements bounds the increments of one hold.
 	maxIncrements = 3
-	// leasesGoneTimeout bounds the wait, once the lockers stopped, for
-	// their leases to be gone: revoked, or expired.
+	// leasesGoneTimeout bounds releaseLeases, once the lockers stopped.
 	leasesGoneTimeout = 20 * time.Second
 	// lockerStream is the first stream of the history's seed the lockers
 	// draw from (the workload's clients use 0 to workloadClients-1).
@@ -46,7 +45,8 @@ const (
 // and unlocks (see lockcheck_test.go). Lockers 0 and 1 use every member,
 // starting at different ones; locker 2 pins each session to one member, the
 // next session to the next one, so that its lease ends when that member is
-// killed, stopped or cut off, and its requests can arrive late.
+// killed or stopped, and its requests can arrive late. (An isolated member
+// still forwards keepalives to the leader over the client port.)
 type lockSet struct {
 	c      *cluster
 	rec    *recorder
