@@ -602,7 +602,7 @@ type isolationSample struct {
 	applied        uint64        // the isolated node's
 	commit         uint64        // the isolated node's
 	othersApplied  uint64        // the highest of the others
-	othersSnapshot uint64        // the highest snapshot index of the others
+	othersSnapshot uint64        // the lowest snapshot index of the others
 }
 
 func (s isolationSample) String() string {
@@ -618,13 +618,22 @@ func (n *nemesis) sampleIsolation(ctx context.Context, victim *node, since time.
 		return s, err
 	}
 	s.applied, s.commit = st.AppliedIndex, st.CommitIndex
+	// The lowest snapshot of the others: whichever of them leads when the
+	// node comes back must have compacted its log past the node's, or it
+	// sends entries instead of a snapshot. An unanswered status counts as
+	// no snapshot.
+	first := true
 	for _, m := range n.running() {
 		if m == victim {
 			continue
 		}
+		var snap uint64
 		if st, err := n.c.status(ctx, m); err == nil {
 			s.othersApplied = max(s.othersApplied, st.AppliedIndex)
-			s.othersSnapshot = max(s.othersSnapshot, st.SnapshotIndex)
+			snap = st.SnapshotIndex
+		}
+		if first || snap < s.othersSnapshot {
+			s.othersSnapshot, first = snap, false
 		}
 	}
 	return s, nil
