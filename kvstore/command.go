@@ -99,6 +99,9 @@ func UnmarshalCommand(data []byte) (Command, error) {
 		return c, fmt.Errorf("%w: %d bytes", ErrCorruptCommand, len(data))
 	}
 	version := data[0]
+	if version > commandVersion {
+		return c, fmt.Errorf("%w: command version %d, this build reads up to %d", ErrNewerCommand, version, commandVersion)
+	}
 	if version != commandVersion && version != commandVersionV1 {
 		return c, fmt.Errorf("%w: unknown version %d", ErrCorruptCommand, data[0])
 	}

@@ -3,7 +3,10 @@ package kvstore
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/raftkv/raftkv/raftnode"
 )
 
 func TestCommandRoundTrip(t *testing.T) {
@@ -39,7 +42,7 @@ func TestUnmarshalCommandRejectsCorruptInput(t *testing.T) {
 	cases := map[string][]byte{
 		"empty":                   nil,
 		"one byte":                {commandVersion},
-		"unknown version":         append([]byte{9}, good[1:]...),
+		"unknown version":         append([]byte{0}, good[1:]...),
 		"unknown op":              {commandVersion, 99, 1, 1, 0},
 		"missing id":              {commandVersion, byte(OpPut)},
 		"missing id after origin": {commandVersion, byte(OpPut), 1},
@@ -58,6 +61,29 @@ func TestUnmarshalCommandRejectsCorruptInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNewerCommandStopsTheMember: an entry in a command version this build
+// does not know was written by a newer member, which applies it; this one
+// stops instead of skipping it and diverging, and applies nothing after it.
+func TestNewerCommandStopsTheMember(t *testing.T) {
+	good := (&Command{ID: 5, Op: OpPut, Key: []byte("key"), Value: []byte("v")}).Marshal()
+	newer := append([]byte{commandVersion + 1}, good[1:]...)
+	if _, err := UnmarshalCommand(newer); !errors.Is(err, ErrNewerCommand) {
+		t.Fatalf("err = %v, want ErrNewerCommand", err)
+	}
+	commitC := make(chan raftnode.Commit, 1)
+	kv := New(Config{Store: NewStore(), MemberID: 1, CommitC: commitC})
+	later := (&Command{ID: 6, Op: OpPut, Key: []byte("later"), Value: []byte("v")}).Marshal()
+	commitC <- raftnode.Commit{Entries: []raftnode.Entry{{Index: 1, Data: newer}, {Index: 2, Data: later}}, Index: 2, Done: make(chan struct{})}
+	<-kv.Done()
+	if err := kv.Err(); !errors.Is(err, ErrNewerCommand) || !strings.Contains(err.Error(), "log entry 1") {
+		t.Fatalf("Err() = %v, want ErrNewerCommand at entry 1", err)
+	}
+	if kv.Store().Revision() != 0 {
+		t.Fatalf("the store reached revision %d past the newer entry", kv.Store().Revision())
+	}
+	close(commitC)
 }
 
 func FuzzUnmarshalCommand(f *testing.F) {

@@ -28,6 +28,9 @@ var (
 	ErrStopped = errors.New("the node is shutting down; retry on another node")
 	// ErrCorruptCommand means a log entry could not be decoded.
 	ErrCorruptCommand = errors.New("corrupt command")
+	// ErrNewerCommand means a log entry written by a newer raftkv, in a
+	// command version this build does not know.
+	ErrNewerCommand = errors.New("command written by a newer raftkv")
 	// ErrCorruptSnapshot means a snapshot could not be decoded.
 	ErrCorruptSnapshot = errors.New("corrupt snapshot")
 	// ErrInvalidTxn means a transaction that no store applies; the error

@@ -177,6 +177,12 @@ func (kv *KV) applyCommits(commitC <-chan raftnode.Commit) {
 		changes, mine = changes[:0], mine[:0]
 		for _, e := range c.Entries {
 			cmd, err := UnmarshalCommand(e.Data)
+			if errors.Is(err, ErrNewerCommand) {
+				// A member of a newer version wrote it; those members apply
+				// it, so skipping it would diverge from them: stop.
+				kv.err = fmt.Errorf("log entry %d: %w; upgrade this member to the cluster's newest version", e.Index, err)
+				return
+			}
 			if err != nil {
 				// Deterministic on every replica, so skipping keeps them equal.
 				kv.lg.Error("skip undecodable entry", zap.Uint64("index", e.Index), zap.Error(err))

@@ -1,17 +1,20 @@
 package raftnode
 
 // A normal log entry holds either a state machine command or something of
-// raftnode's own (a member's attributes). raftnode writes the first byte of
-// every normal entry it proposes, so the two can never be mistaken for each
-// other whatever bytes the state machine chooses:
+// raftnode's own (a member's attributes). raftnode decides how every normal
+// entry it proposes is read, so the two can never be mistaken for each
+// other whatever bytes the state machine chooses. Two first bytes are
+// raftnode's:
 //
-//	0xFE  a state machine command; the rest is the state machine's bytes
 //	0xFF  a member's attributes (attributes.marshal)
+//	0xFE  a state machine command; the rest is the state machine's bytes
 //
-// Entries written by builds before this framing hold the state machine's
-// bytes alone; kvstore's commands began with their version, 1 or 2, so any
-// other first byte is read as such an unframed command. An empty entry is
-// raft's own (a new leader's), and carries nothing.
+// Any other first byte starts a state machine command as it is. raftnode
+// adds the 0xFE frame only to a command that starts with 0xFE or 0xFF (or
+// is empty): kvstore's commands start with their version, so they go into
+// the log unchanged, without a copy, and a log stays readable by builds
+// that predate this framing. An empty entry is raft's own (a new leader's)
+// and carries nothing.
 const (
 	frameCommand    byte = 0xFE
 	frameAttributes byte = 0xFF
@@ -26,8 +29,12 @@ const (
 	kindAttributes
 )
 
-// frameCommandData frames a state machine command for the log.
+// frameCommandData returns a state machine command as the log holds it:
+// unchanged, or framed when its first byte is one of raftnode's.
 func frameCommandData(data []byte) []byte {
+	if len(data) > 0 && data[0] != frameCommand && data[0] != frameAttributes {
+		return data
+	}
 	out := make([]byte, 1+len(data))
 	out[0] = frameCommand
 	copy(out[1:], data)
@@ -48,7 +55,7 @@ func decodeFrame(data []byte) (entryKind, []byte) {
 			return kindNone, nil
 		}
 		return kindCommand, data[1:]
-	default:
+	default: // unframed
 		return kindCommand, data
 	}
 }

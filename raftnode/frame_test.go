@@ -21,8 +21,8 @@ func TestDecodeFrame(t *testing.T) {
 		{"a framed command that starts like a frame", []byte{frameCommand, frameCommand}, kindCommand, []byte{frameCommand}},
 		{"a framed empty command", []byte{frameCommand}, kindNone, nil},
 		{"attributes", attrs, kindAttributes, attrs},
-		{"an unframed command of an older build (version 1)", []byte{1, 'k'}, kindCommand, []byte{1, 'k'}},
-		{"an unframed command of an older build (version 2)", []byte{2, 'k'}, kindCommand, []byte{2, 'k'}},
+		{"an unframed command (version 1)", []byte{1, 'k'}, kindCommand, []byte{1, 'k'}},
+		{"an unframed command (version 2)", []byte{2, 'k'}, kindCommand, []byte{2, 'k'}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,8 +32,15 @@ func TestDecodeFrame(t *testing.T) {
 			}
 		})
 	}
-	if kind, data := decodeFrame(frameCommandData([]byte{frameAttributes, 9})); kind != kindCommand || !bytes.Equal(data, []byte{frameAttributes, 9}) {
-		t.Fatalf("a command framed by frameCommandData reads back as %v, %x", kind, data)
+	for _, cmd := range [][]byte{{frameAttributes, 9}, {frameCommand}, {frameCommand, frameCommand}, {2, 'x'}, {0}} {
+		if kind, data := decodeFrame(frameCommandData(cmd)); kind != kindCommand || !bytes.Equal(data, cmd) {
+			t.Fatalf("command %x, as the log holds it, reads back as %v, %x", cmd, kind, data)
+		}
+	}
+	// A command that needs no frame goes into the log as it is, readable by
+	// builds that predate the framing.
+	if cmd := []byte{2, 'x'}; &frameCommandData(cmd)[0] != &cmd[0] {
+		t.Fatal("a command that starts with its version was copied into a frame")
 	}
 }
 
