@@ -276,7 +276,13 @@ func Start(cfg Config) (*Node, error) {
 			n.addPeer(uint64(i+1), []string{u})
 		}
 	}
-	for _, m := range n.members.list() {
+	dial := n.members
+	if n.replayTo != 0 {
+		// A rewound start dials who the committed entries lead to, not
+		// who the older snapshot knew (see publishView).
+		dial = committed
+	}
+	for _, m := range dial.list() {
 		n.addPeer(m.ID, m.PeerURLs)
 	}
 	if err := n.metrics.register(cfg.Metrics); err != nil {

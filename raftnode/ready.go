@@ -342,6 +342,9 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChange, index uint64) {
 		switch {
 		case cc.GetType() == raftpb.ConfChangeRemoveNode && id == n.cfg.ID:
 			n.removedSelf = true
+		case index < n.replayTo:
+			// Applied again by a rewound start, whose transport already
+			// has the members the committed entries lead to (Start).
 		case cc.GetType() == raftpb.ConfChangeRemoveNode:
 			if n.transport.Get(types.ID(id)) != nil { // a forced-out member never was (addPeer)
 				n.transport.RemovePeer(types.ID(id))
