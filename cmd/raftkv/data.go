@@ -119,10 +119,14 @@ func verifyDataDir(dir string) (*verifyReport, error) {
 		Damage: r.Damage, Notes: r.Notes,
 	}
 	s, skipped, err := kvstore.Rebuild(r.StoreSnapshot, r.Committed)
-	if err != nil {
+	switch {
+	case errors.Is(err, kvstore.ErrNewerCommand):
+		v.Damage = append(v.Damage, raftnode.Finding{File: filepath.Join(dir, "member", "wal"), Offset: -1,
+			What: err.Error() + "; a member of this version stops there: upgrade it"})
+	case err != nil:
 		// The file passed its CRC, so it was written this way.
 		v.Damage = append(v.Damage, raftnode.Finding{File: r.SnapshotFile, Offset: -1, What: "the store's data does not decode: " + err.Error()})
-	} else {
+	default:
 		v.Keys = s.Len()
 		v.StateHash, v.Revision = s.Hash()
 	}
