@@ -30,7 +30,8 @@ const (
 	routeReadyz        = "readyz"
 	routeHealth        = "health"
 	routeMetrics       = "metrics"
-	routeOther         = "other" // anything else (all of it answers 404)
+	routeDebugPprof    = "debug_pprof" // /debug/pprof/..., with EnablePprof
+	routeOther         = "other"       // anything else (all of it answers 404)
 )
 
 // httpMetrics holds the API's request metrics and the /metrics handler.

@@ -47,9 +47,10 @@ type route struct {
 var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true}
 
 // apiRoutes is the client API, in match order: the first row whose path
-// matches and that takes the method serves the request.
-func apiRoutes() []route {
-	return []route{
+// matches and that takes the method serves the request. With pprof, Go's
+// profiler is served at /debug/pprof/, before the root API's keys.
+func apiRoutes(pprof bool) []route {
+	rs := []route{
 		{"/livez", routeLivez, exact("livez"), reads(anyone), (*Server).serveLivez},
 		{"/readyz", routeReadyz, exact("readyz"), reads(anyone), (*Server).serveReadyz},
 		{"/health", routeHealth, exact("health"), reads(identified), (*Server).serveHealth},
@@ -88,6 +89,11 @@ func apiRoutes() []route {
 		{"/{key}", routeRootKey, root, []allowed{{http.MethodGet, identified}, {http.MethodHead, identified}, {http.MethodPut, identified}}, (*Server).serveRootKey},
 		{"/{id}", routeRootMember, root, []allowed{{http.MethodPost, admin}, {http.MethodDelete, admin}}, (*Server).serveRootMember},
 	}
+	if pprof {
+		at := slices.IndexFunc(rs, func(r route) bool { return r.name == "/v1/" })
+		rs = slices.Insert(rs, at, pprofRoute())
+	}
+	return rs
 }
 
 var kvMethods = []allowed{{http.MethodGet, identified}, {http.MethodHead, identified},

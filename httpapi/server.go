@@ -123,6 +123,8 @@ type Config struct {
 	MaxWatchers           int
 	BodyTimeout           time.Duration
 	WriteTimeout          time.Duration
+	// EnablePprof serves Go's profiler at /debug/pprof/ (pprof.go).
+	EnablePprof bool
 }
 
 // Server is the client API's http.Handler.
@@ -167,7 +169,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes(),
+	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes(cfg.EnablePprof),
 		backups: make(chan struct{}, maxBackups)}
 }
 

@@ -46,6 +46,7 @@ type serveFlags struct {
 	watchHistory           int
 	watchBuffer            int
 	maxSnapshotBytes       int64
+	enablePprof            bool
 
 	name                string
 	listenPeer          string
@@ -98,6 +99,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.IntVar(&f.maxKeyBytes, "max-key-bytes", httpapi.DefaultMaxKeyBytes, "largest key accepted, in bytes")
 	fl.Int64Var(&f.maxRequestBytes, "max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body (value) accepted, in bytes")
 	fl.IntVar(&f.watchHistory, "watch-history", kvstore.DefaultWatchHistory, "recent change events kept for watches that resume")
+	fl.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client port (admin-only with --auth-file)")
 	fl.IntVar(&f.watchBuffer, "watch-buffer", kvstore.DefaultWatchBuffer, "revisions a watcher may have pending before it is closed as lagging")
 	fl.StringVar(&f.name, "name", "", "this member's name (default raftkv-<id>)")
 	fl.StringVar(&f.listenPeer, "listen-peer", "", "host:port the peer (raft) port listens on (default: the host and port of this node's URL in --cluster), e.g. to sit behind a proxy")
@@ -298,6 +300,7 @@ func serve(f serveFlags) error {
 			MaxWatchers:           f.limits.maxWatchers,
 			BodyTimeout:           f.limits.bodyTimeout,
 			WriteTimeout:          f.limits.writeTimeout,
+			EnablePprof:           f.enablePprof,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
