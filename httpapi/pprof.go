@@ -23,8 +23,12 @@ func pprofRoute() route {
 func (s *Server) servePprof(w http.ResponseWriter, r *http.Request, name string) error {
 	switch name {
 	case "profile", "trace":
+		q, err := parseQuery(r)
+		if err != nil {
+			return err
+		}
 		secs := 30
-		if v := r.URL.Query().Get("seconds"); v != "" {
+		if v := q.Get("seconds"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return badRequest("invalid_seconds", "seconds must be a positive integer")

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,7 +116,7 @@ func TestRewind(t *testing.T) {
 		if !sameEntries(ds.entries, ents[from:]) {
 			t.Fatalf("replayed entries: %s", describeEntries(ds.entries, ents[from:]))
 		}
-		if from > 0 && string(ds.snapshot.GetData()[len(ds.snapshot.GetData())-len("state at 10"):]) != fmt.Sprintf("state at %d", from) {
+		if from > 0 && !bytes.HasSuffix(ds.snapshot.GetData(), fmt.Appendf(nil, "state at %d", from)) {
 			t.Fatalf("snapshot data %q is not the one at %d", ds.snapshot.GetData(), from)
 		}
 	}

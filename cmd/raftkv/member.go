@@ -182,21 +182,16 @@ the node back, wipe its data dir and add it under a new id.`,
 // runMemberChange runs one membership change within --timeout and prints
 // the member id it names (with -o json: the API's answer).
 func runMemberChange(cmd *cobra.Command, f *clientFlags, change func(context.Context, *client.Client) (any, uint64, error)) error {
-	c, p, err := f.client(cmd)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := f.requestContext(cmd)
-	defer cancel()
-	res, id, err := change(ctx, c)
-	if err != nil {
-		return err
-	}
-	if p.json {
-		return p.object(res)
-	}
-	return p.text([]byte(strconv.FormatUint(id, 10)))
+	return f.request(cmd, func(ctx context.Context, c *client.Client, p *printer) error {
+		res, id, err := change(ctx, c)
+		if err != nil {
+			return err
+		}
+		if p.json {
+			return p.object(res)
+		}
+		return p.text([]byte(strconv.FormatUint(id, 10)))
+	})
 }
 
 // parseMemberID reads a member id: a positive integer, decimal or 0x hex,
