@@ -85,6 +85,10 @@ const (
 	// roundsPerRequest is the default number of times each endpoint is
 	// tried for one request.
 	roundsPerRequest = 3
+	// maxIdleConnsPerEndpoint is how many connections to one endpoint the
+	// client's own HTTP client keeps open between requests: as many as
+	// requests a server serves at once by default (--max-concurrent-requests).
+	maxIdleConnsPerEndpoint = 256
 	// firstBackoff and maxBackoff bound the pause between rounds when the
 	// server gave no Retry-After; maxRetryAfter caps the one it gave.
 	firstBackoff  = 100 * time.Millisecond
@@ -186,6 +190,10 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 		tr.TLSClientConfig = c.tls.Clone() // nil stays nil: the system's CAs
+		// net/http keeps two idle connections per host by default: a
+		// client with more requests in flight than that would close and
+		// open a connection for nearly every request.
+		tr.MaxIdleConnsPerHost = maxIdleConnsPerEndpoint
 		c.http = &http.Client{
 			Transport: tr,
 			// A redirect would be a server or proxy rewriting the key.

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -788,4 +790,44 @@ func TestWatchCompactedOnOneMember(t *testing.T) {
 	}
 	defer w.Close()
 	checkEvents(t, w, want)
+}
+
+// TestConcurrentRequestsReuseConnections: a client with many requests in
+// flight keeps its connections open for the next ones instead of opening
+// one per request (net/http keeps two idle connections per host unless told
+// otherwise).
+func TestConcurrentRequestsReuseConnections(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 1})
+	c.WaitLeader()
+	cl := newClient(t, urls(c, 1))
+	const workers, each = 32, 20
+	var opened atomic.Int64
+	ctx := httptrace.WithClientTrace(testContext(t), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if !info.Reused {
+				opened.Add(1)
+			}
+		},
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := cl.Put(ctx, fmt.Appendf(nil, "k%d-%d", w, i), []byte("v"), client.Condition{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// At most one connection per request in flight at once.
+	if n := opened.Load(); n > workers {
+		t.Fatalf("%d requests from %d workers opened %d connections, want at most %d", workers*each, workers, n, workers)
+	}
 }
