@@ -1,0 +1,261 @@
+// Command compare runs the same closed-loop workloads against a fresh
+// three-node raftkv cluster and a fresh three-node etcd cluster, round after
+// round, and writes the side-by-side report (bench/README.md).
+//
+// Usage (from bench/): go run ./cmd/compare [-quick] [flags]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// warmup is how long each cell runs before its window, unmeasured: long
+// enough for connections to open and the servers' caches to settle.
+const warmup = time.Second
+
+// settings is the matrix and its timing. Durations are in nanoseconds in
+// the JSON.
+type settings struct {
+	Workloads []string      `json:"workloads"`
+	Clients   []int         `json:"clients"`
+	Values    []int         `json:"values"`
+	Rounds    int           `json:"rounds"`
+	Duration  time.Duration `json:"duration_ns"`
+	Warmup    time.Duration `json:"warmup_ns"`
+	Keyspace  int           `json:"keyspace"`
+}
+
+// options are the command line's other flags.
+type options struct {
+	raftkv   string
+	out      string
+	jsonPath string
+}
+
+func main() {
+	code := 0
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == etcdMemberCmd {
+		err = runEtcdMember(os.Args[2:])
+	} else {
+		err = run(os.Args[1:], os.Stdout, os.Stderr)
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// parseFlags reads the command line. -quick changes the defaults; a flag
+// given explicitly wins over both.
+func parseFlags(args []string, stderr io.Writer) (settings, options, error) {
+	var (
+		s                       = settings{Warmup: warmup, Keyspace: keyspace}
+		o                       options
+		quick                   bool
+		workloads, clients, val string
+	)
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.raftkv, "raftkv", "../bin/raftkv", "raftkv binary (make build)")
+	fs.StringVar(&o.out, "out", "../docs/PERFORMANCE.md", "Markdown file whose marked region receives the report")
+	fs.StringVar(&o.jsonPath, "json", "", "also write every result to this JSON file")
+	fs.BoolVar(&quick, "quick", false, "small matrix: clients 64, values 256, rounds 2, duration 3s")
+	fs.StringVar(&workloads, "workloads", strings.Join(allWorkloads(), ","), "comma-separated workloads: put, get, sget, mixed")
+	fs.StringVar(&clients, "clients", "1,16,64,256", "comma-separated client counts")
+	fs.StringVar(&val, "values", "256,4096", "comma-separated value sizes in bytes")
+	fs.IntVar(&s.Rounds, "rounds", 3, "rounds; each starts a fresh cluster of each system")
+	fs.DurationVar(&s.Duration, "duration", 5*time.Second, "measured window of each cell")
+	if err := fs.Parse(args); err != nil {
+		return s, o, err
+	}
+	if fs.NArg() > 0 {
+		return s, o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quickDefaults := map[string]func(){
+			"clients":  func() { clients = "64" },
+			"values":   func() { val = "256" },
+			"rounds":   func() { s.Rounds = 2 },
+			"duration": func() { s.Duration = 3 * time.Second },
+		}
+		for name, apply := range quickDefaults {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+
+	var err error
+	if s.Workloads, err = parseWorkloads(workloads); err != nil {
+		return s, o, err
+	}
+	if s.Clients, err = parsePositiveInts("-clients", clients); err != nil {
+		return s, o, err
+	}
+	if s.Values, err = parsePositiveInts("-values", val); err != nil {
+		return s, o, err
+	}
+	switch {
+	case s.Rounds < 1:
+		return s, o, fmt.Errorf("-rounds %d: want at least 1", s.Rounds)
+	case s.Duration <= 0:
+		return s, o, fmt.Errorf("-duration %v: want a positive duration", s.Duration)
+	}
+	return s, o, nil
+}
+
+func parseWorkloads(list string) ([]string, error) {
+	var out []string
+	for w := range strings.SplitSeq(list, ",") {
+		w = strings.TrimSpace(w)
+		if !slices.Contains(allWorkloads(), w) {
+			return nil, fmt.Errorf("-workloads: unknown workload %q (want put, get, sget or mixed)", w)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func parsePositiveInts(name, list string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive integer", name, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// run is the comparison: parse, run every round, report.
+func run(args []string, stdout, stderr io.Writer) error {
+	s, o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	// The first SIGINT or SIGTERM stops the load and then every server in
+	// order; once ctx has ended the signals go back to their defaults, so a
+	// second one kills the harness (and Pdeathsig then its servers).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	res := results{
+		Date:     now(),
+		Command:  "cd bench && go run ./cmd/compare " + shellJoin(args),
+		Machine:  describeMachine(ctx),
+		Settings: s,
+	}
+	for round := 1; round <= s.Rounds; round++ {
+		// Alternating which system goes first spreads any drift of the
+		// machine (other load, heat, page cache) over both.
+		systems := []string{"raftkv", "etcd"}
+		if round%2 == 0 {
+			systems = []string{"etcd", "raftkv"}
+		}
+		for _, system := range systems {
+			cr, err := runCluster(ctx, system, round, s, o, stderr)
+			if err != nil {
+				return err
+			}
+			res.Clusters = append(res.Clusters, cr)
+		}
+	}
+
+	region := renderReport(res)
+	fmt.Fprint(stdout, region)
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, res); err != nil {
+			return err
+		}
+	}
+	return writeReport(o.out, region)
+}
+
+// runCluster starts a fresh cluster of system, runs the whole matrix on it,
+// and stops it, whatever happened.
+func runCluster(ctx context.Context, system string, round int, s settings, o options, progress io.Writer) (_ clusterResult, err error) {
+	fmt.Fprintf(progress, "round %d/%d: starting %s\n", round, s.Rounds, system)
+	var c *cluster
+	if system == "raftkv" {
+		c, err = startRaftkv(ctx, o.raftkv)
+	} else {
+		c, err = startEtcd(ctx)
+	}
+	if err != nil {
+		return clusterResult{}, fmt.Errorf("round %d: %w", round, err)
+	}
+	defer func() {
+		if stopErr := c.stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("round %d: stop: %w", round, stopErr))
+		}
+	}()
+
+	cr := clusterResult{System: system, Round: round}
+	seed := uint64(0)
+	for _, size := range s.Values {
+		if needsPreload(s.Workloads) {
+			seed++
+			if err := preload(ctx, c, size, seed); err != nil {
+				return clusterResult{}, fmt.Errorf("round %d: %w", round, err)
+			}
+		}
+		for _, w := range s.Workloads {
+			for _, n := range s.Clients {
+				seed++
+				cl := cell{Workload: w, Clients: n, ValueSize: size}
+				r, err := runCell(ctx, c, cl, s.Warmup, s.Duration, seed)
+				if err != nil {
+					return clusterResult{}, fmt.Errorf("round %d: %s: %s: %w", round, system, cl, err)
+				}
+				fmt.Fprintf(progress, "round %d/%d %-6s %-5s clients=%-3d value=%-5d %8.0f ops/s  p50 %6.2f ms  p99 %6.2f ms  cpu %5.0f µs/op  errors %d%s\n",
+					round, s.Rounds, system, w, n, size, r.OpsPerSec, r.P50Ms, r.P99Ms, r.CPUMicrosPerOp, r.Errors, warn([]cellResult{r}))
+				cr.Cells = append(cr.Cells, r)
+			}
+		}
+	}
+	if cr.PeakRSSKiB, err = c.peakRSSKiB(); err != nil {
+		return clusterResult{}, fmt.Errorf("round %d: %w", round, err)
+	}
+	return cr, nil
+}
+
+// needsPreload reports whether any workload reads keys, which must exist.
+func needsPreload(workloads []string) bool {
+	for _, w := range workloads {
+		if w != workloadPut {
+			return true
+		}
+	}
+	return false
+}
+
+// shellJoin quotes args for a shell where they need it.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`*?[]{}()<>|&;#~!") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
+}
