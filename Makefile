@@ -2,7 +2,7 @@
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build install run test test-short bench fuzz soak fmt vet lint tidy clean
+.PHONY: build install run test test-short bench bench-compare fuzz soak fmt vet lint tidy clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/raftkv ./cmd/raftkv
@@ -21,6 +21,11 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# raftkv beside etcd on fresh local clusters (bench/README.md); BENCH_FLAGS=-quick for a short run.
+BENCH_FLAGS ?=
+bench-compare: build
+	cd bench && $(GO) run ./cmd/compare -raftkv ../bin/raftkv -out ../docs/PERFORMANCE.md $(BENCH_FLAGS)
 
 # Each Fuzz target of the module in turn, for FUZZTIME each.
 FUZZTIME ?= 30s
