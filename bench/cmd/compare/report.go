@@ -179,25 +179,26 @@ func renderReport(res results) string {
 	fmt.Fprintf(&b, "- Command: `%s`\n", res.Command)
 	fmt.Fprintf(&b, "- Settings: rounds %d (a fresh 3-node cluster per system and round; raftkv first in odd rounds, etcd first in even ones), %v measured per cell after %v of warm-up, %s keys, closed-loop clients, worker i on node i%%3\n",
 		s.Rounds, s.Duration, s.Warmup, thousands(int64(s.Keyspace)))
-	b.WriteString("- Columns: medians over rounds; latency in ms; server CPU is user+system time of the three servers per completed request\n")
+	b.WriteString("- Columns: medians over rounds; latency in ms; server CPU is user+system time of the three servers per completed request; client CPU is the load generator's (this harness, through each system's Go client), which shares the cores with the servers\n")
 
 	for _, size := range s.Values {
 		fmt.Fprintf(&b, "\n### Values of %s bytes\n\n", thousands(int64(size)))
-		b.WriteString("| workload | clients | raftkv ops/s | etcd ops/s | raftkv/etcd | raftkv p50 / p99 | etcd p50 / p99 | raftkv CPU µs/op | etcd CPU µs/op |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| workload | clients | raftkv ops/s | etcd ops/s | raftkv/etcd | raftkv p50 / p99 | etcd p50 / p99 | raftkv CPU µs/op | etcd CPU µs/op | client CPU µs/op raftkv / etcd |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		var spread, trouble []string
 		for _, w := range s.Workloads {
 			for _, n := range s.Clients {
 				cl := cell{Workload: w, Clients: n, ValueSize: size}
 				rk, et := res.rounds("raftkv", cl), res.rounds("etcd", cl)
 				rkOps, etOps := median(field(rk, opsPerSec)), median(field(et, opsPerSec))
-				fmt.Fprintf(&b, "| %s | %d | %s%s | %s%s | %s | %s / %s | %s / %s | %s | %s |\n",
+				fmt.Fprintf(&b, "| %s | %d | %s%s | %s%s | %s | %s / %s | %s / %s | %s | %s | %s / %s |\n",
 					w, n,
 					fmtOps(rkOps), warn(rk), fmtOps(etOps), warn(et),
 					ratio(rkOps, etOps),
 					fmtMs(median(field(rk, p50))), fmtMs(median(field(rk, p99))),
 					fmtMs(median(field(et, p50))), fmtMs(median(field(et, p99))),
-					fmtMicros(median(field(rk, cpu))), fmtMicros(median(field(et, cpu))))
+					fmtMicros(median(field(rk, cpu))), fmtMicros(median(field(et, cpu))),
+					fmtMicros(median(field(rk, clientCPU))), fmtMicros(median(field(et, clientCPU))))
 				spread = append(spread, fmt.Sprintf("%s, %d clients: raftkv %s; etcd %s", w, n, perRound(rk), perRound(et)))
 				trouble = append(trouble, errorNotes("raftkv", rk)...)
 				trouble = append(trouble, errorNotes("etcd", et)...)
@@ -255,6 +256,7 @@ func opsPerSec(r cellResult) float64 { return r.OpsPerSec }
 func p50(r cellResult) float64       { return r.P50Ms }
 func p99(r cellResult) float64       { return r.P99Ms }
 func cpu(r cellResult) float64       { return r.CPUMicrosPerOp }
+func clientCPU(r cellResult) float64 { return r.ClientCPUMicrosPerOp }
 
 func field(rs []cellResult, f func(cellResult) float64) []float64 {
 	out := make([]float64, len(rs))

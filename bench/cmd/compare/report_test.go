@@ -117,7 +117,7 @@ func TestEtcdMemberSpecRoundTrip(t *testing.T) {
 func TestRenderReport(t *testing.T) {
 	cl := cell{Workload: workloadPut, Clients: 64, ValueSize: 256}
 	result := func(ops, p50, p99, cpu float64, errs int64) cellResult {
-		return cellResult{cell: cl, Ops: 1000, Errors: errs, OpsPerSec: ops, P50Ms: p50, P99Ms: p99, CPUMicrosPerOp: cpu, FirstError: "boom"}
+		return cellResult{cell: cl, Ops: 1000, Errors: errs, OpsPerSec: ops, P50Ms: p50, P99Ms: p99, CPUMicrosPerOp: cpu, ClientCPUMicrosPerOp: cpu / 4, FirstError: "boom"}
 	}
 	res := results{
 		Settings: settings{Workloads: []string{workloadPut}, Clients: []int{64}, Values: []int{256}, Rounds: 3, Duration: time.Second, Warmup: time.Second, Keyspace: keyspace},
@@ -132,7 +132,7 @@ func TestRenderReport(t *testing.T) {
 	}
 	got := renderReport(res)
 	for _, want := range []string{
-		"| put | 64 | 2,000 | 2,000 ⚠ | 1.00 | 2.00 / 20.00 | 2.00 / 20.00 | 200 | 200 |\n",
+		"| put | 64 | 2,000 | 2,000 ⚠ | 1.00 | 2.00 / 20.00 | 2.00 / 20.00 | 200 | 200 | 50 / 50 |\n",
 		"- put, 64 clients: raftkv 3,000, 1,000, 2,000; etcd 2,000, 4,000, 1,000\n",
 		"- etcd put ×64 round 2: 50 of 1050 requests (4.76%), first: boom\n",
 		"- raftkv: 1 / 2 / 3; 1 / 1 / 1; 1 / 1 / 1\n",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,9 @@ type cellResult struct {
 	P99Ms          float64 `json:"p99_ms"`
 	CPUTicks       uint64  `json:"cpu_ticks"`
 	CPUMicrosPerOp float64 `json:"cpu_us_per_op"`
+	// ClientCPUMicrosPerOp is the harness's own CPU per request: the
+	// client library's cost, which shares the cores with the servers.
+	ClientCPUMicrosPerOp float64 `json:"client_cpu_us_per_op"`
 }
 
 // errorRate is the share of the window's requests that failed.
@@ -236,6 +240,10 @@ func runCell(ctx context.Context, c *cluster, cl cell, warmup, window time.Durat
 	if err != nil {
 		return cellResult{}, err
 	}
+	self0, err := cpuTicks([]int{os.Getpid()})
+	if err != nil {
+		return cellResult{}, err
+	}
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	if err := sleep(ctx, window); err != nil {
@@ -247,11 +255,17 @@ func runCell(ctx context.Context, c *cluster, cl cell, warmup, window time.Durat
 	if err != nil {
 		return cellResult{}, err
 	}
+	self1, err := cpuTicks([]int{os.Getpid()})
+	if err != nil {
+		return cellResult{}, err
+	}
 	stopWorkers()
 	if err := ctx.Err(); err != nil {
 		return cellResult{}, err
 	}
-	return summarize(cl, workers, elapsed, ticks1-ticks0), nil
+	r := summarize(cl, workers, elapsed, ticks1-ticks0)
+	r.ClientCPUMicrosPerOp = cpuMicrosPerOp(self1-self0, r.Ops)
+	return r, nil
 }
 
 // summarize merges the workers' samples into the cell's result.
