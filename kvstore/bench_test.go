@@ -75,3 +75,36 @@ func BenchmarkWatchers(b *testing.B) {
 		w.Close()
 	}
 }
+
+// BenchmarkStoreMemory reports the heap a store of a million keys with
+// 64-byte values holds per key (keys of 16 bytes, as a benchmark's
+// "bench-" plus a number), and what writing a snapshot of it allocates on
+// top, which a node pays every --snapshot-count writes.
+func BenchmarkStoreMemory(b *testing.B) {
+	const n = 1_000_000
+	value := make([]byte, 64)
+	for b.Loop() {
+		var before, loaded, written runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := NewStore()
+		for i := range n {
+			s.Apply(uint64(i+1), &Command{Op: OpPut, Key: fmt.Appendf(nil, "bench-%010d", i), Value: value})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&loaded)
+		var size countWriter
+		if err := s.Capture()(&size); err != nil {
+			b.Fatal(err)
+		}
+		runtime.ReadMemStats(&written)
+		b.ReportMetric(float64(loaded.HeapAlloc-before.HeapAlloc)/n, "heap-B/key")
+		b.ReportMetric(float64(written.TotalAlloc-loaded.TotalAlloc)/n, "snapshot-alloc-B/key")
+		b.ReportMetric(float64(size)/n, "snapshot-B/key")
+		runtime.KeepAlive(s)
+	}
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -119,13 +120,22 @@ func TestListAndDeleteRange(t *testing.T) {
 func TestCaptureIsolatedFromLaterWrites(t *testing.T) {
 	s := NewStore()
 	put(t, s, 1, "a", "1")
-	encode := s.Capture()
+	write := s.Capture()
 	put(t, s, 2, "a", "2")
 	put(t, s, 3, "b", "3")
-	data, err := encode()
-	if err != nil {
+	var first, again bytes.Buffer
+	if err := write(&first); err != nil {
 		t.Fatal(err)
 	}
+	// A snapshot file is written in passes: each must see the same bytes.
+	put(t, s, 4, "c", "4")
+	if err := write(&again); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Bytes(), again.Bytes()) {
+		t.Fatal("a capture wrote different bytes the second time")
+	}
+	data := first.Bytes()
 	r := NewStore()
 	if err := r.Restore(data); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,14 @@
 package kvstore
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -285,13 +287,18 @@ func (s *Store) deleteRange(index uint64, prefix []byte) Result {
 }
 
 // Snapshot encodes the whole store.
-func (s *Store) Snapshot() ([]byte, error) { return s.Capture()() }
+func (s *Store) Snapshot() ([]byte, error) {
+	var b bytes.Buffer
+	err := s.Capture()(&b)
+	return b.Bytes(), err
+}
 
 // Capture freezes the store's current contents and returns a function that
-// encodes them, which may run while the store keeps changing.
-func (s *Store) Capture() func() ([]byte, error) {
+// writes their encoding, which may run while the store keeps changing, and
+// writes the same bytes every time.
+func (s *Store) Capture() func(io.Writer) error {
 	f := s.Freeze()
-	return func() ([]byte, error) { return encodeSnapshot(f), nil }
+	return func(w io.Writer) error { return writeSnapshot(w, f) }
 }
 
 // Frozen is the store's contents at one revision. The tree is cloned
@@ -482,28 +489,37 @@ func checkItem(kv KeyValue, revision uint64) error {
 	return nil
 }
 
-// encodeSnapshot writes entries in key order and leases in id order, so
-// equal stores encode to equal bytes.
-func encodeSnapshot(f Frozen) []byte {
-	size := len(snapshotMagic) + 3*binary.MaxVarintLen64 + 2*binary.MaxVarintLen64*f.leases.Len()
-	f.tree.Ascend(func(e *entry) bool {
-		size += len(e.key) + len(e.Value) + 6*binary.MaxVarintLen64
-		return true
-	})
-	buf := make([]byte, 0, size)
+// writeSnapshot writes entries in key order and leases in id order, so
+// equal stores encode to equal bytes. One entry at a time: a store of a
+// million keys used to be encoded into one buffer first, which cost as much
+// memory again as the store while a snapshot was being written.
+func writeSnapshot(w io.Writer, f Frozen) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	buf := make([]byte, 0, 256)
 	buf = append(buf, snapshotMagic...)
 	buf = binary.AppendUvarint(buf, f.revision)
 	buf = binary.AppendUvarint(buf, uint64(f.tree.Len()))
+	_, err := bw.Write(buf)
 	f.tree.Ascend(func(e *entry) bool {
-		buf = codec.AppendString(buf, e.key)
+		if err != nil {
+			return false
+		}
+		buf = codec.AppendString(buf[:0], e.key)
 		buf = codec.AppendBytes(buf, e.Value)
 		buf = binary.AppendUvarint(buf, e.CreateRevision)
 		buf = binary.AppendUvarint(buf, e.ModRevision)
 		buf = binary.AppendUvarint(buf, e.Version)
 		buf = binary.AppendUvarint(buf, e.Lease)
+		_, err = bw.Write(buf)
 		return true
 	})
-	return appendLeases(buf, f.Leases())
+	if err != nil {
+		return err
+	}
+	if _, err := bw.Write(appendLeases(buf[:0], f.Leases())); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // Restore replaces the store's contents with a snapshot made by Snapshot. On

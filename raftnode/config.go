@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"time"
@@ -15,12 +16,15 @@ import (
 // StateMachine is what the node needs from the application: snapshots of
 // everything applied so far.
 type StateMachine interface {
-	// Capture freezes the current state and returns a function that encodes
-	// it. The node calls Capture from its Ready loop only after the
-	// application has finished every Commit it was sent, so the snapshot
-	// covers exactly the log up to the last Commit's Index. Capture must be
-	// cheap; encode runs on another goroutine while applying goes on.
-	Capture() (encode func() ([]byte, error))
+	// Capture freezes the current state and returns a function that writes
+	// its encoding. The node calls Capture from its Ready loop only after
+	// the application has finished every Commit it was sent, so the
+	// snapshot covers exactly the log up to the last Commit's Index. Capture
+	// must be cheap; write runs on another goroutine while applying goes
+	// on, and may be called several times (a snapshot file is written in
+	// passes, so that the encoding is never held whole): it must write the
+	// same bytes each time.
+	Capture() (write func(io.Writer) error)
 }
 
 // Config configures a Node. Zero durations and counts take the defaults of

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -61,7 +62,7 @@ func writeLostClusterWAL(t *testing.T, lg *zap.Logger, dir string, confs []*raft
 // nopMachine is a state machine whose snapshots are empty.
 type nopMachine struct{}
 
-func (nopMachine) Capture() func() ([]byte, error) { return func() ([]byte, error) { return nil, nil } }
+func (nopMachine) Capture() func(io.Writer) error { return func(io.Writer) error { return nil } }
 
 // applied collects what a Node commits.
 type applied struct {

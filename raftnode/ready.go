@@ -401,13 +401,13 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 		n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
 		return
 	}
-	encode := n.cfg.StateMachine.Capture()
+	write := n.cfg.StateMachine.Capture()
 	confState := proto.Clone(n.confState).(*raftpb.ConfState)
 	members := n.members.clone()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		appData, err := encode()
+		appData, err := encodeAll(write)
 		if err != nil {
 			n.lg.Error("cannot send snapshot", zap.Uint64("to", m.GetTo()), zap.Error(err))
 			n.node.ReportSnapshot(m.GetTo(), raft.SnapshotFailure)
@@ -437,4 +437,17 @@ func (n *Node) campaignAlone() {
 	if err := n.node.Campaign(ctx); err != nil {
 		n.lg.Warn("campaign after --force-new-cluster", zap.Error(err))
 	}
+}
+
+// encodeAll returns what write writes, in a buffer of exactly its size.
+func encodeAll(write func(io.Writer) error) ([]byte, error) {
+	var count countingWriter
+	if err := write(&count); err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, int(count)))
+	if err := write(buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -1,9 +1,11 @@
 package raftnode
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -31,46 +33,73 @@ const (
 
 // writeSnapFile writes a snapshot whose data is the concatenation of parts
 // to dir, byte for byte as etcd's snapshotter would (its Load reads it back),
-// and syncs it. The snapshotter marshals the data twice over, into the
-// raftpb message and then into the file's; for a store of hundreds of
-// megabytes those copies were most of a node's peak memory, so the parts are
-// written where they lie instead.
-func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (err error) {
+// and syncs it.
+func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) error {
+	_, err := writeSnapFileFrom(dir, md, writeParts(parts...))
+	return err
+}
+
+// writeParts returns a function that writes parts one after the other.
+func writeParts(parts ...[]byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		for _, p := range parts {
+			if _, err := w.Write(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// writeSnapFileFrom writes a snapshot whose data is what data writes, and
+// syncs it, as writeSnapFile does. The snapshotter marshals the data twice
+// over, into the raftpb message and then into the file's; for a store of
+// hundreds of megabytes those copies were most of a node's peak memory. So
+// the data is never held whole: data is called three times, to learn its
+// length, then its checksum, which the file holds before it, then to write
+// it, and must write the same bytes each time. It returns the data's size.
+func writeSnapFileFrom(dir string, md *raftpb.SnapshotMetadata, data func(io.Writer) error) (size int64, err error) {
 	mdBytes, err := proto.Marshal(md)
 	if err != nil {
-		return fmt.Errorf("marshal snapshot metadata: %w", err)
+		return 0, fmt.Errorf("marshal snapshot metadata: %w", err)
 	}
-	dataLen := 0
-	for _, p := range parts {
-		dataLen += len(p)
+	var count countingWriter
+	if err := data(&count); err != nil {
+		return 0, fmt.Errorf("encode snapshot data: %w", err)
 	}
+	dataLen := uint64(count)
 	// The raftpb.Snapshot message: its data field's key and length, the
-	// parts, then the metadata field.
+	// data, then the metadata field.
 	dataPrefix := protowire.AppendTag(nil, raftSnapDataField, protowire.BytesType)
-	dataPrefix = protowire.AppendVarint(dataPrefix, uint64(dataLen))
+	dataPrefix = protowire.AppendVarint(dataPrefix, dataLen)
 	mdField := protowire.AppendTag(nil, raftSnapMetadataField, protowire.BytesType)
 	mdField = protowire.AppendBytes(mdField, mdBytes)
-	body := make([][]byte, 0, len(parts)+2)
-	body = append(body, dataPrefix)
-	body = append(body, parts...)
-	body = append(body, mdField)
-
-	crc, bodyLen := uint32(0), 0
-	for _, b := range body {
-		crc = crc32.Update(crc, snapCRCTable, b)
-		bodyLen += len(b)
+	body := func(w io.Writer) error {
+		if _, err := w.Write(dataPrefix); err != nil {
+			return err
+		}
+		if err := data(w); err != nil {
+			return err
+		}
+		_, err := w.Write(mdField)
+		return err
 	}
+	crc := crc32.New(snapCRCTable)
+	if err := body(crc); err != nil {
+		return 0, fmt.Errorf("encode snapshot data: %w", err)
+	}
+	bodyLen := uint64(len(dataPrefix)) + dataLen + uint64(len(mdField))
 	// The snappb.Snapshot message around it, fields in number order as
 	// proto.Marshal writes them.
 	head := protowire.AppendTag(nil, snapFileCRCField, protowire.VarintType)
-	head = protowire.AppendVarint(head, uint64(crc))
+	head = protowire.AppendVarint(head, uint64(crc.Sum32()))
 	head = protowire.AppendTag(head, snapFileDataField, protowire.BytesType)
-	head = protowire.AppendVarint(head, uint64(bodyLen))
+	head = protowire.AppendVarint(head, bodyLen)
 
 	path := filepath.Join(dir, fmt.Sprintf(snapFileName, md.GetTerm(), md.GetIndex()))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
-		return fmt.Errorf("create snap file: %w", err)
+		return 0, fmt.Errorf("create snap file: %w", err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
@@ -82,13 +111,50 @@ func writeSnapFile(dir string, md *raftpb.SnapshotMetadata, parts ...[]byte) (er
 			err = errors.Join(err, os.Remove(path))
 		}
 	}()
-	for _, b := range append([][]byte{head}, body...) {
-		if _, err := f.Write(b); err != nil {
-			return fmt.Errorf("write snap file: %w", err)
-		}
+	exact := &exactWriter{w: f, left: int64(len(head)) + int64(bodyLen)}
+	bw := bufio.NewWriterSize(exact, 1<<20)
+	if _, err := bw.Write(head); err != nil {
+		return 0, fmt.Errorf("write snap file: %w", err)
+	}
+	written := crc32.New(snapCRCTable)
+	if err := body(io.MultiWriter(written, bw)); err != nil {
+		return 0, fmt.Errorf("write snap file: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, fmt.Errorf("write snap file: %w", err)
+	}
+	if exact.left != 0 || written.Sum32() != crc.Sum32() {
+		return 0, fmt.Errorf("write snap file: %w", errSnapDataChanged)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync snap file: %w", err)
+		return 0, fmt.Errorf("sync snap file: %w", err)
 	}
-	return nil
+	return int64(dataLen), nil
+}
+
+// countingWriter counts what is written to it.
+type countingWriter int64
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	*c += countingWriter(len(p))
+	return len(p), nil
+}
+
+// exactWriter refuses to write more than left bytes: data that wrote more
+// the last time than the first would make a file whose length prefix lies.
+// Less shows at the end, and other bytes in the checksum.
+type exactWriter struct {
+	w    io.Writer
+	left int64
+}
+
+var errSnapDataChanged = errors.New("snapshot data changed between passes")
+
+func (e *exactWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > e.left {
+		return 0, errSnapDataChanged
+	}
+	n, err := e.w.Write(p)
+	e.left -= int64(n)
+	return n, err
 }

@@ -2,6 +2,8 @@ package raftnode
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,6 +55,35 @@ func TestWriteSnapFileMatchesSnapshotter(t *testing.T) {
 			}
 			if !proto.Equal(loaded, want) {
 				t.Fatalf("read back %v, want %v", loaded.GetMetadata(), md)
+			}
+		})
+	}
+}
+
+// TestWriteSnapFileRefusesDataThatChanged: the data is written in passes
+// (its length, its checksum, the file); data that writes other bytes in a
+// later pass would make a file whose length or checksum lies, so the write
+// fails and leaves no file.
+func TestWriteSnapFileRefusesDataThatChanged(t *testing.T) {
+	md := &raftpb.SnapshotMetadata{Index: proto.Uint64(5), Term: proto.Uint64(1), ConfState: &raftpb.ConfState{Voters: []uint64{1}}}
+	for name, third := range map[string]string{"longer": "state!", "shorter": "stat", "other bytes": "STATE"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			calls := 0
+			_, err := writeSnapFileFrom(dir, md, func(w io.Writer) error {
+				calls++
+				data := "state"
+				if calls == 3 {
+					data = third
+				}
+				_, err := io.WriteString(w, data)
+				return err
+			})
+			if !errors.Is(err, errSnapDataChanged) {
+				t.Fatalf("err = %v, want %v", err, errSnapDataChanged)
+			}
+			if files, _ := os.ReadDir(dir); len(files) != 0 {
+				t.Fatalf("left %d files", len(files))
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"io"
 	"syscall"
 	"time"
 
@@ -37,7 +38,7 @@ func (n *Node) maybeSnapshot() error {
 	case <-n.stopc:
 		return ErrStopped
 	}
-	encode := n.cfg.StateMachine.Capture()
+	write := n.cfg.StateMachine.Capture()
 	index := n.appliedIndex
 	confState := &raftpb.ConfState{}
 	if n.confState != nil {
@@ -48,7 +49,7 @@ func (n *Node) maybeSnapshot() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		err := n.writeSnapshot(index, confState, members, encode)
+		err := n.writeSnapshot(index, confState, members, write)
 		select {
 		case n.snapshotDone <- snapshotResult{index: index, err: err}:
 		case <-n.stopc:
@@ -59,27 +60,28 @@ func (n *Node) maybeSnapshot() error {
 
 // writeSnapshot encodes and persists a snapshot at index. MemoryStorage and
 // the WAL lock internally, so this may run beside the Ready loop.
-func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *membership, encode func() ([]byte, error)) error {
+func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *membership, write func(io.Writer) error) error {
 	start := time.Now()
-	appData, err := encode()
-	if err != nil {
-		return fmt.Errorf("snapshot state machine: %w", err)
-	}
 	// raft's copy holds only the metadata (see metadataOnly).
 	snapshot, err := n.raftStorage.CreateSnapshot(index, cs, nil)
 	if err != nil {
 		return fmt.Errorf("create snapshot: %w", err)
 	}
-	// The envelope's header and the state are written where they lie: an
-	// envelope joining them would copy the whole state once more.
+	// The envelope's header, then the state streamed from the frozen store
+	// to the file: the encoded state is never held whole in memory.
 	header := envelopeHeader(envelopeMagic, members)
-	if err := n.storage.saveSnapshot(snapshot.GetMetadata(), header, appData); err != nil {
-		return err
+	size, err := n.storage.saveSnapshotFrom(snapshot.GetMetadata(), func(w io.Writer) error {
+		if _, err := w.Write(header); err != nil {
+			return err
+		}
+		return write(w)
+	})
+	if err != nil {
+		return fmt.Errorf("snapshot state machine: %w", err)
 	}
-	size := len(header) + len(appData)
 	n.metrics.snapshotDuration.Observe(time.Since(start).Seconds())
 	n.metrics.snapshotSize.Observe(float64(size))
-	n.lg.Info("saved snapshot", zap.Uint64("index", index), zap.Int("bytes", size))
+	n.lg.Info("saved snapshot", zap.Uint64("index", index), zap.Int64("bytes", size))
 	return nil
 }
 

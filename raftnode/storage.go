@@ -223,23 +223,31 @@ func openStorage(lg *zap.Logger, dataDir string, id, clusterID uint64) (*storage
 // record of the file and it is ignored; the other order would leave a WAL that
 // names a snapshot which does not exist.
 func (s *storage) saveSnapshot(md *raftpb.SnapshotMetadata, data ...[]byte) error {
+	_, err := s.saveSnapshotFrom(md, writeParts(data...))
+	return err
+}
+
+// saveSnapshotFrom is saveSnapshot with the data written by data (see
+// writeSnapFileFrom), and returns the data's size.
+func (s *storage) saveSnapshotFrom(md *raftpb.SnapshotMetadata, data func(io.Writer) error) (int64, error) {
 	walSnap := &walpb.Snapshot{
 		Index:     proto.Uint64(md.GetIndex()),
 		Term:      proto.Uint64(md.GetTerm()),
 		ConfState: md.GetConfState(),
 	}
-	if err := writeSnapFile(s.snapDir, md, data...); err != nil {
-		return err
+	size, err := writeSnapFileFrom(s.snapDir, md, data)
+	if err != nil {
+		return 0, err
 	}
 	// The file is synced but not its directory entry; without this a power
 	// loss could keep the WAL record and lose the file.
 	if err := fsyncDir(s.snapDir); err != nil {
-		return err
+		return 0, err
 	}
 	if err := s.wal.SaveSnapshot(walSnap); err != nil {
-		return fmt.Errorf("save wal snapshot record: %w", err)
+		return 0, fmt.Errorf("save wal snapshot record: %w", err)
 	}
-	return nil
+	return size, nil
 }
 
 // purge removes the oldest snapshot and WAL files beyond the limits. WAL
