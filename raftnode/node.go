@@ -61,6 +61,37 @@ type confChangeRequest struct {
 }
 
 // Node is a running raft member. Create it with Start.
+//
+// The Ready loop (run, serveChannels in ready.go) follows raft's contract
+// for each Ready, in this order:
+//  1. record the term and leader it reports, and hand its ReadStates to the
+//     read batcher without waiting;
+//  2. as leader, send its messages before persisting (raft counts the
+//     leader's own entries toward a quorum only after Advance);
+//  3. persist: a received snapshot (checked and made durable first), then
+//     the hard state and entries in one WAL write, fsynced when MustSync,
+//     then the same into the in-memory log;
+//  4. as follower, send its messages only now, after the fsync, since they
+//     acknowledge what was just saved;
+//  5. apply: configuration changes and member attributes here, commands by
+//     sending one Commit to the state machine, which applies it on its own
+//     goroutine; the loop waits for a Commit's Done only before a snapshot;
+//  6. start a background snapshot when one is due, then Advance.
+//
+// Goroutines, each stopped by closing stopc and waited for in run:
+//   - run: the Ready loop; it closes stopc itself when it fails, then stops
+//     raft, the transport and the peer server, waits for the rest and
+//     closes errorC, commitC and done, in that order;
+//   - proposeLoop (propose.go): hands proposals and configuration changes
+//     to raft one at a time;
+//   - reads.run (readindex.go): the ReadIndex batcher;
+//   - publishAttributes (identity.go): publishes this member's name and
+//     client URLs until they are committed;
+//   - the peer port's HTTP server, stopped by Close;
+//   - one per snapshot being written (snapshot.go) or encoded for a
+//     follower (sendSnapshot), counted in wg.
+//
+// rafthttp's own goroutines belong to the transport and end with its Stop.
 type Node struct {
 	cfg Config
 	lg  *zap.Logger
@@ -116,10 +147,7 @@ type Node struct {
 	confWait      wait.Wait
 	idGen         *idutil.Generator
 	confMu        sync.Mutex // one configuration change at a time from this node
-	readMu        sync.Mutex
-	readBatch     *readBatch
-	readNotify    chan struct{}
-	readStates    chan raft.ReadState
+	reads         *readIndexer
 	proposing     atomic.Int32 // 1 while proposeLoop hands a proposal to raft
 	snapMu        sync.Mutex   // one snapshot received at a time (serveSnapshot)
 	metrics       *metrics
@@ -187,8 +215,6 @@ func Start(cfg Config) (*Node, error) {
 		members:       newMembership(),
 		confWait:      wait.New(),
 		idGen:         idutil.NewGenerator(uint16(cfg.ID), time.Now()),
-		readNotify:    make(chan struct{}, 1),
-		readStates:    make(chan raft.ReadState, 16),
 		snapshotDone:  make(chan snapshotResult),
 		leaderC:       make(chan struct{}),
 		clusterID:     ds.clusterID,
@@ -198,6 +224,7 @@ func Start(cfg Config) (*Node, error) {
 		stopc:         make(chan struct{}),
 		done:          make(chan struct{}),
 	}
+	n.reads = newReadIndexer(n, cfg.RequestTimeout, n.stopc)
 	n.metrics = newMetrics(n)
 	committed, err := n.replay(ds)
 	if err == nil {
@@ -291,7 +318,6 @@ func Start(cfg Config) (*Node, error) {
 		st.close()
 		return nil, err
 	}
-
 	warnUnauthenticatedPeers(lg, cfg.PeerListener.Addr(), cfg.PeerTLS.ClientCertAuth)
 	n.peerServer = &http.Server{Handler: n.watchSnapshotReceipts(n.peerHandler()), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(lg.Named("peer-http"))}
@@ -303,7 +329,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 	go func() { defer n.wg.Done(); n.proposeLoop() }()
-	go func() { defer n.wg.Done(); n.readLoop() }()
+	go func() { defer n.wg.Done(); n.reads.run() }()
 	go func() { defer n.wg.Done(); n.publishAttributes() }()
 	go n.run()
 	return n, nil

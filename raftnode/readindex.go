@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -11,6 +12,48 @@ import (
 // readIndexRetry is how long a ReadIndex request waits for its answer before
 // it is sent again; raft drops it silently while leadership is changing.
 const readIndexRetry = 500 * time.Millisecond
+
+// readIndexer serves linearizable reads: it finds, through raft's ReadIndex,
+// a commit index that covers every write acknowledged before the read, and
+// shares each round trip to the leader among all the reads that arrived
+// while the previous one was in flight. It owns one goroutine, run, which
+// stops when stop is closed. The Ready loop hands it raft's answers through
+// deliver, and never waits on it.
+type readIndexer struct {
+	raft    readIndexRaft
+	timeout time.Duration // how long a round may take before ErrTimeout
+	stop    <-chan struct{}
+
+	mu     sync.Mutex
+	batch  *readBatch    // the reads waiting for the next round
+	notify chan struct{} // a read is waiting (capacity 1)
+	states chan raft.ReadState
+}
+
+// readIndexRaft is what the batcher needs of its member.
+type readIndexRaft interface {
+	// requestReadIndex hands raft a ReadIndex request (raft.Node.ReadIndex).
+	requestReadIndex(ctx context.Context, rctx []byte) error
+	// leaderID is the current leader, raft.None while there is none.
+	leaderID() uint64
+	// quorumLost reports whether the member has gone without a leader for
+	// longer than an election can take.
+	quorumLost() bool
+}
+
+func newReadIndexer(r readIndexRaft, timeout time.Duration, stop <-chan struct{}) *readIndexer {
+	return &readIndexer{raft: r, timeout: timeout, stop: stop,
+		notify: make(chan struct{}, 1), states: make(chan raft.ReadState, 16)}
+}
+
+// deliver hands the batcher an answer from raft. It never blocks: a request
+// whose answer is dropped is sent again after readIndexRetry.
+func (ri *readIndexer) deliver(rs raft.ReadState) {
+	select {
+	case ri.states <- rs:
+	default:
+	}
+}
 
 // readBatch is one ReadIndex round shared by every read that arrived while
 // the previous round was in flight.
@@ -24,69 +67,71 @@ type readBatch struct {
 // acknowledged before the call. A read served by a state machine that has
 // applied this index is linearizable. Concurrent calls share one round trip
 // to the leader.
-func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
-	n.readMu.Lock()
-	if n.readBatch == nil {
-		n.readBatch = &readBatch{done: make(chan struct{})}
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) { return n.reads.readIndex(ctx) }
+
+func (ri *readIndexer) readIndex(ctx context.Context) (uint64, error) {
+	ri.mu.Lock()
+	if ri.batch == nil {
+		ri.batch = &readBatch{done: make(chan struct{})}
 	}
-	b := n.readBatch
-	n.readMu.Unlock()
+	b := ri.batch
+	ri.mu.Unlock()
 	select {
-	case n.readNotify <- struct{}{}:
+	case ri.notify <- struct{}{}:
 	default: // a wake-up is already pending
 	}
 	select {
 	case <-b.done:
 		return b.index, b.err
 	case <-ctx.Done():
-		if n.leader.Load() == raft.None {
+		if ri.raft.leaderID() == raft.None {
 			return 0, ErrNoLeader
 		}
 		return 0, contextError(ctx)
-	case <-n.stopc:
+	case <-ri.stop:
 		return 0, ErrStopped
 	}
 }
 
-// readLoop serves one batch of reads at a time. Reads that arrive during a
-// round wait for the next one: the index of a round that started before them
-// could miss writes acknowledged in between.
-func (n *Node) readLoop() {
+// run serves one batch of reads at a time. Reads that arrive during a round
+// wait for the next one: the index of a round that started before them could
+// miss writes acknowledged in between.
+func (ri *readIndexer) run() {
 	var seq uint64
 	for {
 		select {
-		case <-n.readNotify:
-		case <-n.stopc:
+		case <-ri.notify:
+		case <-ri.stop:
 			return
 		}
-		n.readMu.Lock()
-		b := n.readBatch
-		n.readBatch = nil
-		n.readMu.Unlock()
+		ri.mu.Lock()
+		b := ri.batch
+		ri.batch = nil
+		ri.mu.Unlock()
 		if b == nil {
 			continue
 		}
-		b.index, b.err = n.requestReadIndex(&seq)
+		b.index, b.err = ri.round(&seq)
 		close(b.done)
 	}
 }
 
-// requestReadIndex asks raft for a read index and waits for the answer,
-// resending with a new request id if none comes. Any answer to a request of
-// this round is valid: every reader in the batch had arrived before the first
-// request was sent.
-func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
+// round asks raft for a read index and waits for the answer, resending with
+// a new request id if none comes. Any answer to a request of this round is
+// valid: every reader in the batch had arrived before the first request was
+// sent.
+func (ri *readIndexer) round(seq *uint64) (uint64, error) {
 	first := *seq + 1
-	deadline := time.NewTimer(n.cfg.RequestTimeout)
+	deadline := time.NewTimer(ri.timeout)
 	defer deadline.Stop()
 	retry := time.NewTicker(readIndexRetry)
 	defer retry.Stop()
 	for {
-		if n.leader.Load() == raft.None {
+		if ri.raft.leaderID() == raft.None {
 			// A node that lost its quorum answers reads at once with
 			// no_leader, as it does writes, instead of after the whole
 			// request timeout; during an election they wait.
-			if n.quorumLost() {
+			if ri.raft.quorumLost() {
 				return 0, ErrNoLeader
 			}
 			// Raft drops reads without a leader; waiting out an election is
@@ -96,7 +141,7 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 				continue
 			case <-deadline.C:
 				return 0, ErrNoLeader
-			case <-n.stopc:
+			case <-ri.stop:
 				return 0, ErrStopped
 			}
 		}
@@ -106,7 +151,7 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 		// when raft has stopped, and times out if raft is too busy to take
 		// it, in which case the retry below sends it again.
 		ctx, cancel := context.WithTimeout(context.Background(), readIndexRetry)
-		err := n.node.ReadIndex(ctx, rctx)
+		err := ri.raft.requestReadIndex(ctx, rctx)
 		timedOut := ctx.Err() != nil
 		cancel()
 		if err != nil && !timedOut {
@@ -115,7 +160,7 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 	wait:
 		for {
 			select {
-			case rs := <-n.readStates:
+			case rs := <-ri.states:
 				if len(rs.RequestCtx) != 8 {
 					continue
 				}
@@ -125,13 +170,20 @@ func (n *Node) requestReadIndex(seq *uint64) (uint64, error) {
 			case <-retry.C:
 				break wait
 			case <-deadline.C:
-				if n.leader.Load() == raft.None {
+				if ri.raft.leaderID() == raft.None {
 					return 0, ErrNoLeader
 				}
 				return 0, ErrTimeout
-			case <-n.stopc:
+			case <-ri.stop:
 				return 0, ErrStopped
 			}
 		}
 	}
 }
+
+// The member's side of readIndexRaft.
+func (n *Node) requestReadIndex(ctx context.Context, rctx []byte) error {
+	return n.node.ReadIndex(ctx, rctx)
+}
+
+func (n *Node) leaderID() uint64 { return n.leader.Load() }

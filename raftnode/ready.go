@@ -57,10 +57,7 @@ func (n *Node) serveChannels() error {
 				}
 			}
 			for _, rs := range rd.ReadStates {
-				select {
-				case n.readStates <- rs:
-				default: // the reader retries; never block the loop on it
-				}
+				n.reads.deliver(rs)
 			}
 			// A leader may send before persisting (raft thesis 10.2.1):
 			// raft counts its own entries toward a quorum only after Advance.
