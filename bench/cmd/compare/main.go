@@ -187,7 +187,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	return writeReport(o.out, region)
+	return writeReport(o.out, beginMarker, endMarker, region)
 }
 
 // runCluster starts a fresh cluster of system, runs the whole matrix on it,

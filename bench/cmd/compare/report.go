@@ -19,11 +19,15 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 )
 
-// The report lives between these lines of its Markdown file, so that the
-// prose around it, written by people, survives every run.
+// Each report lives between a pair of these lines of its Markdown file, so
+// that the prose around it, written by people, survives every run: the
+// comparison's between the bench-compare markers, the memory mode's between
+// the bench-memory ones, in the same file.
 const (
-	beginMarker = "<!-- bench-compare:begin -->"
-	endMarker   = "<!-- bench-compare:end -->"
+	beginMarker       = "<!-- bench-compare:begin -->"
+	endMarker         = "<!-- bench-compare:end -->"
+	memoryBeginMarker = "<!-- bench-memory:begin -->"
+	memoryEndMarker   = "<!-- bench-memory:end -->"
 	// newReportHead starts a report file that did not exist.
 	newReportHead = "# Performance\n\n"
 )
@@ -104,19 +108,19 @@ func writeJSON(path string, res results) error {
 	return nil
 }
 
-// writeReport puts region between the markers of the Markdown file at path,
-// creating the file if it is missing. The file is replaced by a rename, so
-// that a failed write never leaves half a document.
-func writeReport(path, region string) error {
+// writeReport puts region between the lines begin and end of the Markdown
+// file at path, creating the file if it is missing. The file is replaced by
+// a rename, so that a failed write never leaves half a document.
+func writeReport(path, begin, end, region string) error {
 	doc, err := os.ReadFile(path)
 	var updated string
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		updated = newReportHead + beginMarker + "\n" + region + endMarker + "\n"
+		updated = newReportHead + begin + "\n" + region + end + "\n"
 	case err != nil:
 		return fmt.Errorf("read report: %w", err)
 	default:
-		if updated, err = replaceMarked(string(doc), region); err != nil {
+		if updated, err = replaceMarked(string(doc), begin, end, region); err != nil {
 			return fmt.Errorf("report %s: %w", path, err)
 		}
 	}
@@ -141,13 +145,13 @@ func writeReport(path, region string) error {
 	return nil
 }
 
-// replaceMarked returns doc with the text between the marker lines replaced by
-// region (which ends in a newline), or with the markers and region appended
-// when doc has no markers. A doc with one marker alone, markers out of order
-// or repeated is refused rather than guessed at: the text around them is
-// someone's writing.
-func replaceMarked(doc, region string) (string, error) {
-	nb, ne := strings.Count(doc, beginMarker), strings.Count(doc, endMarker)
+// replaceMarked returns doc with the text between the marker lines begin and
+// end replaced by region (which ends in a newline), or with the markers and
+// region appended when doc has neither. A doc with one marker alone, markers
+// out of order or repeated is refused rather than guessed at: the text
+// around them is someone's writing.
+func replaceMarked(doc, begin, end, region string) (string, error) {
+	nb, ne := strings.Count(doc, begin), strings.Count(doc, end)
 	switch {
 	case nb == 0 && ne == 0:
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
@@ -156,16 +160,16 @@ func replaceMarked(doc, region string) (string, error) {
 		if doc != "" {
 			doc += "\n"
 		}
-		return doc + beginMarker + "\n" + region + endMarker + "\n", nil
+		return doc + begin + "\n" + region + end + "\n", nil
 	case nb != 1 || ne != 1:
-		return "", fmt.Errorf("want one %s and one %s line, found %d and %d", beginMarker, endMarker, nb, ne)
+		return "", fmt.Errorf("want one %s and one %s line, found %d and %d", begin, end, nb, ne)
 	}
-	begin := strings.Index(doc, beginMarker) + len(beginMarker)
-	end := strings.Index(doc, endMarker)
-	if end < begin {
-		return "", fmt.Errorf("%s comes before %s", endMarker, beginMarker)
+	from := strings.Index(doc, begin) + len(begin)
+	to := strings.Index(doc, end)
+	if to < from {
+		return "", fmt.Errorf("%s comes before %s", end, begin)
 	}
-	return doc[:begin] + "\n" + region + doc[end:], nil
+	return doc[:from] + "\n" + region + doc[to:], nil
 }
 
 // renderReport writes the Markdown region: how and where the numbers were
