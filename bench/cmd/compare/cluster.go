@@ -26,6 +26,9 @@ const (
 type store interface {
 	put(ctx context.Context, key string, value []byte) error
 	get(ctx context.Context, key string, serializable bool) error
+	// countKeys returns how many keys the node's own state holds (the
+	// harness writes no keys but its workloads'), without asking the leader.
+	countKeys(ctx context.Context) (int64, error)
 	close() error
 }
 

@@ -6,14 +6,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
-	// keyspace is how many distinct keys the workloads touch.
+	// keyspace is how many distinct keys the matrix's workloads touch.
 	keyspace = 10000
+	// keyPrefix starts every key the harness writes, so that a prefix
+	// range counts them.
+	keyPrefix = "key-"
 	// requestTimeout bounds every request of a cell or of the preload.
 	requestTimeout = 10 * time.Second
 	// preloadWorkers is how many requests the preload keeps in flight.
@@ -43,12 +47,15 @@ func allWorkloads() []string {
 	return []string{workloadPut, workloadGet, workloadSGet, workloadMixed}
 }
 
-// keyNames returns the names of the keyspace; made per cell, not held in a
-// package variable, at the cost of a millisecond.
-func keyNames() []string {
-	k := make([]string, keyspace)
+// keyNames returns the names of a keyspace of n keys, keyPrefix and the
+// number, zero-padded to the same width (at least five digits, so that the
+// matrix's keys stay key-00000 … key-09999); made per cell, not held in a
+// package variable, at the cost of a millisecond per 10,000 keys.
+func keyNames(n int) []string {
+	width := max(5, len(strconv.Itoa(n-1)))
+	k := make([]string, n)
 	for i := range k {
-		k[i] = fmt.Sprintf("key-%05d", i)
+		k[i] = fmt.Sprintf("%s%0*d", keyPrefix, width, i)
 	}
 	return k
 }
@@ -119,7 +126,7 @@ func preload(ctx context.Context, c *cluster, valueSize int, seed uint64) error 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	slab := newSlab(rand.New(rand.NewPCG(seed, 0)), valueSize)
-	keys := keyNames()
+	keys := keyNames(keyspace)
 	var wg sync.WaitGroup
 	for w := range preloadWorkers {
 		wg.Go(func() {
@@ -204,7 +211,7 @@ func (w *worker) do(ctx context.Context) error {
 // The seed makes the keys and values the same for both systems.
 func runCell(ctx context.Context, c *cluster, cl cell, warmup, window time.Duration, seed uint64) (cellResult, error) {
 	slab := newSlab(rand.New(rand.NewPCG(seed, 0)), cl.ValueSize)
-	keys := keyNames()
+	keys := keyNames(keyspace)
 	workers := make([]*worker, cl.Clients)
 	for i := range workers {
 		workers[i] = &worker{
