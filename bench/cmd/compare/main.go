@@ -165,13 +165,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Settings: s,
 	}
 	for round := 1; round <= s.Rounds; round++ {
-		// Alternating which system goes first spreads any drift of the
-		// machine (other load, heat, page cache) over both.
-		systems := []string{"raftkv", "etcd"}
-		if round%2 == 0 {
-			systems = []string{"etcd", "raftkv"}
-		}
-		for _, system := range systems {
+		for _, system := range systemsInOrder(round) {
 			cr, err := runCluster(ctx, system, round, s, o, stderr)
 			if err != nil {
 				return err
@@ -190,16 +184,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return writeReport(o.out, beginMarker, endMarker, region)
 }
 
+// systemsInOrder is the order in which a round runs the systems: raftkv
+// first in odd rounds, etcd first in even ones. Alternating spreads any drift
+// of the machine (other load, heat, page cache) over both.
+func systemsInOrder(round int) []string {
+	if round%2 == 0 {
+		return []string{"etcd", "raftkv"}
+	}
+	return []string{"raftkv", "etcd"}
+}
+
+// startCluster starts a fresh cluster of system, raftkv's from the binary
+// raftkvBin.
+func startCluster(ctx context.Context, system, raftkvBin string) (*cluster, error) {
+	if system == "raftkv" {
+		return startRaftkv(ctx, raftkvBin)
+	}
+	return startEtcd(ctx)
+}
+
 // runCluster starts a fresh cluster of system, runs the whole matrix on it,
 // and stops it, whatever happened.
 func runCluster(ctx context.Context, system string, round int, s settings, o options, progress io.Writer) (_ clusterResult, err error) {
 	fmt.Fprintf(progress, "round %d/%d: starting %s\n", round, s.Rounds, system)
-	var c *cluster
-	if system == "raftkv" {
-		c, err = startRaftkv(ctx, o.raftkv)
-	} else {
-		c, err = startEtcd(ctx)
-	}
+	c, err := startCluster(ctx, system, o.raftkv)
 	if err != nil {
 		return clusterResult{}, fmt.Errorf("round %d: %w", round, err)
 	}
@@ -210,6 +218,7 @@ func runCluster(ctx context.Context, system string, round int, s settings, o opt
 	}()
 
 	cr := clusterResult{System: system, Round: round}
+	keys := keyNames(keyspace)
 	seed := uint64(0)
 	for _, size := range s.Values {
 		if needsPreload(s.Workloads) {
@@ -222,7 +231,7 @@ func runCluster(ctx context.Context, system string, round int, s settings, o opt
 			for _, n := range s.Clients {
 				seed++
 				cl := cell{Workload: w, Clients: n, ValueSize: size}
-				r, err := runCell(ctx, c, cl, s.Warmup, s.Duration, seed)
+				r, err := runCell(ctx, c, cl, keys, s.Warmup, s.Duration, seed)
 				if err != nil {
 					return clusterResult{}, fmt.Errorf("round %d: %s: %s: %w", round, system, cl, err)
 				}

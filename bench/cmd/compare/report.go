@@ -177,10 +177,7 @@ func replaceMarked(doc, begin, end, region string) (string, error) {
 func renderReport(res results) string {
 	var b strings.Builder
 	s := res.Settings
-	fmt.Fprintf(&b, "Generated %s.\n\n", res.Date)
-	fmt.Fprintf(&b, "- Machine: %s, %d CPUs, %s, %s\n", res.Machine.CPU, res.Machine.CPUs, res.Machine.Kernel, res.Machine.Go)
-	fmt.Fprintf(&b, "- Versions: raftkv `%s`, etcd %s\n", res.Machine.Raftkv, res.Machine.Etcd)
-	fmt.Fprintf(&b, "- Command: `%s`\n", res.Command)
+	renderHead(&b, res.Date, res.Command, res.Machine)
 	fmt.Fprintf(&b, "- Settings: rounds %d (a fresh 3-node cluster per system and round; raftkv first in odd rounds, etcd first in even ones), %v measured per cell after %v of warm-up, %s keys, closed-loop clients, worker i on node i%%3\n",
 		s.Rounds, s.Duration, s.Warmup, thousands(int64(s.Keyspace)))
 	b.WriteString("- Columns: medians over rounds; latency in ms; server CPU is user+system time of the three servers per completed request; client CPU is the load generator's (this harness, through each system's Go client), which shares the cores with the servers\n")
@@ -238,6 +235,15 @@ func renderReport(res results) string {
 		fmt.Fprintf(&b, "- %s: %s\n", system, strings.Join(rounds, "; "))
 	}
 	return b.String()
+}
+
+// renderHead writes what both reports open with: when, where and how their
+// numbers were taken.
+func renderHead(b *strings.Builder, date, command string, m machine) {
+	fmt.Fprintf(b, "Generated %s.\n\n", date)
+	fmt.Fprintf(b, "- Machine: %s, %d CPUs, %s, %s\n", m.CPU, m.CPUs, m.Kernel, m.Go)
+	fmt.Fprintf(b, "- Versions: raftkv `%s`, etcd %s\n", m.Raftkv, m.Etcd)
+	fmt.Fprintf(b, "- Command: `%s`\n", command)
 }
 
 // rounds returns a system's results for a cell, in round order.

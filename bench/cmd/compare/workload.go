@@ -49,15 +49,19 @@ func allWorkloads() []string {
 
 // keyNames returns the names of a keyspace of n keys, keyPrefix and the
 // number, zero-padded to the same width (at least five digits, so that the
-// matrix's keys stay key-00000 … key-09999); made per cell, not held in a
-// package variable, at the cost of a millisecond per 10,000 keys.
+// matrix's keys stay key-00000 … key-09999); made per cluster, not held in
+// a package variable, at the cost of a millisecond per 10,000 keys.
 func keyNames(n int) []string {
-	width := max(5, len(strconv.Itoa(n-1)))
 	k := make([]string, n)
 	for i := range k {
-		k[i] = fmt.Sprintf("%s%0*d", keyPrefix, width, i)
+		k[i] = keyName(i, n)
 	}
 	return k
+}
+
+// keyName is the name of key i of a keyspace of n keys.
+func keyName(i, n int) string {
+	return fmt.Sprintf("%s%0*d", keyPrefix, max(5, len(strconv.Itoa(n-1))), i)
 }
 
 // cell is one point of the matrix.
@@ -207,11 +211,11 @@ func (w *worker) do(ctx context.Context) error {
 }
 
 // runCell runs one cell on a cluster: cell.Clients closed-loop workers, worker i
-// on node i%3, a warm-up that is not measured, then the measured window.
-// The seed makes the keys and values the same for both systems.
-func runCell(ctx context.Context, c *cluster, cl cell, warmup, window time.Duration, seed uint64) (cellResult, error) {
+// on node i%3, each request on a key drawn uniformly from keys, a warm-up
+// that is not measured, then the measured window. The seed makes the keys
+// and values the same for both systems.
+func runCell(ctx context.Context, c *cluster, cl cell, keys []string, warmup, window time.Duration, seed uint64) (cellResult, error) {
 	slab := newSlab(rand.New(rand.NewPCG(seed, 0)), cl.ValueSize)
-	keys := keyNames(keyspace)
 	workers := make([]*worker, cl.Clients)
 	for i := range workers {
 		workers[i] = &worker{
