@@ -96,8 +96,8 @@ func commandOutput(ctx context.Context, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// writeJSON writes the results to path.
-func writeJSON(path string, res results) error {
+// writeJSON writes a run's results (results or memoryResults) to path.
+func writeJSON(path string, res any) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode results: %w", err)
