@@ -26,6 +26,9 @@ const (
 type store interface {
 	put(ctx context.Context, key string, value []byte) error
 	get(ctx context.Context, key string, serializable bool) error
+	// countKeys returns how many keys the node's own state holds (the
+	// harness writes no keys but its workloads'), without asking the leader.
+	countKeys(ctx context.Context) (int64, error)
 	close() error
 }
 
@@ -49,15 +52,21 @@ func (c *cluster) pids() []int {
 
 // peakRSSKiB reads every server's peak RSS; call it before stop.
 func (c *cluster) peakRSSKiB() ([]uint64, error) {
-	rss := make([]uint64, len(c.procs))
+	peak, _, err := c.rssKiB()
+	return peak, err
+}
+
+// rssKiB reads every server's peak RSS (VmHWM) and current RSS (VmRSS), in
+// node order; call it before stop.
+func (c *cluster) rssKiB() (peak, current []uint64, err error) {
+	peak = make([]uint64, len(c.procs))
+	current = make([]uint64, len(c.procs))
 	for i, p := range c.procs {
-		kib, err := peakRSSKiB(p.pid())
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p.name, err)
+		if peak[i], current[i], err = rssKiB(p.pid()); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.name, err)
 		}
-		rss[i] = kib
 	}
-	return rss, nil
+	return peak, current, nil
 }
 
 // stop closes the clients, stops the servers and removes their data. The

@@ -198,6 +198,16 @@ func (s etcdStore) get(ctx context.Context, key string, serializable bool) error
 	return err
 }
 
+// countKeys asks the member for the count, without the keys, of a range over
+// keyPrefix, served from its own state (serializable).
+func (s etcdStore) countKeys(ctx context.Context) (int64, error) {
+	resp, err := s.c.Get(ctx, keyPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
+}
+
 func (s etcdStore) close() error {
 	// clientv3's Close cancels the client's own context first and then
 	// reports that cancellation, even when everything closed cleanly.

@@ -1,6 +1,8 @@
 // Command compare runs the same closed-loop workloads against a fresh
 // three-node raftkv cluster and a fresh three-node etcd cluster, round after
-// round, and writes the side-by-side report (bench/README.md).
+// round, and writes the side-by-side report (bench/README.md). With -memory
+// it measures memory instead: peak RSS and bytes per key after a spell of
+// puts of random keys.
 //
 // Usage (from bench/): go run ./cmd/compare [-quick] [flags]
 package main
@@ -41,7 +43,17 @@ type options struct {
 	raftkv   string
 	out      string
 	jsonPath string
+	memory   *memorySettings // the memory mode's settings; nil runs the matrix
 }
+
+// memoryFlags are the flags of the memory mode alone, and matrixFlags those
+// of the matrix alone: each is refused in the other mode rather than
+// silently ignored.
+func memoryFlags() []string {
+	return []string{"memory-duration", "memory-keys", "memory-value", "memory-clients"}
+}
+
+func matrixFlags() []string { return []string{"workloads", "clients", "values", "duration"} }
 
 func main() {
 	code := 0
@@ -60,13 +72,15 @@ func main() {
 	os.Exit(code)
 }
 
-// parseFlags reads the command line. -quick changes the defaults; a flag
-// given explicitly wins over both.
+// parseFlags reads the command line. -quick changes the defaults (of the
+// matrix, or with -memory of the memory mode); a flag given explicitly wins
+// over both.
 func parseFlags(args []string, stderr io.Writer) (settings, options, error) {
 	var (
 		s                       = settings{Warmup: warmup, Keyspace: keyspace}
+		m                       memorySettings
 		o                       options
-		quick                   bool
+		quick, memory           bool
 		workloads, clients, val string
 	)
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
@@ -74,26 +88,46 @@ func parseFlags(args []string, stderr io.Writer) (settings, options, error) {
 	fs.StringVar(&o.raftkv, "raftkv", "../bin/raftkv", "raftkv binary (make build)")
 	fs.StringVar(&o.out, "out", "../docs/PERFORMANCE.md", "Markdown file whose marked region receives the report")
 	fs.StringVar(&o.jsonPath, "json", "", "also write every result to this JSON file")
-	fs.BoolVar(&quick, "quick", false, "small matrix: clients 64, values 256, rounds 2, duration 3s")
+	fs.BoolVar(&quick, "quick", false, "small matrix: clients 64, values 256, rounds 2, duration 3s; with -memory: rounds 1, memory-duration 30s")
 	fs.StringVar(&workloads, "workloads", strings.Join(allWorkloads(), ","), "comma-separated workloads: put, get, sget, mixed")
 	fs.StringVar(&clients, "clients", "1,16,64,256", "comma-separated client counts")
 	fs.StringVar(&val, "values", "256,4096", "comma-separated value sizes in bytes")
 	fs.IntVar(&s.Rounds, "rounds", 3, "rounds; each starts a fresh cluster of each system")
 	fs.DurationVar(&s.Duration, "duration", 5*time.Second, "measured window of each cell")
+	fs.BoolVar(&memory, "memory", false, "measure memory instead of the matrix: peak RSS and bytes per key after puts of random keys")
+	fs.DurationVar(&m.Duration, "memory-duration", 120*time.Second, "with -memory: how long the puts run")
+	fs.IntVar(&m.Keyspace, "memory-keys", 1000000, "with -memory: how many keys the puts draw from, uniformly")
+	fs.IntVar(&m.ValueSize, "memory-value", 64, "with -memory: value size in bytes")
+	fs.IntVar(&m.Clients, "memory-clients", 64, "with -memory: closed-loop clients")
 	if err := fs.Parse(args); err != nil {
 		return s, o, err
 	}
 	if fs.NArg() > 0 {
 		return s, o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	wrongMode, mode := memoryFlags(), "-memory"
+	if memory {
+		wrongMode, mode = matrixFlags(), "the matrix (without -memory)"
+	}
+	for _, name := range wrongMode {
+		if set[name] {
+			return s, o, fmt.Errorf("-%s is a flag of %s alone", name, mode)
+		}
+	}
 	if quick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quickDefaults := map[string]func(){
 			"clients":  func() { clients = "64" },
 			"values":   func() { val = "256" },
 			"rounds":   func() { s.Rounds = 2 },
 			"duration": func() { s.Duration = 3 * time.Second },
+		}
+		if memory {
+			quickDefaults = map[string]func(){
+				"rounds":          func() { s.Rounds = 1 },
+				"memory-duration": func() { m.Duration = 30 * time.Second },
+			}
 		}
 		for name, apply := range quickDefaults {
 			if !set[name] {
@@ -117,6 +151,13 @@ func parseFlags(args []string, stderr io.Writer) (settings, options, error) {
 		return s, o, fmt.Errorf("-rounds %d: want at least 1", s.Rounds)
 	case s.Duration <= 0:
 		return s, o, fmt.Errorf("-duration %v: want a positive duration", s.Duration)
+	}
+	if memory {
+		m.Rounds = s.Rounds
+		if err := m.validate(); err != nil {
+			return s, o, err
+		}
+		o.memory = &m
 	}
 	return s, o, nil
 }
@@ -164,14 +205,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Machine:  describeMachine(ctx),
 		Settings: s,
 	}
+	if o.memory != nil {
+		return runMemory(ctx, memoryResults{Date: res.Date, Command: res.Command, Machine: res.Machine, Settings: *o.memory}, o, stdout, stderr)
+	}
 	for round := 1; round <= s.Rounds; round++ {
-		// Alternating which system goes first spreads any drift of the
-		// machine (other load, heat, page cache) over both.
-		systems := []string{"raftkv", "etcd"}
-		if round%2 == 0 {
-			systems = []string{"etcd", "raftkv"}
-		}
-		for _, system := range systems {
+		for _, system := range systemsInOrder(round) {
 			cr, err := runCluster(ctx, system, round, s, o, stderr)
 			if err != nil {
 				return err
@@ -187,19 +225,33 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	return writeReport(o.out, region)
+	return writeReport(o.out, beginMarker, endMarker, region)
+}
+
+// systemsInOrder is the order in which a round runs the systems: raftkv
+// first in odd rounds, etcd first in even ones. Alternating spreads any drift
+// of the machine (other load, heat, page cache) over both.
+func systemsInOrder(round int) []string {
+	if round%2 == 0 {
+		return []string{"etcd", "raftkv"}
+	}
+	return []string{"raftkv", "etcd"}
+}
+
+// startCluster starts a fresh cluster of system, raftkv's from the binary
+// raftkvBin.
+func startCluster(ctx context.Context, system, raftkvBin string) (*cluster, error) {
+	if system == "raftkv" {
+		return startRaftkv(ctx, raftkvBin)
+	}
+	return startEtcd(ctx)
 }
 
 // runCluster starts a fresh cluster of system, runs the whole matrix on it,
 // and stops it, whatever happened.
 func runCluster(ctx context.Context, system string, round int, s settings, o options, progress io.Writer) (_ clusterResult, err error) {
 	fmt.Fprintf(progress, "round %d/%d: starting %s\n", round, s.Rounds, system)
-	var c *cluster
-	if system == "raftkv" {
-		c, err = startRaftkv(ctx, o.raftkv)
-	} else {
-		c, err = startEtcd(ctx)
-	}
+	c, err := startCluster(ctx, system, o.raftkv)
 	if err != nil {
 		return clusterResult{}, fmt.Errorf("round %d: %w", round, err)
 	}
@@ -210,6 +262,7 @@ func runCluster(ctx context.Context, system string, round int, s settings, o opt
 	}()
 
 	cr := clusterResult{System: system, Round: round}
+	keys := keyNames(keyspace)
 	seed := uint64(0)
 	for _, size := range s.Values {
 		if needsPreload(s.Workloads) {
@@ -222,7 +275,7 @@ func runCluster(ctx context.Context, system string, round int, s settings, o opt
 			for _, n := range s.Clients {
 				seed++
 				cl := cell{Workload: w, Clients: n, ValueSize: size}
-				r, err := runCell(ctx, c, cl, s.Warmup, s.Duration, seed)
+				r, err := runCell(ctx, c, cl, keys, s.Warmup, s.Duration, seed)
 				if err != nil {
 					return clusterResult{}, fmt.Errorf("round %d: %s: %s: %w", round, system, cl, err)
 				}

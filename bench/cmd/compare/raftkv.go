@@ -131,6 +131,16 @@ func (s raftkvStore) get(ctx context.Context, key string, serializable bool) err
 	return err
 }
 
+// countKeys reads the "keys" of the node's GET /v1/status: every key of its
+// store.
+func (s raftkvStore) countKeys(ctx context.Context) (int64, error) {
+	st, err := s.c.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.Keys), nil
+}
+
 func (s raftkvStore) close() error { return s.c.Close() }
 
 // joinStop stops a cluster whose start failed and adds any trouble stopping

@@ -19,11 +19,15 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 )
 
-// The report lives between these lines of its Markdown file, so that the
-// prose around it, written by people, survives every run.
+// Each report lives between a pair of these lines of its Markdown file, so
+// that the prose around it, written by people, survives every run: the
+// comparison's between the bench-compare markers, the memory mode's between
+// the bench-memory ones, in the same file.
 const (
-	beginMarker = "<!-- bench-compare:begin -->"
-	endMarker   = "<!-- bench-compare:end -->"
+	beginMarker       = "<!-- bench-compare:begin -->"
+	endMarker         = "<!-- bench-compare:end -->"
+	memoryBeginMarker = "<!-- bench-memory:begin -->"
+	memoryEndMarker   = "<!-- bench-memory:end -->"
 	// newReportHead starts a report file that did not exist.
 	newReportHead = "# Performance\n\n"
 )
@@ -92,8 +96,8 @@ func commandOutput(ctx context.Context, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// writeJSON writes the results to path.
-func writeJSON(path string, res results) error {
+// writeJSON writes a run's results (results or memoryResults) to path.
+func writeJSON(path string, res any) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode results: %w", err)
@@ -104,19 +108,19 @@ func writeJSON(path string, res results) error {
 	return nil
 }
 
-// writeReport puts region between the markers of the Markdown file at path,
-// creating the file if it is missing. The file is replaced by a rename, so
-// that a failed write never leaves half a document.
-func writeReport(path, region string) error {
+// writeReport puts region between the lines begin and end of the Markdown
+// file at path, creating the file if it is missing. The file is replaced by
+// a rename, so that a failed write never leaves half a document.
+func writeReport(path, begin, end, region string) error {
 	doc, err := os.ReadFile(path)
 	var updated string
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		updated = newReportHead + beginMarker + "\n" + region + endMarker + "\n"
+		updated = newReportHead + begin + "\n" + region + end + "\n"
 	case err != nil:
 		return fmt.Errorf("read report: %w", err)
 	default:
-		if updated, err = replaceMarked(string(doc), region); err != nil {
+		if updated, err = replaceMarked(string(doc), begin, end, region); err != nil {
 			return fmt.Errorf("report %s: %w", path, err)
 		}
 	}
@@ -141,13 +145,13 @@ func writeReport(path, region string) error {
 	return nil
 }
 
-// replaceMarked returns doc with the text between the marker lines replaced by
-// region (which ends in a newline), or with the markers and region appended
-// when doc has no markers. A doc with one marker alone, markers out of order
-// or repeated is refused rather than guessed at: the text around them is
-// someone's writing.
-func replaceMarked(doc, region string) (string, error) {
-	nb, ne := strings.Count(doc, beginMarker), strings.Count(doc, endMarker)
+// replaceMarked returns doc with the text between the marker lines begin and
+// end replaced by region (which ends in a newline), or with the markers and
+// region appended when doc has neither. A doc with one marker alone, markers
+// out of order or repeated is refused rather than guessed at: the text
+// around them is someone's writing.
+func replaceMarked(doc, begin, end, region string) (string, error) {
+	nb, ne := strings.Count(doc, begin), strings.Count(doc, end)
 	switch {
 	case nb == 0 && ne == 0:
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
@@ -156,16 +160,16 @@ func replaceMarked(doc, region string) (string, error) {
 		if doc != "" {
 			doc += "\n"
 		}
-		return doc + beginMarker + "\n" + region + endMarker + "\n", nil
+		return doc + begin + "\n" + region + end + "\n", nil
 	case nb != 1 || ne != 1:
-		return "", fmt.Errorf("want one %s and one %s line, found %d and %d", beginMarker, endMarker, nb, ne)
+		return "", fmt.Errorf("want one %s and one %s line, found %d and %d", begin, end, nb, ne)
 	}
-	begin := strings.Index(doc, beginMarker) + len(beginMarker)
-	end := strings.Index(doc, endMarker)
-	if end < begin {
-		return "", fmt.Errorf("%s comes before %s", endMarker, beginMarker)
+	from := strings.Index(doc, begin) + len(begin)
+	to := strings.Index(doc, end)
+	if to < from {
+		return "", fmt.Errorf("%s comes before %s", end, begin)
 	}
-	return doc[:begin] + "\n" + region + doc[end:], nil
+	return doc[:from] + "\n" + region + doc[to:], nil
 }
 
 // renderReport writes the Markdown region: how and where the numbers were
@@ -173,10 +177,7 @@ func replaceMarked(doc, region string) (string, error) {
 func renderReport(res results) string {
 	var b strings.Builder
 	s := res.Settings
-	fmt.Fprintf(&b, "Generated %s.\n\n", res.Date)
-	fmt.Fprintf(&b, "- Machine: %s, %d CPUs, %s, %s\n", res.Machine.CPU, res.Machine.CPUs, res.Machine.Kernel, res.Machine.Go)
-	fmt.Fprintf(&b, "- Versions: raftkv `%s`, etcd %s\n", res.Machine.Raftkv, res.Machine.Etcd)
-	fmt.Fprintf(&b, "- Command: `%s`\n", res.Command)
+	renderHead(&b, res.Date, res.Command, res.Machine)
 	fmt.Fprintf(&b, "- Settings: rounds %d (a fresh 3-node cluster per system and round; raftkv first in odd rounds, etcd first in even ones), %v measured per cell after %v of warm-up, %s keys, closed-loop clients, worker i on node i%%3\n",
 		s.Rounds, s.Duration, s.Warmup, thousands(int64(s.Keyspace)))
 	b.WriteString("- Columns: medians over rounds; latency in ms; server CPU is user+system time of the three servers per completed request; client CPU is the load generator's (this harness, through each system's Go client), which shares the cores with the servers\n")
@@ -234,6 +235,15 @@ func renderReport(res results) string {
 		fmt.Fprintf(&b, "- %s: %s\n", system, strings.Join(rounds, "; "))
 	}
 	return b.String()
+}
+
+// renderHead writes what both reports open with: when, where and how their
+// numbers were taken.
+func renderHead(b *strings.Builder, date, command string, m machine) {
+	fmt.Fprintf(b, "Generated %s.\n\n", date)
+	fmt.Fprintf(b, "- Machine: %s, %d CPUs, %s, %s\n", m.CPU, m.CPUs, m.Kernel, m.Go)
+	fmt.Fprintf(b, "- Versions: raftkv `%s`, etcd %s\n", m.Raftkv, m.Etcd)
+	fmt.Fprintf(b, "- Command: `%s`\n", command)
 }
 
 // rounds returns a system's results for a cell, in round order.

@@ -43,7 +43,7 @@ func TestReplaceMarked(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		got, err := replaceMarked(tt.doc, region)
+		got, err := replaceMarked(tt.doc, beginMarker, endMarker, region)
 		if err != nil || got != tt.want {
 			t.Errorf("%s:\ngot  %q, %v\nwant %q", tt.name, got, err, tt.want)
 		}
@@ -56,7 +56,7 @@ func TestReplaceMarked(t *testing.T) {
 		"two regions":    beginMarker + "\n" + endMarker + "\n" + beginMarker + "\n" + endMarker + "\n",
 		"two begin, one": beginMarker + "\n" + beginMarker + "\n" + endMarker + "\n",
 	} {
-		if got, err := replaceMarked(doc, region); err == nil {
+		if got, err := replaceMarked(doc, beginMarker, endMarker, region); err == nil {
 			t.Errorf("%s: replaceMarked = %q, want an error", name, got)
 		}
 	}
@@ -64,7 +64,7 @@ func TestReplaceMarked(t *testing.T) {
 
 func TestWriteReport(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "PERFORMANCE.md")
-	if err := writeReport(path, "first\n"); err != nil {
+	if err := writeReport(path, beginMarker, endMarker, "first\n"); err != nil {
 		t.Fatal(err)
 	}
 	want := newReportHead + beginMarker + "\nfirst\n" + endMarker + "\n"
@@ -75,7 +75,7 @@ func TestWriteReport(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Replace(want, newReportHead, newReportHead+"Kept prose.\n\n", 1)+"\nMore prose.\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeReport(path, "second\n"); err != nil {
+	if err := writeReport(path, beginMarker, endMarker, "second\n"); err != nil {
 		t.Fatal(err)
 	}
 	want = newReportHead + "Kept prose.\n\n" + beginMarker + "\nsecond\n" + endMarker + "\n\nMore prose.\n"
@@ -84,6 +84,32 @@ func TestWriteReport(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
 		t.Errorf("report dir holds %d entries, want the report alone", len(entries))
+	}
+}
+
+// TestWriteReportTwoRegions checks that the memory report's markers and the
+// comparison's share a file, each run replacing its own region alone.
+func TestWriteReportTwoRegions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "PERFORMANCE.md")
+	steps := []struct{ begin, end, region string }{
+		{beginMarker, endMarker, "compare 1\n"},
+		{memoryBeginMarker, memoryEndMarker, "memory 1\n"},
+		{beginMarker, endMarker, "compare 2\n"},
+		{memoryBeginMarker, memoryEndMarker, "memory 2\n"},
+	}
+	for _, s := range steps {
+		if err := writeReport(path, s.begin, s.end, s.region); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := newReportHead +
+		beginMarker + "\ncompare 2\n" + endMarker + "\n\n" +
+		memoryBeginMarker + "\nmemory 2\n" + memoryEndMarker + "\n"
+	if b, _ := os.ReadFile(path); string(b) != want {
+		t.Errorf("report:\ngot  %q\nwant %q", b, want)
+	}
+	if _, err := replaceMarked(want+memoryEndMarker+"\n", memoryBeginMarker, memoryEndMarker, "x\n"); err == nil {
+		t.Error("a second bench-memory:end was accepted")
 	}
 }
 

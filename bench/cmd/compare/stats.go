@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -91,23 +90,46 @@ func cpuTicks(pids []int) (uint64, error) {
 
 // peakRSSKiB returns a process's peak resident set size (VmHWM) in KiB.
 func peakRSSKiB(pid int) (uint64, error) {
+	peak, _, err := rssKiB(pid)
+	return peak, err
+}
+
+// rssKiB returns a process's peak resident set size (VmHWM) and its current
+// one (VmRSS), in KiB, from one read of /proc/PID/status.
+func rssKiB(pid int) (peak, current uint64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read peak rss of pid %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("read rss of pid %d: %w", pid, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
+	if peak, err = statusKiB(string(b), "VmHWM"); err != nil {
+		return 0, 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if current, err = statusKiB(string(b), "VmRSS"); err != nil {
+		return 0, 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return peak, current, nil
+}
+
+// statusKiB returns the value of field, such as VmHWM, from the text of a
+// /proc/PID/status, where such sizes are written in kB (meaning KiB).
+func statusKiB(status, field string) (uint64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
 	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
+		v, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
-		kib, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		n, ok := strings.CutSuffix(strings.TrimSpace(v), " kB")
+		if !ok {
+			return 0, fmt.Errorf("parse %s: %q is not a size in kB", field, strings.TrimSpace(v))
+		}
+		kib, err := strconv.ParseUint(n, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse VmHWM of pid %d: %w", pid, err)
+			return 0, fmt.Errorf("parse %s: %w", field, err)
 		}
 		return kib, nil
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
 // cpuMicrosPerOp turns a tick delta over ops requests into µs per request.

@@ -92,3 +92,17 @@ func TestCPUMicrosPerOp(t *testing.T) {
 		t.Errorf("cpuMicrosPerOp with no requests = %v, want 0", got)
 	}
 }
+
+func TestStatusKiB(t *testing.T) {
+	const status = "Name:\traftkv\nVmPeak:\t 1300000 kB\nVmHWM:\t  251904 kB\nVmRSS:\t  240128 kB\nThreads:\t12\n"
+	for field, want := range map[string]uint64{"VmHWM": 251904, "VmRSS": 240128} {
+		if got, err := statusKiB(status, field); err != nil || got != want {
+			t.Errorf("statusKiB(%s) = %d, %v; want %d", field, got, err, want)
+		}
+	}
+	for _, field := range []string{"VmSwap", "Threads", "Name"} {
+		if got, err := statusKiB(status, field); err == nil {
+			t.Errorf("statusKiB(%s) = %d, want an error", field, got)
+		}
+	}
+}

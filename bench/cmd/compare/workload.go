@@ -6,14 +6,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
-	// keyspace is how many distinct keys the workloads touch.
+	// keyspace is how many distinct keys the matrix's workloads touch.
 	keyspace = 10000
+	// keyPrefix starts every key the harness writes, so that a prefix
+	// range counts them.
+	keyPrefix = "key-"
 	// requestTimeout bounds every request of a cell or of the preload.
 	requestTimeout = 10 * time.Second
 	// preloadWorkers is how many requests the preload keeps in flight.
@@ -43,14 +47,21 @@ func allWorkloads() []string {
 	return []string{workloadPut, workloadGet, workloadSGet, workloadMixed}
 }
 
-// keyNames returns the names of the keyspace; made per cell, not held in a
-// package variable, at the cost of a millisecond.
-func keyNames() []string {
-	k := make([]string, keyspace)
+// keyNames returns the names of a keyspace of n keys, keyPrefix and the
+// number, zero-padded to the same width (at least five digits, so that the
+// matrix's keys stay key-00000 … key-09999); made per cluster, not held in
+// a package variable, at the cost of a millisecond per 10,000 keys.
+func keyNames(n int) []string {
+	k := make([]string, n)
 	for i := range k {
-		k[i] = fmt.Sprintf("key-%05d", i)
+		k[i] = keyName(i, n)
 	}
 	return k
+}
+
+// keyName is the name of key i of a keyspace of n keys.
+func keyName(i, n int) string {
+	return fmt.Sprintf("%s%0*d", keyPrefix, max(5, len(strconv.Itoa(n-1))), i)
 }
 
 // cell is one point of the matrix.
@@ -119,7 +130,7 @@ func preload(ctx context.Context, c *cluster, valueSize int, seed uint64) error 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	slab := newSlab(rand.New(rand.NewPCG(seed, 0)), valueSize)
-	keys := keyNames()
+	keys := keyNames(keyspace)
 	var wg sync.WaitGroup
 	for w := range preloadWorkers {
 		wg.Go(func() {
@@ -200,11 +211,11 @@ func (w *worker) do(ctx context.Context) error {
 }
 
 // runCell runs one cell on a cluster: cell.Clients closed-loop workers, worker i
-// on node i%3, a warm-up that is not measured, then the measured window.
-// The seed makes the keys and values the same for both systems.
-func runCell(ctx context.Context, c *cluster, cl cell, warmup, window time.Duration, seed uint64) (cellResult, error) {
+// on node i%3, each request on a key drawn uniformly from keys, a warm-up
+// that is not measured, then the measured window. The seed makes the keys
+// and values the same for both systems.
+func runCell(ctx context.Context, c *cluster, cl cell, keys []string, warmup, window time.Duration, seed uint64) (cellResult, error) {
 	slab := newSlab(rand.New(rand.NewPCG(seed, 0)), cl.ValueSize)
-	keys := keyNames()
 	workers := make([]*worker, cl.Clients)
 	for i := range workers {
 		workers[i] = &worker{
