@@ -77,7 +77,7 @@ func (n *Node) writeSnapshot(index uint64, cs *raftpb.ConfState, members *member
 		return write(w)
 	})
 	if err != nil {
-		return fmt.Errorf("snapshot state machine: %w", err)
+		return err
 	}
 	n.metrics.snapshotDuration.Observe(time.Since(start).Seconds())
 	n.metrics.snapshotSize.Observe(float64(size))
