@@ -41,14 +41,7 @@ func renderMemoryReport(res memoryResults) string {
 				mibList(r.PeakRSSKiB), mibList(r.RSSKiB), mibList(r.StartRSSKiB), fmtBytesPerKey(r.bytesPerKey()))
 		}
 	}
-	if len(trouble) == 0 {
-		b.WriteString("\nErrors: none.\n")
-	} else {
-		b.WriteString("\nErrors (⚠ marks a system above 1% in some round):\n\n")
-		for _, t := range trouble {
-			b.WriteString("- " + t + "\n")
-		}
-	}
+	writeErrors(&b, "a system", trouble)
 	return b.String()
 }
 

@@ -209,14 +209,7 @@ func renderReport(res results) string {
 		for _, line := range spread {
 			b.WriteString("- " + line + "\n")
 		}
-		if len(trouble) == 0 {
-			b.WriteString("\nErrors: none.\n")
-		} else {
-			b.WriteString("\nErrors (⚠ marks a cell above 1% in some round):\n\n")
-			for _, t := range trouble {
-				b.WriteString("- " + t + "\n")
-			}
-		}
+		writeErrors(&b, "a cell", trouble)
 	}
 
 	b.WriteString("\nPeak RSS (VmHWM) of each server when its cluster stopped, MiB, per round:\n\n")
@@ -338,3 +331,16 @@ func thousands(n int64) string {
 
 // now is the report's date, in UTC so that reports from anywhere compare.
 func now() string { return time.Now().UTC().Format("2006-01-02 15:04 UTC") }
+
+// writeErrors lists the runs that had errors, or says there were none; what
+// names the unit a ⚠ marks ("a cell", "a system").
+func writeErrors(b *strings.Builder, what string, trouble []string) {
+	if len(trouble) == 0 {
+		b.WriteString("\nErrors: none.\n")
+		return
+	}
+	b.WriteString("\nErrors (⚠ marks " + what + " above 1% in some round):\n\n")
+	for _, t := range trouble {
+		b.WriteString("- " + t + "\n")
+	}
+}
