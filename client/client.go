@@ -1,5 +1,8 @@
 // Package client is a Go client for the versioned HTTP API (/v1) of a raftkv
-// cluster: see docs/API.md for the contract it speaks.
+// cluster: see docs/API.md for the contract it speaks. A Client is safe for
+// concurrent use; its own HTTP client keeps up to 256 connections per
+// endpoint open between requests, so requests in flight at once each reuse
+// a connection instead of opening one.
 //
 // # Endpoints and retries
 //
