@@ -23,6 +23,7 @@ const (
 	routeV1Status   = "v1_status"   // /v1/status
 	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
 	routeV1Txn      = "v1_txn"      // /v1/txn
+	routeV1Batch    = "v1_batch"    // /v1/batch; each request in it is counted under its own route too
 	routeV1Leases   = "v1_leases"   // /v1/leases, /v1/leases/{id}, its keepalive
 	// /v1/leases/{id}/keepalive/stream; the duration is the stream's life
 	routeV1LeaseStream = "v1_lease_stream"

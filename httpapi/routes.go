@@ -70,6 +70,8 @@ func apiRoutes(pprof bool) []route {
 		// A transaction's keys are checked in its handler, where they are
 		// known.
 		{"/v1/txn", routeV1Txn, exact("v1/txn"), []allowed{{http.MethodPost, identified}}, (*Server).serveTxn},
+		// Each request in a batch is checked in its own right: see batch.go.
+		{"/v1/batch", routeV1Batch, exact("v1/batch"), []allowed{{http.MethodPost, identified}}, (*Server).serveBatch},
 		{"/v1/leases", routeV1Leases, exact("v1/leases"),
 			append(reads(identified), allowed{http.MethodPost, identified}), (*Server).serveLeases},
 		// Revoking a lease deletes its keys: the handler checks them.

@@ -226,6 +226,10 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		// A transaction needs every key either branch touches.
 		{"POST", "/v1/txn", `{"success": [{"get": {"key": "YXBwL2s="}}]}`, want{unauth, unauth, ok, ok, ok, ok}},
 		{"POST", "/v1/txn", `{"failure": [{"put": {"key": "b3RoZXI=", "value": ""}}]}`, want{unauth, unauth, deny, deny, deny, ok}},
+		// A batch's own check is any identity's; each request in it is
+		// checked on its key (httpapi's TestBatchAccess). This body is
+		// not a batch.
+		{"POST", "/v1/batch", "", want{unauth, unauth, http.StatusUnsupportedMediaType, http.StatusUnsupportedMediaType, http.StatusUnsupportedMediaType, http.StatusUnsupportedMediaType}},
 		// A backup holds every key: admin only, even for a reader of all.
 		{"GET", "/v1/snapshot", "", want{unauth, unauth, deny, deny, deny, ok}},
 		{"POST", "/99", "", want{unauth, unauth, deny, deny, deny, http.StatusBadRequest}},
