@@ -30,6 +30,14 @@
 // sent) is never retried: it is returned as an error matching
 // ErrOutcomeUnknown, for the caller to decide.
 //
+// # Batches
+//
+// Gets, puts and deletes of single keys sent to one endpoint while it is
+// busy go together in one POST /v1/batch, each answered as if it had come
+// alone; a request sent to an idle endpoint goes alone. Batching changes no
+// outcome and no retry rule; WithoutBatching turns it off. See batch.go and
+// docs/API.md.
+//
 // # Errors
 //
 // Error responses are *APIError values (a 412 is a *PreconditionFailedError,
@@ -114,6 +122,10 @@ type Client struct {
 	// preferred is the index of the endpoint that answered last: requests
 	// start there.
 	preferred atomic.Int64
+	// batchers gather each endpoint's batchable requests (batch.go); nil
+	// with WithoutBatching.
+	batchers   []*batcher
+	noBatching bool
 }
 
 // Option configures a Client.
@@ -204,6 +216,11 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		}
 		c.ownHTTP = true
 	}
+	if !c.noBatching {
+		for _, e := range c.endpoints {
+			c.batchers = append(c.batchers, &batcher{c: c, endpoint: e})
+		}
+	}
 	return c, nil
 }
 
@@ -229,6 +246,9 @@ type request struct {
 	// idempotent requests change nothing and may be sent again after any
 	// failure.
 	idempotent bool
+	// batchable requests may go in a batch (batch.go): the single-key
+	// gets, puts and deletes of /v1/kv/{key}.
+	batchable bool
 }
 
 // do sends r until an endpoint answers with a 2xx status, which it returns
@@ -268,7 +288,7 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 		if gone != nil && gone[i] {
 			continue
 		}
-		resp, sent, err := c.send(ctx, c.endpoints[i], r)
+		resp, sent, err := c.send(ctx, i, r)
 		if err != nil {
 			switch {
 			case sent && !r.idempotent:
@@ -311,9 +331,19 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 	return nil, 0, giveUp()
 }
 
-// send sends r to one endpoint. sent reports whether a failed request may
-// have reached the server: it did not if no connection was ever obtained.
-func (c *Client) send(ctx context.Context, endpoint string, r *request) (resp *http.Response, sent bool, err error) {
+// send sends r to endpoint i, in a batch when it can go in one. sent
+// reports whether a failed request may have reached the server.
+func (c *Client) send(ctx context.Context, i int, r *request) (resp *http.Response, sent bool, err error) {
+	if r.batchable && c.batchers != nil {
+		return c.batchers[i].send(ctx, r)
+	}
+	return c.sendOne(ctx, c.endpoints[i], r)
+}
+
+// sendOne sends r on its own to one endpoint. sent reports whether a failed
+// request may have reached the server: it did not if no connection was ever
+// obtained.
+func (c *Client) sendOne(ctx context.Context, endpoint string, r *request) (resp *http.Response, sent bool, err error) {
 	u := endpoint + r.path
 	if q := r.query.Encode(); q != "" {
 		u += "?" + q

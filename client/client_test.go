@@ -799,7 +799,8 @@ func TestWatchCompactedOnOneMember(t *testing.T) {
 func TestConcurrentRequestsReuseConnections(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Size: 1})
 	c.WaitLeader()
-	cl := newClient(t, urls(c, 1))
+	// Each request on its own: batches would hide the connections.
+	cl := newClient(t, urls(c, 1), client.WithoutBatching())
 	const workers, each = 32, 20
 	var opened atomic.Int64
 	ctx := httptrace.WithClientTrace(testContext(t), &httptrace.ClientTrace{

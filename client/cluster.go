@@ -338,7 +338,7 @@ func (c *Client) getOnce(ctx context.Context, rawURL, path string) (*http.Respon
 	if err != nil {
 		return nil, err
 	}
-	resp, _, err := c.send(ctx, endpoint, &request{method: http.MethodGet, path: path, idempotent: true})
+	resp, _, err := c.sendOne(ctx, endpoint, &request{method: http.MethodGet, path: path, idempotent: true})
 	switch {
 	case err == nil:
 		return resp, nil

@@ -133,7 +133,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, cond Condition, opt
 			o(q)
 		}
 	}
-	resp, _, err := c.do(ctx, &request{method: http.MethodPut, path: p, query: q, header: h, body: value})
+	resp, _, err := c.do(ctx, &request{method: http.MethodPut, path: p, query: q, header: h, body: value, batchable: true})
 	if err != nil {
 		return Result{}, fmt.Errorf("put %q: %w", key, err)
 	}
@@ -150,7 +150,7 @@ func (c *Client) Get(ctx context.Context, key []byte, consistency Consistency) (
 	if err != nil {
 		return KV{}, err
 	}
-	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: p, query: consistencyQuery(consistency), idempotent: true})
+	resp, _, err := c.do(ctx, &request{method: http.MethodGet, path: p, query: consistencyQuery(consistency), idempotent: true, batchable: true})
 	if err != nil {
 		return KV{}, fmt.Errorf("get %q: %w", key, err)
 	}
@@ -180,7 +180,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, cond Condition) (Delete
 	}
 	h := http.Header{}
 	cond.apply(h)
-	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: p, header: h})
+	resp, _, err := c.do(ctx, &request{method: http.MethodDelete, path: p, header: h, batchable: true})
 	if err != nil {
 		return DeleteResult{}, fmt.Errorf("delete %q: %w", key, err)
 	}
