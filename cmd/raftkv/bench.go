@@ -3,17 +3,15 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"math"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,13 +190,21 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 	if err != nil {
 		return err
 	}
-	authorization, _ := f.creds.header() // checked by options
-	var kv *client.Client
-	if f.cleanup {
-		if kv, err = client.New(endpoints, append(credOpts, client.WithTLS(tlsConfig))...); err != nil {
+	// One client per node, each starting at its own node: the load is
+	// spread over the cluster as the workers are, and a worker whose node
+	// fails over moves on as any client of the package would.
+	opts := append(credOpts, client.WithTLS(tlsConfig))
+	clients := make([]*client.Client, len(endpoints))
+	for i := range endpoints {
+		c, err := client.New(append(slices.Clone(endpoints[i:]), endpoints[:i]...), opts...)
+		if err != nil {
 			return &usageError{fmt.Errorf("--endpoints: %w", err)}
 		}
-		defer kv.Close()
+		defer c.Close()
+		clients[i] = c
+	}
+	kv := clients[0]
+	if f.cleanup {
 		// Refuse before writing anything, rather than after a long run.
 		cctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		err := checkBenchKeys(cctx, kv, f.keyPrefix)
@@ -207,11 +213,8 @@ func runBench(ctx context.Context, out io.Writer, f benchFlags) error {
 			return err
 		}
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &withAuthorization{
-		base: &http.Transport{MaxIdleConnsPerHost: f.clients, TLSClientConfig: tlsConfig}, header: authorization}}
-	defer hc.CloseIdleConnections()
 
-	r := runLoad(ctx, hc, endpoints, f)
+	r := runLoad(ctx, clients, f)
 	var cleanupErr error
 	if f.cleanup {
 		// An interrupted run is cleaned up too: ctx ended the load, not
@@ -245,13 +248,13 @@ type benchResult struct {
 }
 
 // runLoad sends the requests of f and measures them, until the requests
-// are sent, the duration passed or ctx ended. Requests in flight then
-// finish (within hc's timeout): --cleanup must come after every write, or a
-// write still on its way could land after the delete.
-func runLoad(ctx context.Context, hc *http.Client, endpoints []string, f benchFlags) benchResult {
+// are sent, the duration passed or ctx ended. Worker i sends through
+// clients[i%len(clients)]. Requests in flight then finish (within
+// requestTimeout): --cleanup must come after every write, or a write still
+// on its way could land after the delete.
+func runLoad(ctx context.Context, clients []*client.Client, f benchFlags) benchResult {
 	reqCtx := context.WithoutCancel(ctx)
-	value := strings.Repeat("v", f.valueSize)
-	prefix := url.PathEscape(f.keyPrefix)
+	value := []byte(strings.Repeat("v", f.valueSize))
 	var next atomic.Int64
 	var lat latencyLog
 	var failures failureCounts
@@ -260,16 +263,18 @@ func runLoad(ctx context.Context, hc *http.Client, endpoints []string, f benchFl
 		return ctx.Err() == nil && (f.duration == 0 || time.Since(start) < f.duration)
 	}
 	var workers sync.WaitGroup
-	for range f.clients {
+	for w := range f.clients {
+		c := clients[w%len(clients)]
 		workers.Go(func() {
+			var key []byte
 			for more() {
 				i := next.Add(1) - 1
 				if f.requests > 0 && i >= int64(f.requests) {
 					return
 				}
-				target := fmt.Sprintf("%s/%s%d", endpoints[i%int64(len(endpoints))], prefix, i%int64(f.keys))
+				key = strconv.AppendInt(append(key[:0], f.keyPrefix...), i%int64(f.keys), 10)
 				t0 := time.Now()
-				if err := benchRequest(reqCtx, hc, f.op, target, value, f.consistency); err != nil {
+				if err := benchRequest(reqCtx, c, f.op, key, value, client.Consistency(f.consistency)); err != nil {
 					failures.add(err)
 					continue
 				}
@@ -511,11 +516,28 @@ type failureCounts struct {
 }
 
 func (fc *failureCounts) add(err error) {
-	reason := err.Error()
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		reason = urlErr.Err.Error() // without the URL, which names the key
+	fc.addReason(failureReason(err))
+}
+
+// failureReason names why a request failed without naming its key, so that
+// failures group: "status 503 no_leader", or the transport's error.
+func failureReason(err error) string {
+	var apiErr *client.APIError
+	var endpointErr *client.EndpointError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Code != "":
+		return fmt.Sprintf("status %d %s", apiErr.Status, apiErr.Code)
+	case errors.As(err, &apiErr):
+		return fmt.Sprintf("status %d", apiErr.Status)
+	case errors.Is(err, client.ErrOutcomeUnknown) && errors.As(err, &endpointErr):
+		return "outcome unknown: " + endpointErr.Err.Error()
+	case errors.As(err, &endpointErr):
+		return endpointErr.Err.Error()
 	}
+	return err.Error()
+}
+
+func (fc *failureCounts) addReason(reason string) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	if fc.byReason == nil {
@@ -541,61 +563,19 @@ func (fc *failureCounts) snapshot() map[string]int {
 	return maps.Clone(fc.byReason)
 }
 
-// statusError is an answer with an unexpected status; code is the error code
-// from a JSON error body, when there is one.
-type statusError struct {
-	status int
-	code   string
-}
+// requestTimeout bounds one request of the load.
+const requestTimeout = 30 * time.Second
 
-func (e *statusError) Error() string {
-	if e.code == "" {
-		return fmt.Sprintf("status %d", e.status)
-	}
-	return fmt.Sprintf("status %d %s", e.status, e.code)
-}
-
-func benchRequest(ctx context.Context, client *http.Client, op, target, value, consistency string) error {
-	method, body, want := http.MethodGet, io.Reader(nil), http.StatusOK
+// benchRequest sends one request of the load. A get of a key not written yet
+// is a success: the read was served.
+func benchRequest(ctx context.Context, c *client.Client, op string, key, value []byte, consistency client.Consistency) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	var err error
 	if op == "put" {
-		method, body, want = http.MethodPut, strings.NewReader(value), http.StatusNoContent
-	} else {
-		target += "?consistency=" + consistency
+		_, err = c.Put(ctx, key, value, client.Condition{})
+	} else if _, err = c.Get(ctx, key, consistency); errors.Is(err, client.ErrNotFound) {
+		err = nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, body)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == want || (op == "get" && resp.StatusCode == http.StatusNotFound) {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	var apiErr struct {
-		Code string `json:"code"`
-	}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&apiErr) // the code is optional
-	return &statusError{status: resp.StatusCode, code: apiErr.Code}
+	return err
 }
-
-// withAuthorization sends every request with an Authorization header (none
-// when header is "").
-type withAuthorization struct {
-	base   *http.Transport
-	header string
-}
-
-func (t *withAuthorization) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.header != "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("Authorization", t.header)
-	}
-	return t.base.RoundTrip(r)
-}
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach base.
-func (t *withAuthorization) CloseIdleConnections() { t.base.CloseIdleConnections() }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -54,20 +53,4 @@ func (f *credFlags) options() ([]client.Option, error) {
 		return []client.Option{client.WithBasicAuth(user, password)}, nil
 	}
 	return nil, nil
-}
-
-// header returns the Authorization header of the credentials, "" for none.
-func (f *credFlags) header() (string, error) {
-	user, password, err := f.check()
-	switch {
-	case err != nil:
-		return "", err
-	case f.token != "":
-		return "Bearer " + f.token, nil
-	case user != "":
-		r := http.Request{Header: http.Header{}}
-		r.SetBasicAuth(user, password)
-		return r.Header.Get("Authorization"), nil
-	}
-	return "", nil
 }

@@ -27,8 +27,9 @@ func newTLSServer(t *testing.T, certs *testcerts.Set) *httptest.Server {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.WriteString(w, "v")
 	})
-	mux.HandleFunc("PUT /{key}", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
+	mux.HandleFunc("PUT /v1/kv/{key}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"revision":1}`)
 	})
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
