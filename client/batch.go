@@ -26,13 +26,16 @@ import (
 // package comment are unchanged: a batch that failed fails each of its
 // requests the same way, and each is then retried, or not, on its own.
 const (
-	// maxFlights is how many batches (or lone requests) one endpoint has
-	// in flight at once: enough to keep a node busy while the next batch
-	// gathers, few enough that batches grow under load. Measured with
-	// raftkv bench at 16 and 64 clients on a 3-node cluster: 2 beat 4 by
-	// 10-25% (fewer, larger batches), 8 and 16 were slower still, and 1
-	// gained a little on reads but lost on writes at 16 clients.
-	maxFlights = 2
+	// readFlights and writeFlights are how many batches (or lone
+	// requests) of reads and of writes one endpoint has in flight at once:
+	// enough to keep a node busy while the next batch gathers, few enough
+	// that batches grow under load. A read costs a node little beside its
+	// HTTP, so reads batch early; a write costs a quorum's fsync, and
+	// holding writes back while the node could take them costs more than
+	// their HTTP saves until the load is high. Measured with raftkv bench
+	// on a 3-node cluster (see docs/PERFORMANCE.md, "What was tried").
+	readFlights  = 2
+	writeFlights = 8
 	// maxBatch is the most requests one batch carries.
 	maxBatch = 64
 )
@@ -42,10 +45,11 @@ func WithoutBatching() Option {
 	return func(c *Client) { c.noBatching = true }
 }
 
-// batcher gathers the batchable requests to one endpoint.
+// batcher gathers the batchable reads, or writes, to one endpoint.
 type batcher struct {
-	c        *Client
-	endpoint string
+	c          *Client
+	endpoint   string
+	maxFlights int
 	// unsupported is set once the endpoint answered a batch 404 or 405: a
 	// server from before batches. Requests then go alone.
 	unsupported atomic.Bool
@@ -79,7 +83,7 @@ func (b *batcher) send(ctx context.Context, r *request) (*http.Response, bool, e
 	q := &queued{ctx: ctx, r: r, done: make(chan outcome, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, q)
-	if b.flights < maxFlights {
+	if b.flights < b.maxFlights {
 		b.flights++
 		batch := b.takeLocked()
 		b.mu.Unlock()

@@ -81,8 +81,8 @@ func TestBatchingGathersRequests(t *testing.T) {
 	first := mustPut(t, cl, "existing", "old")
 	tr.open = make(chan struct{})
 
-	// The first MaxFlights requests go out alone and are held; the rest
-	// queue behind them.
+	// The first WriteFlights writes and ReadFlights reads go out alone and
+	// are held; the rest queue behind them, writes and reads apart.
 	const n = 40
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -115,7 +115,8 @@ func TestBatchingGathersRequests(t *testing.T) {
 		})
 	}
 	waitUntil(t, "the requests to queue", func() bool {
-		return client.Queued(cl, 0) == n-client.MaxFlights && tr.inFlight.Load() == client.MaxFlights
+		return client.Queued(cl, 0, true) == n/2-client.WriteFlights && client.Queued(cl, 0, false) == n/2-client.ReadFlights &&
+			tr.inFlight.Load() == client.WriteFlights+client.ReadFlights
 	})
 	close(tr.open)
 	wg.Wait()
@@ -124,11 +125,12 @@ func TestBatchingGathersRequests(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if got := tr.sent.Load(); got != 1+client.MaxFlights+1 {
-		t.Errorf("%d HTTP requests, want %d: the first put, %d held alone, one batch", got, 1+client.MaxFlights+1, client.MaxFlights)
+	alone := int32(client.WriteFlights + client.ReadFlights)
+	if got := tr.sent.Load(); got != 1+alone+2 {
+		t.Errorf("%d HTTP requests, want %d: the first put, %d held alone, a batch of writes and one of reads", got, 1+alone+2, alone)
 	}
-	if b, in := tr.batches.Load(), tr.batched.Load(); b != 1 || in != n-client.MaxFlights {
-		t.Errorf("%d batches carried %d requests; want 1 carrying %d", b, in, n-client.MaxFlights)
+	if b, in := tr.batches.Load(), tr.batched.Load(); b != 2 || in != n-alone {
+		t.Errorf("%d batches carried %d requests; want 2 carrying %d", b, in, n-alone)
 	}
 	// A refused condition in a batch is the caller's own error.
 	_, err := cl.Delete(ctx, []byte("existing"), client.IfModRevision(first.Revision+1000))
@@ -153,7 +155,7 @@ func TestBatchingWithAnOlderServer(t *testing.T) {
 	t.Cleanup(hc.CloseIdleConnections)
 	cl := newClient(t, []string{srv.URL}, client.WithHTTPClient(hc))
 	ctx := testContext(t)
-	const n = 10
+	const n = client.WriteFlights + 4
 	var wg sync.WaitGroup
 	var failed atomic.Int32
 	put := func() {
@@ -165,7 +167,7 @@ func TestBatchingWithAnOlderServer(t *testing.T) {
 	for range n {
 		wg.Go(put)
 	}
-	waitUntil(t, "the requests to queue", func() bool { return client.Queued(cl, 0) == n-client.MaxFlights })
+	waitUntil(t, "the requests to queue", func() bool { return client.Queued(cl, 0, true) == n-client.WriteFlights })
 	close(tr.open)
 	wg.Wait()
 	if got := plain.Load(); got != n || failed.Load() != 0 || tr.batches.Load() != 1 {
@@ -196,7 +198,7 @@ func TestBatchingRefusedWhole(t *testing.T) {
 	t.Cleanup(hc.CloseIdleConnections)
 	cl := newClient(t, []string{busy.URL, c.ClientURL(leader)}, client.WithHTTPClient(hc))
 	ctx := testContext(t)
-	const n = 12
+	const n = client.WriteFlights + 4
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -206,7 +208,7 @@ func TestBatchingRefusedWhole(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "the requests to queue", func() bool { return client.Queued(cl, 0) == n-client.MaxFlights })
+	waitUntil(t, "the requests to queue", func() bool { return client.Queued(cl, 0, true) == n-client.WriteFlights })
 	close(tr.open)
 	wg.Wait()
 	if tr.batches.Load() == 0 {
@@ -231,23 +233,23 @@ func TestBatchingQueuedRequestGivesUp(t *testing.T) {
 	cl := newClient(t, urls(c, leader), client.WithHTTPClient(hc), client.WithMaxAttempts(1))
 	ctx := testContext(t)
 	var wg sync.WaitGroup
-	for i := range client.MaxFlights {
+	for i := range client.WriteFlights {
 		wg.Go(func() { _, _ = cl.Put(ctx, fmt.Appendf(nil, "held%d", i), []byte("v"), client.Condition{}) })
 	}
-	waitUntil(t, "the flights to be held", func() bool { return tr.inFlight.Load() == client.MaxFlights })
+	waitUntil(t, "the flights to be held", func() bool { return tr.inFlight.Load() == client.WriteFlights })
 	short, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		_, err := cl.Put(short, []byte("gave-up"), []byte("v"), client.Condition{})
 		done <- err
 	}()
-	waitUntil(t, "the put to queue", func() bool { return client.Queued(cl, 0) == 1 })
+	waitUntil(t, "the put to queue", func() bool { return client.Queued(cl, 0, true) == 1 })
 	cancel()
 	err := <-done
 	if !errors.Is(err, context.Canceled) || errors.Is(err, client.ErrOutcomeUnknown) {
 		t.Fatalf("a put given up in the queue: %v; want context.Canceled, not an unknown outcome", err)
 	}
-	if q := client.Queued(cl, 0); q != 0 {
+	if q := client.Queued(cl, 0, true); q != 0 {
 		t.Fatalf("%d requests still queued", q)
 	}
 	close(tr.open)

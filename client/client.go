@@ -122,10 +122,10 @@ type Client struct {
 	// preferred is the index of the endpoint that answered last: requests
 	// start there.
 	preferred atomic.Int64
-	// batchers gather each endpoint's batchable requests (batch.go); nil
-	// with WithoutBatching.
-	batchers   []*batcher
-	noBatching bool
+	// reads and writes gather each endpoint's batchable requests
+	// (batch.go); nil with WithoutBatching.
+	reads, writes []*batcher
+	noBatching    bool
 }
 
 // Option configures a Client.
@@ -218,7 +218,8 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	if !c.noBatching {
 		for _, e := range c.endpoints {
-			c.batchers = append(c.batchers, &batcher{c: c, endpoint: e})
+			c.reads = append(c.reads, &batcher{c: c, endpoint: e, maxFlights: readFlights})
+			c.writes = append(c.writes, &batcher{c: c, endpoint: e, maxFlights: writeFlights})
 		}
 	}
 	return c, nil
@@ -334,8 +335,12 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, int, error
 // send sends r to endpoint i, in a batch when it can go in one. sent
 // reports whether a failed request may have reached the server.
 func (c *Client) send(ctx context.Context, i int, r *request) (resp *http.Response, sent bool, err error) {
-	if r.batchable && c.batchers != nil {
-		return c.batchers[i].send(ctx, r)
+	switch {
+	case !r.batchable || c.reads == nil:
+	case r.idempotent:
+		return c.reads[i].send(ctx, r)
+	default:
+		return c.writes[i].send(ctx, r)
 	}
 	return c.sendOne(ctx, c.endpoints[i], r)
 }
