@@ -54,7 +54,7 @@ func progressState(s tracker.StateType) string {
 }
 
 // IsLeader reports whether this node leads.
-func (n *Node) IsLeader() bool { return n.leader.Load() == n.cfg.ID }
+func (n *Node) IsLeader() bool { return n.lead.isSelf() }
 
 // Started reports whether the node has a live connection to member id (this
 // node itself counts as started).
@@ -256,7 +256,7 @@ func (n *Node) checkQuorum(cc *raftpb.ConfChange) error {
 }
 
 func (n *Node) changeMembership(ctx context.Context, cc *raftpb.ConfChange) error {
-	if n.leader.Load() == raft.None {
+	if n.lead.current() == raft.None {
 		return ErrNoLeader
 	}
 	// Check against the current table first for a clear answer; the Ready

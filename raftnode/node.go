@@ -92,6 +92,13 @@ type confChangeRequest struct {
 //     follower (sendSnapshot), counted in wg.
 //
 // rafthttp's own goroutines belong to the transport and end with its Stop.
+//
+// Beside the loop, each with one owner and behind a small interface:
+//   - leadership (leadership.go): who leads at which term, written by the
+//     loop in step 1, read by requests and the peer guard;
+//   - readIndexer (readindex.go): batches linearizable reads into ReadIndex
+//     rounds, knowing raft only through readIndexRaft and the leader only
+//     through leaderView.
 type Node struct {
 	cfg Config
 	lg  *zap.Logger
@@ -132,15 +139,11 @@ type Node struct {
 	// Shared with request goroutines.
 	view          atomic.Pointer[membership] // a copy of members, replaced on change
 	replayTo      uint64                     // see publishView
-	leader        atomic.Uint64
-	leaderLost    atomic.Pointer[leaderLoss] // when and at which term leader last became 0
-	term          atomic.Uint64
-	applied       atomic.Uint64 // mirrors appliedIndex
-	lastConfIndex atomic.Uint64 // index of the newest configuration change in the log
-	confApplied   atomic.Uint64 // index of the newest configuration change applied
-	removed       atomic.Bool   // this member stopped because it was removed
-	leaderMu      sync.Mutex
-	leaderC       chan struct{} // closed and replaced when the leader changes
+	lead          *leadership                // written by the Ready loop only
+	applied       atomic.Uint64              // mirrors appliedIndex
+	lastConfIndex atomic.Uint64              // index of the newest configuration change in the log
+	confApplied   atomic.Uint64              // index of the newest configuration change applied
+	removed       atomic.Bool                // this member stopped because it was removed
 	clusterID     uint64
 	startedAt     time.Time
 	status        atomic.Pointer[Status] // published by the Ready loop
@@ -216,7 +219,6 @@ func Start(cfg Config) (*Node, error) {
 		confWait:      wait.New(),
 		idGen:         idutil.NewGenerator(uint16(cfg.ID), time.Now()),
 		snapshotDone:  make(chan snapshotResult),
-		leaderC:       make(chan struct{}),
 		clusterID:     ds.clusterID,
 		forcedOut:     fc.removed,
 		campaignAfter: fc.lastIndex,
@@ -224,8 +226,10 @@ func Start(cfg Config) (*Node, error) {
 		stopc:         make(chan struct{}),
 		done:          make(chan struct{}),
 	}
-	n.reads = newReadIndexer(n, cfg.RequestTimeout, n.stopc)
 	n.metrics = newMetrics(n)
+	// A node starts without a leader, at the term on disk.
+	n.lead = newLeadership(cfg.ID, ds.hardState.GetTerm(), n.electionTimeout(), n.metrics.leaderChanges)
+	n.reads = newReadIndexer(n, n.lead, cfg.RequestTimeout, n.stopc)
 	committed, err := n.replay(ds)
 	if err == nil {
 		// Before raft starts, so a refused start appends nothing to the WAL.
@@ -248,7 +252,6 @@ func Start(cfg Config) (*Node, error) {
 		n.replayTo = ds.hardState.GetCommit()
 		n.view.Store(committed.clone())
 	}
-	n.leaderLost.Store(&leaderLoss{term: n.term.Load()}) // a node starts without a leader
 
 	rc := &raft.Config{
 		ID:                        cfg.ID,
@@ -407,7 +410,7 @@ func (n *Node) replay(ds *diskState) (*membership, error) {
 	// Raft puts a hard state in a Ready only when it changes, so until the
 	// next election the term on disk is the current one: publish it now,
 	// or status, X-Raft-Term and raftkv_term would say 0 until then.
-	n.term.Store(ds.hardState.GetTerm())
+	n.lead.setTerm(ds.hardState.GetTerm())
 	n.publishStatus(raft.StateFollower, ds.hardState.GetCommit())
 	if err := n.raftStorage.Append(ds.entries); err != nil {
 		return nil, fmt.Errorf("load entries: %w", err)
@@ -443,49 +446,16 @@ func (n *Node) Done() <-chan struct{} { return n.done }
 func (n *Node) ID() uint64 { return n.cfg.ID }
 
 // Leader returns the current leader's id, or 0 when none is known.
-func (n *Node) Leader() uint64 { return n.leader.Load() }
+func (n *Node) Leader() uint64 { return n.lead.current() }
 
 // Term returns the current raft term.
-func (n *Node) Term() uint64 { return n.term.Load() }
-
-// setLeader records a new leader and wakes whoever waits for a change.
-func (n *Node) setLeader(lead uint64) {
-	n.leaderMu.Lock()
-	defer n.leaderMu.Unlock()
-	n.leader.Store(lead)
-	if lead != raft.None {
-		n.metrics.leaderChanges.Inc()
-	} else {
-		n.leaderLost.Store(&leaderLoss{after: time.Since(n.startedAt), term: n.term.Load()})
-	}
-	close(n.leaderC)
-	n.leaderC = make(chan struct{})
-}
-
-// leaderLoss is when (after the start, on the monotonic clock) and at which
-// term the node last lost its leader.
-type leaderLoss struct {
-	after time.Duration
-	term  uint64
-}
-
-// quorumLost reports whether the node has known no leader for longer than
-// any election takes, without raising its term. An election ends within
-// two election timeouts unless votes split, and a split vote raises the
-// term; with PreVote a node that cannot reach a quorum never raises it.
-func (n *Node) quorumLost() bool {
-	l := n.leaderLost.Load()
-	return n.leader.Load() == raft.None && n.term.Load() == l.term &&
-		time.Since(n.startedAt)-l.after > 2*n.electionTimeout()
-}
+func (n *Node) Term() uint64 { return n.lead.currentTerm() }
 
 // LeaderChanged returns the current leader (0: none known) and term, and a
 // channel closed at the next change of leader. The term is recorded before
 // the leader, so a new leader is always seen with its term.
 func (n *Node) LeaderChanged() (leader, term uint64, changed <-chan struct{}) {
-	n.leaderMu.Lock()
-	defer n.leaderMu.Unlock()
-	return n.leader.Load(), n.term.Load(), n.leaderC
+	return n.lead.watch()
 }
 
 // Name returns this member's name.
@@ -527,8 +497,8 @@ func (n *Node) Status() Status {
 func (n *Node) publishStatus(rs raft.StateType, commit uint64) {
 	n.status.Store(&Status{
 		ID:        n.cfg.ID,
-		Leader:    n.leader.Load(),
-		Term:      n.term.Load(),
+		Leader:    n.lead.current(),
+		Term:      n.lead.currentTerm(),
 		Commit:    commit,
 		Applied:   n.appliedIndex,
 		Snapshot:  n.snapshotIndex,

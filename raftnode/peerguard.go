@@ -220,8 +220,8 @@ func (n *Node) serveSnapshot(w http.ResponseWriter, r *http.Request, next http.H
 		return
 	}
 	from, _ := types.IDFromString(r.Header.Get("X-Server-From"))
-	if uint64(from) != n.leader.Load() {
-		writeRefusal(w, n.refused(refuseNotLeader, "from", uint64(from), "leader", n.leader.Load()))
+	if lead := n.lead.current(); uint64(from) != lead {
+		writeRefusal(w, n.refused(refuseNotLeader, "from", uint64(from), "leader", lead))
 		return
 	}
 	n.snapMu.Lock()

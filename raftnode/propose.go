@@ -37,7 +37,7 @@ func (n *Node) propose(step func(context.Context) error) (err error) {
 			n.metrics.proposalsFailed.Inc()
 		}
 	}()
-	if n.leader.Load() == raft.None {
+	if n.lead.current() == raft.None {
 		return ErrNoLeader
 	}
 	// Raft blocks a proposal while it has no leader; give up after an

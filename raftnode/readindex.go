@@ -21,6 +21,7 @@ const readIndexRetry = 500 * time.Millisecond
 // deliver, and never waits on it.
 type readIndexer struct {
 	raft    readIndexRaft
+	leader  leaderView
 	timeout time.Duration // how long a round may take before ErrTimeout
 	stop    <-chan struct{}
 
@@ -30,19 +31,23 @@ type readIndexer struct {
 	states chan raft.ReadState
 }
 
-// readIndexRaft is what the batcher needs of its member.
+// readIndexRaft is how the batcher asks its member's raft for a read index.
 type readIndexRaft interface {
 	// requestReadIndex hands raft a ReadIndex request (raft.Node.ReadIndex).
 	requestReadIndex(ctx context.Context, rctx []byte) error
-	// leaderID is the current leader, raft.None while there is none.
-	leaderID() uint64
+}
+
+// leaderView is what the batcher needs to know of the leader (leadership).
+type leaderView interface {
+	// current is the current leader, raft.None while there is none.
+	current() uint64
 	// quorumLost reports whether the member has gone without a leader for
 	// longer than an election can take.
 	quorumLost() bool
 }
 
-func newReadIndexer(r readIndexRaft, timeout time.Duration, stop <-chan struct{}) *readIndexer {
-	return &readIndexer{raft: r, timeout: timeout, stop: stop,
+func newReadIndexer(r readIndexRaft, leader leaderView, timeout time.Duration, stop <-chan struct{}) *readIndexer {
+	return &readIndexer{raft: r, leader: leader, timeout: timeout, stop: stop,
 		notify: make(chan struct{}, 1), states: make(chan raft.ReadState, 16)}
 }
 
@@ -84,7 +89,7 @@ func (ri *readIndexer) readIndex(ctx context.Context) (uint64, error) {
 	case <-b.done:
 		return b.index, b.err
 	case <-ctx.Done():
-		if ri.raft.leaderID() == raft.None {
+		if ri.leader.current() == raft.None {
 			return 0, ErrNoLeader
 		}
 		return 0, contextError(ctx)
@@ -127,11 +132,11 @@ func (ri *readIndexer) round(seq *uint64) (uint64, error) {
 	retry := time.NewTicker(readIndexRetry)
 	defer retry.Stop()
 	for {
-		if ri.raft.leaderID() == raft.None {
+		if ri.leader.current() == raft.None {
 			// A node that lost its quorum answers reads at once with
 			// no_leader, as it does writes, instead of after the whole
 			// request timeout; during an election they wait.
-			if ri.raft.quorumLost() {
+			if ri.leader.quorumLost() {
 				return 0, ErrNoLeader
 			}
 			// Raft drops reads without a leader; waiting out an election is
@@ -170,7 +175,7 @@ func (ri *readIndexer) round(seq *uint64) (uint64, error) {
 			case <-retry.C:
 				break wait
 			case <-deadline.C:
-				if ri.raft.leaderID() == raft.None {
+				if ri.leader.current() == raft.None {
 					return 0, ErrNoLeader
 				}
 				return 0, ErrTimeout
@@ -181,9 +186,7 @@ func (ri *readIndexer) round(seq *uint64) (uint64, error) {
 	}
 }
 
-// The member's side of readIndexRaft.
+// requestReadIndex is the member's side of readIndexRaft.
 func (n *Node) requestReadIndex(ctx context.Context, rctx []byte) error {
 	return n.node.ReadIndex(ctx, rctx)
 }
-
-func (n *Node) leaderID() uint64 { return n.leader.Load() }

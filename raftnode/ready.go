@@ -40,13 +40,13 @@ func (n *Node) serveChannels() error {
 			// The term first, so that whoever sees the new leader sees its
 			// term too.
 			if hs := rd.HardState; hs != nil && hs.Term != nil {
-				n.term.Store(hs.GetTerm())
+				n.lead.setTerm(hs.GetTerm())
 			}
 			if rd.SoftState != nil {
-				if lead := rd.SoftState.Lead; lead != n.leader.Load() {
-					n.lg.Info("leader changed", zap.Uint64("leader", lead), zap.Uint64("term", n.term.Load()),
+				if lead := rd.SoftState.Lead; lead != n.lead.current() {
+					n.lg.Info("leader changed", zap.Uint64("leader", lead), zap.Uint64("term", n.lead.currentTerm()),
 						zap.String("raft-state", rd.SoftState.RaftState.String()))
-					n.setLeader(lead)
+					n.lead.setLeader(lead)
 				}
 				raftState = rd.SoftState.RaftState
 				isLeader = raftState == raft.StateLeader
