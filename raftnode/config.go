@@ -100,6 +100,14 @@ type Config struct {
 	// must exceed the largest state the cluster holds, or a follower that
 	// needs a snapshot can never catch up.
 	MaxSnapshotBytes int64
+	// MaxInflightAppends is how many appends the leader sends a follower
+	// before that follower acknowledges the first (raft's MaxInflightMsgs).
+	// raft sends an append to every follower for each proposal while this
+	// allows: with room for many, each write costs a message to each
+	// follower and an acknowledgement back, where with room for one the
+	// writes that arrive during a round trip go together in the next
+	// append. Measured in docs/PERFORMANCE.md ("What was tried").
+	MaxInflightAppends int
 }
 
 // DefaultConfig returns the defaults: raftexample's snapshot cadence and
@@ -115,6 +123,7 @@ func DefaultConfig() Config {
 		ElectionTicks:          10,
 		RequestTimeout:         5 * time.Second,
 		MaxSnapshotBytes:       DefaultMaxSnapshotBytes,
+		MaxInflightAppends:     1,
 	}
 }
 
@@ -145,6 +154,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.MaxSnapshotBytes == 0 {
 		c.MaxSnapshotBytes = d.MaxSnapshotBytes
+	}
+	if c.MaxInflightAppends <= 0 {
+		c.MaxInflightAppends = d.MaxInflightAppends
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

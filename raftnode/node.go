@@ -260,7 +260,7 @@ func Start(cfg Config) (*Node, error) {
 		Storage:                   raftStorage{n.raftStorage},
 		Applied:                   n.appliedIndex,
 		MaxSizePerMsg:             1 << 20,
-		MaxInflightMsgs:           256,
+		MaxInflightMsgs:           cfg.MaxInflightAppends,
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
 		PreVote:                   true,

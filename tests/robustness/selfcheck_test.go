@@ -25,8 +25,8 @@ const (
 // the robustness histories, but with every read asking for
 // consistency=serializable, and isolates a follower while the others keep
 // writing. The isolated follower still receives the leader's appends until
-// raft has 256 of them in flight to it (MaxInflightMsgs; its answers are
-// cut), then nothing but heartbeats, whose commit index does not move past
+// raft has as many in flight to it as it allows (raftnode's
+// MaxInflightAppends; its answers are cut), then nothing but heartbeats, whose commit index does not move past
 // what it acknowledged last: it stops applying, and serves reads from that
 // old state. Porcupine must find the history not linearizable.
 func TestCheckerCatchesStaleReads(t *testing.T) {
