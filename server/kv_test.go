@@ -165,6 +165,53 @@ func TestCompareAndSwapRace(t *testing.T) {
 	t.Logf("%d compare-and-swaps won, %d refused", wins, failed)
 }
 
+// TestConcurrentWritesThroughFollower: writes proposed on a follower at
+// once, which it forwards to the leader several to a message, are each
+// applied once, at a revision of their own, and answered with it.
+func TestConcurrentWritesThroughFollower(t *testing.T) {
+	c := testcluster.New(t, testcluster.Config{Size: 3})
+	leader := c.WaitLeader()
+	follower := otherThan(c, leader)
+	ctx := testContext(t)
+	kv := c.Server(follower).KV()
+	const writers, each = 64, 5
+	var mu sync.Mutex
+	revisions := map[uint64]string{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("k%d-%d", w, i)
+				res, err := kv.Put(ctx, []byte(key), []byte(key), kvstore.Condition{}, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if other, ok := revisions[res.Revision]; ok {
+					t.Errorf("%s and %s both answered with revision %d", key, other, res.Revision)
+				}
+				revisions[res.Revision] = key
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	lkv := c.Server(leader).KV()
+	for rev, key := range revisions {
+		it, _, err := lkv.Get(ctx, []byte(key), false)
+		if err != nil || string(it.Value) != key || it.ModRevision != rev {
+			t.Fatalf("%s on the leader: %+v, %v; want its value at revision %d", key, it, err, rev)
+		}
+	}
+	if len(revisions) != writers*each {
+		t.Fatalf("%d writes answered, want %d", len(revisions), writers*each)
+	}
+}
+
 // TestCreateOnlyRace: many members create the same key at once; one wins.
 func TestCreateOnlyRace(t *testing.T) {
 	c := testcluster.New(t, testcluster.Config{Size: 3})
