@@ -45,6 +45,15 @@ func WithoutBatching() Option {
 	return func(c *Client) { c.noBatching = true }
 }
 
+// WithBatchFlights sets how many batches (or lone requests) of reads and
+// of writes the client keeps in flight to one endpoint before the next ones
+// wait to go together (defaults 2 and 8; values below 1 mean 1). Fewer
+// makes larger batches and fewer HTTP requests, at the cost of a wait for
+// the requests behind them.
+func WithBatchFlights(reads, writes int) Option {
+	return func(c *Client) { c.readFlights, c.writeFlights = max(reads, 1), max(writes, 1) }
+}
+
 // batcher gathers the batchable reads, or writes, to one endpoint.
 type batcher struct {
 	c          *Client

@@ -258,3 +258,28 @@ func TestBatchingQueuedRequestGivesUp(t *testing.T) {
 		t.Fatalf("the put given up in the queue reached the server: get = %v", err)
 	}
 }
+
+// TestBatchFlightsOption checks that WithBatchFlights sets how many
+// requests go out before the rest wait: with one, the second request waits.
+func TestBatchFlightsOption(t *testing.T) {
+	c, leader := startCluster(t, testcluster.Config{})
+	tr := newGatedTransport()
+	hc := &http.Client{Transport: tr}
+	t.Cleanup(hc.CloseIdleConnections)
+	cl := newClient(t, urls(c, leader), client.WithHTTPClient(hc), client.WithBatchFlights(1, 0))
+	ctx := testContext(t)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			if _, err := cl.Put(ctx, fmt.Appendf(nil, "k%d", i), []byte("v"), client.Condition{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitUntil(t, "two writes to queue behind one", func() bool { return client.Queued(cl, 0, true) == 2 && tr.inFlight.Load() == 1 })
+	close(tr.open)
+	wg.Wait()
+	if b, in := tr.batches.Load(), tr.batched.Load(); b != 1 || in != 2 {
+		t.Fatalf("%d batches carried %d requests; want 1 carrying 2", b, in)
+	}
+}

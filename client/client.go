@@ -124,8 +124,9 @@ type Client struct {
 	preferred atomic.Int64
 	// reads and writes gather each endpoint's batchable requests
 	// (batch.go); nil with WithoutBatching.
-	reads, writes []*batcher
-	noBatching    bool
+	reads, writes             []*batcher
+	noBatching                bool
+	readFlights, writeFlights int
 }
 
 // Option configures a Client.
@@ -187,6 +188,8 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	c := &Client{
 		maxAttempts:      roundsPerRequest * len(endpoints),
 		watchIdleTimeout: DefaultWatchIdleTimeout,
+		readFlights:      readFlights,
+		writeFlights:     writeFlights,
 	}
 	for _, e := range endpoints {
 		u, err := normalizeEndpoint(e)
@@ -218,8 +221,8 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	}
 	if !c.noBatching {
 		for _, e := range c.endpoints {
-			c.reads = append(c.reads, &batcher{c: c, endpoint: e, maxFlights: readFlights})
-			c.writes = append(c.writes, &batcher{c: c, endpoint: e, maxFlights: writeFlights})
+			c.reads = append(c.reads, &batcher{c: c, endpoint: e, maxFlights: c.readFlights})
+			c.writes = append(c.writes, &batcher{c: c, endpoint: e, maxFlights: c.writeFlights})
 		}
 	}
 	return c, nil

@@ -42,6 +42,7 @@ type workload struct {
 	keys         []string
 	serializable bool // reads ask for consistency=serializable
 
+	conns     *endpointClients
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	definite  atomic.Int64 // operations with a definite answer
@@ -50,17 +51,18 @@ type workload struct {
 	unexpects []string // answers the API never gives; each fails the history
 }
 
-// logicalClient is one sequential client. It owns one client.Client per
-// endpoint it uses, each sending every request exactly once
-// (WithMaxAttempts(1)), so every HTTP request is one recorded operation and
-// no failover can hide an outcome.
+// logicalClient is one sequential client. It sends through the workload's
+// client.Client for each endpoint (shared), each sending every request
+// exactly once (WithMaxAttempts(1)), so no failover can hide an outcome.
+// Requests the logical clients send to one endpoint at once go in batches
+// (POST /v1/batch), as an application's would: each is still one recorded
+// operation.
 type logicalClient struct {
 	id    int
 	slot  int // the node it is pinned to, or -1 to rotate over all
 	turn  int
 	rng   *rand.Rand
-	hc    *http.Client
-	conns map[string]*client.Client // by endpoint
+	conns *endpointClients
 	seq   int
 	// lastSeen is the value and mod revision this client last saw for each
 	// key (a read or its own put); compare-and-swap and the compares of
@@ -85,14 +87,15 @@ func startWorkload(c *cluster, rec *recorder, seed uint64, serializable bool) *w
 		w.groups = append(w.groups, group)
 		w.keys = append(w.keys, group...)
 	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: time.Second}).DialContext
+	tr.MaxIdleConnsPerHost = workloadClients
+	conns := &endpointClients{hc: &http.Client{Transport: tr}, byURL: map[string]*client.Client{}}
 	for i := range workloadClients {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = (&net.Dialer{Timeout: time.Second}).DialContext
 		lc := &logicalClient{
 			id: i, slot: -1,
 			rng:      rand.New(rand.NewPCG(seed, uint64(i))),
-			hc:       &http.Client{Transport: tr},
-			conns:    map[string]*client.Client{},
+			conns:    conns,
 			lastSeen: map[string]seenKV{},
 		}
 		if i%2 == 0 { // clients 0, 2, 4, 6 are pinned to nodes 0, 1, 2, 0
@@ -101,11 +104,19 @@ func startWorkload(c *cluster, rec *recorder, seed uint64, serializable bool) *w
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			defer lc.hc.CloseIdleConnections()
 			w.run(lc)
 		}()
 	}
+	w.conns = conns
 	return w
+}
+
+// endpointClients is the workload's client.Client for each endpoint,
+// shared by the logical clients.
+type endpointClients struct {
+	hc    *http.Client
+	mu    sync.Mutex
+	byURL map[string]*client.Client
 }
 
 // halt stops the clients and waits for them; each finishes its current
@@ -117,6 +128,7 @@ func (w *workload) halt() {
 		close(w.stop)
 	}
 	w.wg.Wait()
+	w.conns.hc.CloseIdleConnections()
 }
 
 func (w *workload) stopped() bool {
@@ -246,14 +258,20 @@ func (lc *logicalClient) value() string {
 }
 
 func (lc *logicalClient) client(endpoint string) *client.Client {
-	cl, ok := lc.conns[endpoint]
+	ec := lc.conns
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	cl, ok := ec.byURL[endpoint]
 	if !ok {
 		var err error
-		cl, err = client.New([]string{endpoint}, client.WithHTTPClient(lc.hc), client.WithMaxAttempts(1))
+		// One batch in flight: the logical clients' requests to one node
+		// go together as often as they can, so that batches meet every
+		// fault.
+		cl, err = client.New([]string{endpoint}, client.WithHTTPClient(ec.hc), client.WithMaxAttempts(1), client.WithBatchFlights(1, 1))
 		if err != nil {
 			panic(err) // the harness made the endpoint
 		}
-		lc.conns[endpoint] = cl
+		ec.byURL[endpoint] = cl
 	}
 	return cl
 }
