@@ -232,7 +232,7 @@ func (b *batcher) post(ctx context.Context, batch []*queued) (answers []wire.Bat
 		return nil, resp, true, nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := readAll(resp)
 	if err == nil {
 		answers, err = wire.DecodeBatchAnswers(body)
 	}
@@ -243,6 +243,26 @@ func (b *batcher) post(ctx context.Context, batch []*queued) (answers []wire.Bat
 		return nil, nil, true, &EndpointError{Endpoint: b.endpoint, Err: fmt.Errorf("batch answer: %w", err)}
 	}
 	return answers, nil, true, nil
+}
+
+// maxPresize bounds the buffer readAll allocates up front on the server's
+// word (Content-Length).
+const maxPresize = 64 << 20
+
+// readAll reads a response's body into one buffer of its declared length,
+// instead of growing one as io.ReadAll does: a batch of large values would
+// otherwise be copied several times over. A body shorter than declared is
+// an error (io.ErrUnexpectedEOF), as net/http makes it.
+func readAll(resp *http.Response) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n > maxPresize {
+		return io.ReadAll(resp.Body)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // answerResponse is one answer of a batch as the response it stands for.

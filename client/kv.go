@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"net/http"
 	"net/url"
@@ -155,7 +154,7 @@ func (c *Client) Get(ctx context.Context, key []byte, consistency Consistency) (
 		return KV{}, fmt.Errorf("get %q: %w", key, err)
 	}
 	defer resp.Body.Close()
-	value, err := io.ReadAll(resp.Body)
+	value, err := readAll(resp)
 	if err != nil {
 		return KV{}, fmt.Errorf("get %q: read value: %w", key, err)
 	}
