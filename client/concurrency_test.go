@@ -286,6 +286,13 @@ func TestElection(t *testing.T) {
 	b := client.NewElection(sessions[1], "sched")
 	elected := make(chan error, 1)
 	go func() { elected <- b.Campaign(ctx, []byte("node-b")) }()
+	// b is in line once its key is written; only then does a's resigning
+	// hand over to b rather than leave the line empty for a moment, which
+	// the observer would rightly report as no leader.
+	waitUntil(t, "b to join the line", func() bool {
+		page, err := cl.List(ctx, []byte("sched/"), client.ListOptions{})
+		return err == nil && len(page.KVs) == 2
+	})
 	if leader, err := cl.ElectionLeader(ctx, "sched"); err != nil || string(leader.Value) != "node-a" {
 		t.Fatalf("leader while b campaigns = %q, %v; want node-a", leader.Value, err)
 	}
