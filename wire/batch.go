@@ -1,10 +1,11 @@
 package wire
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/raftkv/raftkv/internal/codec"
 )
 
 // A batch (POST /v1/batch, docs/API.md "Batches") carries several key
@@ -17,7 +18,7 @@ import (
 // The body is binary, not JSON: values are bytes, and base64 would cost a
 // third more on the wire and a pass over each value on both sides. Every
 // number is an unsigned varint; every string and byte slice is its length
-// then its bytes.
+// then its bytes (internal/codec, as raftkv's other binary formats).
 //
 //	request:  version=1 count { method target nheaders { name value } body }
 //	response: version=1 count { status nheaders { name value } body }
@@ -62,12 +63,12 @@ var ErrBadBatch = errors.New("malformed batch")
 // AppendBatchRequests appends the encoding of reqs to b.
 func AppendBatchRequests(b []byte, reqs []BatchRequest) []byte {
 	b = append(b, batchVersion)
-	b = binary.AppendUvarint(b, uint64(len(reqs)))
+	b = codec.AppendUvarint(b, uint64(len(reqs)))
 	for _, r := range reqs {
-		b = appendString(b, r.Method)
-		b = appendString(b, r.Target)
+		b = codec.AppendString(b, r.Method)
+		b = codec.AppendString(b, r.Target)
 		b = appendHeader(b, r.Header)
-		b = appendBytes(b, r.Body)
+		b = codec.AppendBytes(b, r.Body)
 	}
 	return b
 }
@@ -75,18 +76,18 @@ func AppendBatchRequests(b []byte, reqs []BatchRequest) []byte {
 // AppendBatchAnswers appends the encoding of answers to b.
 func AppendBatchAnswers(b []byte, answers []BatchAnswer) []byte {
 	b = append(b, batchVersion)
-	b = binary.AppendUvarint(b, uint64(len(answers)))
+	b = codec.AppendUvarint(b, uint64(len(answers)))
 	for _, a := range answers {
-		b = binary.AppendUvarint(b, uint64(a.Status))
+		b = codec.AppendUvarint(b, uint64(a.Status))
 		b = appendHeader(b, a.Header)
-		b = appendBytes(b, a.Body)
+		b = codec.AppendBytes(b, a.Body)
 	}
 	return b
 }
 
 // DecodeBatchRequests decodes a batch's body. The bodies it returns alias b.
 func DecodeBatchRequests(b []byte) ([]BatchRequest, error) {
-	d := decoder{b: b}
+	d := decoder{d: codec.NewDecoder(b)}
 	n := d.count(MaxBatchRequests, "requests")
 	if d.err != nil {
 		return nil, d.err
@@ -107,7 +108,7 @@ func DecodeBatchRequests(b []byte) ([]BatchRequest, error) {
 
 // DecodeBatchAnswers decodes a batch's response. The bodies alias b.
 func DecodeBatchAnswers(b []byte) ([]BatchAnswer, error) {
-	d := decoder{b: b}
+	d := decoder{d: codec.NewDecoder(b)}
 	n := d.count(MaxBatchRequests, "answers")
 	if d.err != nil {
 		return nil, d.err
@@ -129,80 +130,69 @@ func DecodeBatchAnswers(b []byte) ([]BatchAnswer, error) {
 	return answers, d.end()
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b, p []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
-}
-
 // appendHeader writes each value of each header as its own pair.
 func appendHeader(b []byte, h http.Header) []byte {
 	n := 0
 	for _, vs := range h {
 		n += len(vs)
 	}
-	b = binary.AppendUvarint(b, uint64(n))
+	b = codec.AppendUvarint(b, uint64(n))
 	for name, vs := range h {
 		for _, v := range vs {
-			b = appendString(b, name)
-			b = appendString(b, v)
+			b = codec.AppendString(b, name)
+			b = codec.AppendString(b, v)
 		}
 	}
 	return b
 }
 
-// decoder reads a batch; the first error sticks and later reads return
+// decoder reads a batch with codec's decoder, saying what it was reading
+// when the input ran out; the first error sticks and later reads return
 // zero values.
 type decoder struct {
-	b   []byte
+	d   *codec.Decoder
 	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil && d.d.Err() != nil {
+		d.err = fmt.Errorf("%w: %s: %v", ErrBadBatch, what, d.d.Err())
+	}
 }
 
 func (d *decoder) uvarint(what string) uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = fmt.Errorf("%w: %s: truncated or overlong number", ErrBadBatch, what)
-		return 0
-	}
-	d.b = d.b[n:]
+	v := d.d.Uvarint()
+	d.fail(what)
 	return v
-}
-
-// count reads the version byte and a count of at most limit.
-func (d *decoder) count(limit int, what string) int {
-	if len(d.b) == 0 || d.b[0] != batchVersion {
-		d.err = fmt.Errorf("%w: not a version %d batch", ErrBadBatch, batchVersion)
-		return 0
-	}
-	d.b = d.b[1:]
-	n := d.uvarint(what)
-	if d.err == nil && n > uint64(limit) {
-		d.err = fmt.Errorf("%w: %d %s; the limit is %d", ErrBadBatch, n, what, limit)
-	}
-	return int(n)
 }
 
 // bytes reads a length and that many bytes, which must be there: a claimed
 // length is never allocated before the bytes are seen.
 func (d *decoder) bytes(what string) []byte {
-	n := d.uvarint(what)
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.err = fmt.Errorf("%w: %s: %d bytes claimed, %d left", ErrBadBatch, what, n, len(d.b))
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
+	p := d.d.Bytes()
+	d.fail(what)
 	return p
+}
+
+// count reads the version byte and a count of at most limit.
+func (d *decoder) count(limit int, what string) int {
+	rest := d.d.Rest()
+	if len(rest) == 0 || rest[0] != batchVersion {
+		d.err = fmt.Errorf("%w: not a version %d batch", ErrBadBatch, batchVersion)
+		return 0
+	}
+	d.d = codec.NewDecoder(rest[1:])
+	n := d.uvarint(what)
+	if d.err == nil && n > uint64(limit) {
+		d.err = fmt.Errorf("%w: %d %s; the limit is %d", ErrBadBatch, n, what, limit)
+	}
+	return int(n)
 }
 
 func (d *decoder) header() http.Header {
@@ -227,8 +217,8 @@ func (d *decoder) header() http.Header {
 
 // end fails when bytes are left over.
 func (d *decoder) end() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.err = fmt.Errorf("%w: %d bytes after the last entry", ErrBadBatch, len(d.b))
+	if rest := d.d.Rest(); d.err == nil && len(rest) > 0 {
+		d.err = fmt.Errorf("%w: %d bytes after the last entry", ErrBadBatch, len(rest))
 	}
 	return d.err
 }

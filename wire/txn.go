@@ -1,7 +1,8 @@
-// Package wire holds JSON shapes of raftkv's HTTP API that the server, the
+// Package wire holds the shapes of raftkv's HTTP API that the server, the
 // Go client and the tests share, so that none of them keeps a copy that can
-// drift from the others. docs/API.md documents them. Keys and values are
-// []byte, base64 in JSON.
+// drift from the others: the JSON bodies, and the binary batch format
+// (batch.go). docs/API.md documents them. Keys and values are []byte,
+// base64 in JSON.
 package wire
 
 // KeyValue is a key with its value and revisions.
