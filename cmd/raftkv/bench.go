@@ -76,8 +76,10 @@ the run is bounded by time only. SIGINT or SIGTERM ends the run early, and a
 second signal kills. When the run ends no request starts; those in flight
 finish and count, then come the report and --cleanup.
 
-Keys are --key-prefix followed by a number below --keys. Writes use the root
-API (PUT /{key}); reads use GET /{key} with the chosen consistency.
+Keys are --key-prefix followed by a number below --keys. Requests go through
+the Go client, one per endpoint, as an application's would (batched while a
+node is busy, failing over when it is down): writes are PUT /v1/kv/{key},
+reads GET /v1/kv/{key} with the chosen consistency.
 --cleanup deletes every key under --key-prefix after the run, in one atomic
 range delete, and refuses (before and after the run) if a key there is not
 one bench writes. On a terminal a progress line is redrawn on standard error
