@@ -209,13 +209,8 @@ func TestBatchAccess(t *testing.T) {
 // it is answered 503 busy; once the slots are free, the same batch is served.
 func TestBatchTakesSlots(t *testing.T) {
 	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { c.MaxConcurrentRequests = 3 }})
-	var slow []net.Conn
-	for range 3 {
-		slow = append(slow, rawConn(t, n, "PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
-	}
-	waitFor(t, "every slot held", func() bool {
-		return n.do(t, http.MethodGet, "/v1/kv/k", nil).status == http.StatusServiceUnavailable
-	})
+	slow := []net.Conn{holdSlot(t, n), holdSlot(t, n), holdSlot(t, n)}
+	wantBusy(t, n.do(t, http.MethodGet, "/v1/kv/k", nil))
 	slow[0].Close()
 	waitFor(t, "a slot free", func() bool {
 		return n.do(t, http.MethodGet, "/v1/kv/k", nil).status == http.StatusNotFound

@@ -32,6 +32,28 @@ func rawConn(t *testing.T, n *node, req string) net.Conn {
 	return c
 }
 
+// holdSlot sends a PUT whose body never finishes and returns once the node
+// has admitted it: a node answers Expect: 100-continue only when the handler
+// starts reading the body, after the request took its slot. Waiting for that,
+// rather than polling for busy answers, keeps the test's own requests from
+// taking a slot first and the slow body being refused in its place.
+func holdSlot(t *testing.T, n *node) net.Conn {
+	t.Helper()
+	c := rawConn(t, n, "PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
+	const cont = "HTTP/1.1 100 Continue\r\n\r\n"
+	buf := make([]byte, len(cont))
+	if err := c.SetReadDeadline(time.Now().Add(limitWait)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != cont {
+		t.Fatalf("the slow body was not admitted: got %q, %v", buf, err)
+	}
+	if _, err := io.WriteString(c, "abc"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // readAnswer reads one response off c, within limitWait.
 func readAnswer(t *testing.T, c net.Conn) (*http.Response, []byte) {
 	t.Helper()
@@ -66,20 +88,12 @@ func wantBusy(t *testing.T, r response) {
 func TestBusyBeyondMaxConcurrentRequests(t *testing.T) {
 	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) {
 		c.MaxConcurrentRequests = 2
-		// Long enough that both slow bodies hold their slots together even
-		// when the machine is loaded: with 500 ms, a fresh clone's make test
-		// beside a busy core once saw them time out one after the other,
-		// never both at once, and no busy answer came.
+		// Long enough that the requests below come while both slow bodies
+		// still hold their slots, even on a loaded machine.
 		c.BodyTimeout = 3 * time.Second
 	}})
-	var slow []net.Conn
-	for range 2 {
-		slow = append(slow, rawConn(t, n, "PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
-	}
-	// Both slow bodies hold a slot once the node answers others busy.
-	waitFor(t, "busy", func() bool {
-		return n.do(t, http.MethodPut, "/v1/kv/k", []byte("v")).status == http.StatusServiceUnavailable
-	})
+	slow := []net.Conn{holdSlot(t, n), holdSlot(t, n)}
+	wantBusy(t, n.do(t, http.MethodPut, "/v1/kv/k", []byte("v")))
 	wantBusy(t, n.do(t, http.MethodGet, "/v1/kv/k", nil))
 	if r := n.do(t, http.MethodGet, "/livez", nil); r.status != http.StatusOK {
 		t.Fatalf("/livez at the cap = %d %s", r.status, r.body)
