@@ -54,15 +54,20 @@ func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return g.Transport.RoundTrip(r)
 }
 
-// waitUntil polls cond, which the test cannot be told of otherwise.
+// waitUntil polls cond, which the test cannot be told of otherwise, until
+// it holds or testTimeout passes.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(testTimeout)
+	deadline := time.NewTimer(testTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-poll.C:
+		case <-deadline.C:
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(time.Millisecond) // polling a condition, not waiting for time
 	}
 }
 
