@@ -123,6 +123,9 @@ type member struct {
 	// removed is set once the test removed the member: stopping with
 	// raftnode.ErrRemoved is then expected rather than a failure.
 	removed bool
+	// awaited is set while WaitStopped waits for the member to stop: its
+	// stopping is then what the test expects, not a crash.
+	awaited bool
 
 	// peerCerts and clientCerts serve the member's TLS files (nil without
 	// Config.TLS).
@@ -506,6 +509,10 @@ func (c *Cluster) RemoveMember(via, id uint64) {
 func (c *Cluster) WaitStopped(id uint64) error {
 	c.t.Helper()
 	m := c.running(id)
+	// Without this, the member could stop between WaitFor's check of it and
+	// its check for crashed members, and count as crashed.
+	m.awaited = true
+	defer func() { m.awaited = false }()
 	c.WaitFor(fmt.Sprintf("member %d stops on its own", id), func() error {
 		select {
 		case <-m.srv.Done():
@@ -569,7 +576,7 @@ func (c *Cluster) WaitFor(what string, cond func() error) {
 // it and the test did not remove it, or nil.
 func (c *Cluster) crashed() *member {
 	for _, m := range c.members {
-		if m.srv == nil || m.removed {
+		if m.srv == nil || m.removed || m.awaited {
 			continue
 		}
 		select {
