@@ -63,3 +63,14 @@ func TestLatencyBuckets(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecentStatsRecord is the cost every read and write pays for the
+// dashboard's charts, from every core at once.
+func BenchmarkRecentStatsRecord(b *testing.B) {
+	var rs recentStats
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rs.record(time.Now(), readRequest, http.StatusOK, time.Millisecond)
+		}
+	})
+}
