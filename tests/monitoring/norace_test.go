@@ -1,0 +1,5 @@
+//go:build !race
+
+package monitoring
+
+const raceEnabled = false
