@@ -339,9 +339,9 @@
   }
 
   // drawChart draws lines of [time, value] points over the 5 minutes before
-  // now into the svg (viewBox 560x150); each series gets class s0, s1, ...
+  // now into the svg (viewBox 560x120); each series gets class s0, s1, ...
   function drawChart(node, now, series, unit) {
-    const W = 560, H = 150, L = 44, R = 8, T = 22, B = 18, span = 300;
+    const W = 560, H = 120, L = 44, R = 8, T = 22, B = 18, span = 300;
     const max = niceMax(Math.max(0, ...series.flatMap(([, pts]) => pts.map((p) => p[1]))));
     const x = (t) => L + (W - L - R) * (1 - (now - t) / span);
     const y = (v) => T + (H - T - B) * (1 - v / max);
