@@ -52,8 +52,15 @@ func (id *Identity) CanWriteAll(prefix []byte) bool { return id.admin || covers(
 
 // ReadPrefixes returns the key prefixes the identity may read, none a
 // prefix of another, sorted.
-func (id *Identity) ReadPrefixes() []string {
-	ps := slices.Sorted(slices.Values(id.read))
+func (id *Identity) ReadPrefixes() []string { return minimal(id.read) }
+
+// WritePrefixes returns the key prefixes the identity may write, none a
+// prefix of another, sorted.
+func (id *Identity) WritePrefixes() []string { return minimal(id.write) }
+
+// minimal sorts prefixes and leaves out those that another covers.
+func minimal(prefixes []string) []string {
+	ps := slices.Sorted(slices.Values(prefixes))
 	var out []string
 	for _, p := range ps {
 		// Sorted, a prefix comes before every string it covers.

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/raftkv/raftkv/auth"
+	"github.com/raftkv/raftkv/wire"
 )
 
 // Access control (docs/SECURITY.md). With Config.Auth set, every route but
@@ -115,4 +116,32 @@ func readableUnder(r *http.Request, prefix string) [][]byte {
 		}
 	}
 	return under
+}
+
+// serveAuthSelf serves GET /v1/auth/self: who the caller is and what it may
+// do, so that the dashboard shows only what the user may do. Without access
+// control anyone may do anything.
+func (s *Server) serveAuthSelf(w http.ResponseWriter, r *http.Request, _ string) error {
+	if err := noParams(r); err != nil {
+		return err
+	}
+	id := identityOf(r)
+	if id == nil {
+		writeJSON(w, wire.Self{Admin: true, Read: []string{""}, Write: []string{""}})
+		return nil
+	}
+	self := wire.Self{AccessControl: true, Kind: string(id.Kind), Name: id.Name, Admin: id.Admin(),
+		Read: id.ReadPrefixes(), Write: id.WritePrefixes()}
+	if self.Admin {
+		self.Read, self.Write = []string{""}, []string{""}
+	}
+	// Lists, not null, for the page's code.
+	if self.Read == nil {
+		self.Read = []string{}
+	}
+	if self.Write == nil {
+		self.Write = []string{}
+	}
+	writeJSON(w, self)
+	return nil
 }

@@ -25,11 +25,7 @@ import (
 // and a write system call on each side) to be most of a node's CPU under
 // small requests: a batch pays it once.
 func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request, _ string) error {
-	q, err := parseQuery(r)
-	if err != nil {
-		return err
-	}
-	if err := onlyParams(q); err != nil {
+	if err := noParams(r); err != nil {
 		return err
 	}
 	if ct := r.Header.Get("Content-Type"); ct != wire.BatchContentType {
@@ -94,10 +90,9 @@ func (s *Server) serveInBatch(outer *http.Request, br *wire.BatchRequest) (a wir
 		writeError(w, err)
 		return rec.answer()
 	}
-	if t := s.metrics.track(w, sub, rt.label); t != nil {
-		defer t.done()
-		w = t
-	}
+	t := s.metrics.track(w, sub, rt.label)
+	defer t.done()
+	w = t
 	select {
 	case s.limits.requests <- struct{}{}:
 		defer func() { <-s.limits.requests }()

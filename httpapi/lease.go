@@ -25,11 +25,7 @@ const maxLeaseBodyBytes = 4 << 10
 
 // serveLeases serves /v1/leases: GET lists the leases, POST grants one.
 func (s *Server) serveLeases(w http.ResponseWriter, r *http.Request, _ string) error {
-	q, err := parseQuery(r)
-	if err != nil {
-		return err
-	}
-	if err := onlyParams(q); err != nil {
+	if err := noParams(r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)

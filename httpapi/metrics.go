@@ -21,6 +21,9 @@ const (
 	routeV1Members  = "v1_members"  // /v1/members...
 	routeV1Leader   = "v1_leader"   // /v1/leader/transfer
 	routeV1Status   = "v1_status"   // /v1/status
+	routeV1Stats    = "v1_stats"    // /v1/stats
+	routeV1Auth     = "v1_auth"     // /v1/auth/self
+	routeUI         = "ui"          // /ui/, the dashboard's files
 	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
 	routeV1Txn      = "v1_txn"      // /v1/txn
 	routeV1Batch    = "v1_batch"    // /v1/batch; each request in it is counted under its own route too
@@ -35,13 +38,14 @@ const (
 	routeOther         = "other"       // anything else (all of it answers 404)
 )
 
-// httpMetrics holds the API's request metrics and the /metrics handler.
-// requests and duration are nil when no registerer was configured, handler
-// when no gatherer was.
+// httpMetrics holds the API's request metrics, the /metrics handler and the
+// recent traffic of /v1/stats. requests and duration are nil when no
+// registerer was configured, handler when no gatherer was.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	handler  http.Handler
+	recent   recentStats
 }
 
 func newHTTPMetrics(cfg Config) *httpMetrics {
@@ -78,12 +82,8 @@ func newHTTPMetrics(cfg Config) *httpMetrics {
 }
 
 // track starts measuring a request. It returns the ResponseWriter to serve
-// the request with, whose done method records it, or nil when the API keeps
-// no request metrics.
+// the request with, whose done method records it.
 func (m *httpMetrics) track(w http.ResponseWriter, r *http.Request, route string) *trackedResponse {
-	if m.requests == nil {
-		return nil
-	}
 	return &trackedResponse{ResponseWriter: w, m: m, route: route, method: method(r), start: time.Now()}
 }
 
@@ -122,8 +122,14 @@ func (t *trackedResponse) done() {
 	if status == 0 {
 		status = http.StatusOK // what net/http sends for a handler that wrote nothing
 	}
+	now := time.Now()
+	took := now.Sub(t.start)
+	t.m.recent.record(now, kindOf(t.route, t.method), status, took)
+	if t.m.requests == nil {
+		return
+	}
 	t.m.requests.WithLabelValues(t.route, t.method, strconv.Itoa(status)).Inc()
-	t.m.duration.WithLabelValues(t.route, t.method).Observe(time.Since(t.start).Seconds())
+	t.m.duration.WithLabelValues(t.route, t.method).Observe(took.Seconds())
 }
 
 // method names the request's method for the metrics; unknown methods share

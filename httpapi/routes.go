@@ -44,7 +44,7 @@ type route struct {
 
 // reservedRoots are root paths that belong to the server, not to keys. Keys
 // with these names are reached through /v1/kv/.
-var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true}
+var reservedRoots = map[string]bool{"metrics": true, "livez": true, "readyz": true, "health": true, "ui": true}
 
 // apiRoutes is the client API, in match order: the first row whose path
 // matches and that takes the method serves the request. With pprof, Go's
@@ -56,6 +56,9 @@ func apiRoutes(pprof bool) []route {
 		{"/health", routeHealth, exact("health"), reads(identified), (*Server).serveHealth},
 		{"/metrics", routeMetrics, exact("metrics"), reads(identified), (*Server).serveMetrics},
 		{"/v1/status", routeV1Status, exact("v1/status"), reads(identified), (*Server).serveStatus},
+		{"/v1/stats", routeV1Stats, exact("v1/stats"), reads(identified), (*Server).serveStats},
+		{"/v1/auth/self", routeV1Auth, exact("v1/auth/self"), reads(identified), (*Server).serveAuthSelf},
+		uiRoute(),
 		// PUT is listed on /v1/kv/ so that it gets empty_key, which says what
 		// was missing, rather than a 405.
 		{"/v1/kv/", routeV1List, exact("v1/kv/"), kvMethods, (*Server).serveKV},
@@ -65,6 +68,7 @@ func apiRoutes(pprof bool) []route {
 			append(reads(identified), allowed{http.MethodPost, admin}), (*Server).serveMemberTable},
 		{"/v1/members/{id}", routeV1Members, memberID(""),
 			[]allowed{{http.MethodPut, admin}, {http.MethodDelete, admin}}, (*Server).serveMember},
+		{"/v1/members/{id}/status", routeV1Members, memberID("/status"), reads(identified), (*Server).serveMemberStatus},
 		{"/v1/members/{id}/promote", routeV1Members, memberID("/promote"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).servePromote},
 		// A transaction's keys are checked in its handler, where they are

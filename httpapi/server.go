@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -125,6 +126,9 @@ type Config struct {
 	WriteTimeout          time.Duration
 	// EnablePprof serves Go's profiler at /debug/pprof/ (pprof.go).
 	EnablePprof bool
+	// UI is the dashboard's files, served at /ui/ (ui.go); nil turns the
+	// dashboard off (--disable-ui).
+	UI fs.FS
 }
 
 // Server is the client API's http.Handler.
@@ -138,6 +142,7 @@ type Server struct {
 	limits    *limits
 	// backups holds a slot per backup being streamed (maxBackups).
 	backups chan struct{}
+	ui      *uiFiles // nil: the dashboard is off
 }
 
 // New returns the API handler.
@@ -170,7 +175,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = zap.NewNop()
 	}
 	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes(cfg.EnablePprof),
-		backups: make(chan struct{}, maxBackups)}
+		backups: make(chan struct{}, maxBackups), ui: newUIFiles(cfg.UI)}
 }
 
 // ServeHTTP dispatches on the raw path through the route table. It does not
@@ -179,10 +184,9 @@ func New(cfg Config) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/")
 	rt, rest, unmatched := s.lookup(r, raw)
-	if t := s.metrics.track(w, r, rt.label); t != nil {
-		defer t.done()
-		w = t
-	}
+	t := s.metrics.track(w, r, rt.label)
+	defer t.done()
+	w = t
 	s.setRaftHeaders(w.Header())
 	// Credentials are checked before the request takes a slot or its body
 	// is read: with access control on, a stranger's slow bodies are

@@ -98,6 +98,15 @@ func parseQuery(r *http.Request) (url.Values, error) {
 	return q, nil
 }
 
+// noParams refuses a request with any query parameter.
+func noParams(r *http.Request) error {
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	return onlyParams(q)
+}
+
 // onlyParams refuses a parameter the request does not take: a misspelt
 // one (prefx=) would otherwise be ignored, and a listing of one prefix
 // would silently list every key.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/server"
+	"github.com/raftkv/raftkv/ui"
 )
 
 // serveFlags are the command-line settings of `raftkv serve`. The first four
@@ -47,6 +49,7 @@ type serveFlags struct {
 	watchBuffer            int
 	maxSnapshotBytes       int64
 	enablePprof            bool
+	disableUI              bool
 
 	name                string
 	listenPeer          string
@@ -100,6 +103,7 @@ RAFTKV_<FLAG>, e.g. RAFTKV_SNAPSHOT_COUNT=1000; a flag on the command line wins.
 	fl.Int64Var(&f.maxRequestBytes, "max-request-bytes", httpapi.DefaultMaxRequestBytes, "largest request body (value) accepted, in bytes")
 	fl.IntVar(&f.watchHistory, "watch-history", kvstore.DefaultWatchHistory, "recent change events kept for watches that resume")
 	fl.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client port (admin-only with --auth-file)")
+	fl.BoolVar(&f.disableUI, "disable-ui", false, "do not serve the dashboard at /ui/ on the client port")
 	fl.IntVar(&f.watchBuffer, "watch-buffer", kvstore.DefaultWatchBuffer, "revisions a watcher may have pending before it is closed as lagging")
 	fl.StringVar(&f.name, "name", "", "this member's name (default raftkv-<id>)")
 	fl.StringVar(&f.listenPeer, "listen-peer", "", "host:port the peer (raft) port listens on (default: the host and port of this node's URL in --cluster), e.g. to sit behind a proxy")
@@ -301,6 +305,7 @@ func serve(f serveFlags) error {
 			BodyTimeout:           f.limits.bodyTimeout,
 			WriteTimeout:          f.limits.writeTimeout,
 			EnablePprof:           f.enablePprof,
+			UI:                    dashboard(f.disableUI),
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
@@ -408,4 +413,12 @@ func reloadAuth(lg *zap.Logger, st *auth.Store) {
 	}
 	users, tokens := st.Counts()
 	lg.Info("auth file reloaded", zap.String("auth-file", st.Path()), zap.Int("users", users), zap.Int("tokens", tokens))
+}
+
+// dashboard is the files served at /ui/, none with --disable-ui.
+func dashboard(disabled bool) fs.FS {
+	if disabled {
+		return nil
+	}
+	return ui.Files()
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/raftkv/raftkv/listener"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/server"
+	"github.com/raftkv/raftkv/ui"
 )
 
 // Defaults for the zero values of Config. Raft ticks five times faster than
@@ -286,9 +287,10 @@ func (c *Cluster) start(m *member) error {
 	rc.PeerTLS = c.peerTLS()
 	rc.ClientURLs = []string{c.scheme() + clientLn.Addr().String()}
 	srv, err := server.Start(server.Config{
-		Raft:           rc,
-		KV:             kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
-		API:            httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS, Auth: c.cfg.Auth},
+		Raft: rc,
+		KV:   kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
+		API: httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS, Auth: c.cfg.Auth,
+			UI: ui.Files()},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})

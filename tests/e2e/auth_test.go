@@ -203,6 +203,12 @@ func TestAuthEveryEndpoint(t *testing.T) {
 		{"GET", "/health", "", want{unauth, unauth, ok, ok, ok, ok}},
 		{"GET", "/metrics", "", want{unauth, unauth, ok, ok, ok, ok}},
 		{"GET", "/v1/status", "", want{unauth, unauth, ok, ok, ok, ok}},
+		{"GET", "/v1/stats", "", want{unauth, unauth, ok, ok, ok, ok}},
+		{"GET", "/v1/auth/self", "", want{unauth, unauth, ok, ok, ok, ok}},
+		{"GET", "/v1/members/1/status", "", want{unauth, unauth, ok, ok, ok, ok}},
+		// The dashboard's files hold no data; the page then asks for
+		// credentials.
+		{"GET", "/ui/", "", want{ok, ok, ok, ok, ok, ok}},
 		{"GET", "/app/k", "", want{unauth, unauth, ok, ok, ok, ok}},
 		{"HEAD", "/app/k", "", want{unauth, unauth, ok, ok, ok, ok}},
 		{"GET", "/other", "", want{unauth, unauth, ok, deny, deny, ok}},
