@@ -314,8 +314,10 @@
       const s = res.json.samples || [];
       const now = s.length ? s[s.length - 1].time : Date.now() / 1000;
       const pick = (f) => s.map((x) => [x.time, x[f]]);
+      // A latency of 0 means "no request that second": a gap, not a dip to zero.
+      const lat = (f) => s.map((x) => [x.time, x.reads + x.writes ? x[f] : null]);
       drawChart($('chart-throughput'), now, [['reads', pick('reads')], ['writes', pick('writes')], ['errors', pick('errors')]], '/s');
-      drawChart($('chart-latency'), now, [['p50', pick('p50_ms')], ['p99', pick('p99_ms')]], ' ms');
+      drawChart($('chart-latency'), now, [['p50', lat('p50_ms')], ['p99', lat('p99_ms')]], ' ms');
       $('charts-note').textContent = '';
     } else {
       $('charts-note').textContent = `stats: ${describe(res)}`;
@@ -340,9 +342,10 @@
 
   // drawChart draws lines of [time, value] points over the 5 minutes before
   // now into the svg (viewBox 560x120); each series gets class s0, s1, ...
+  // A null value breaks the line.
   function drawChart(node, now, series, unit) {
     const W = 560, H = 120, L = 44, R = 8, T = 22, B = 18, span = 300;
-    const max = niceMax(Math.max(0, ...series.flatMap(([, pts]) => pts.map((p) => p[1]))));
+    const max = niceMax(Math.max(0, ...series.flatMap(([, pts]) => pts.map((p) => p[1] || 0))));
     const x = (t) => L + (W - L - R) * (1 - (now - t) / span);
     const y = (v) => T + (H - T - B) * (1 - v / max);
     const parts = [
@@ -356,17 +359,28 @@
     ];
     series.forEach(([name, pts], i) => {
       const inside = pts.filter((p) => now - p[0] <= span);
-      if (inside.length) {
-        const d = inside.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(' ');
-        parts.push(svg('polyline', { points: d, class: `series s${i}` }));
+      for (const run of runs(inside)) {
+        // A lone point gets a short stroke of its own, or it would not show.
+        const xy = run.length > 1 ? run.map((p) => [x(p[0]), y(p[1])]) : [[x(run[0][0]) - 1, y(run[0][1])], [x(run[0][0]) + 1, y(run[0][1])]];
+        parts.push(svg('polyline', { points: xy.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' '), class: `series s${i}` }));
       }
       // Legend along the top, with the latest value.
-      const last = inside.length ? inside[inside.length - 1][1] : 0;
+      const known = inside.filter((p) => p[1] !== null);
+      const last = known.length ? fmt(known[known.length - 1][1]) : '–';
       const lx = L + i * 120;
       parts.push(svg('rect', { x: lx, y: 6, width: 10, height: 10, class: `swatch s${i}` }));
-      parts.push(svg('text', { x: lx + 14, y: 15, class: 'label' }, `${name} ${fmt(last)}`));
+      parts.push(svg('text', { x: lx + 14, y: 15, class: 'label' }, `${name} ${last}`));
     });
     node.replaceChildren(...parts);
+  }
+
+  // runs splits points into the stretches between null values.
+  function runs(pts) {
+    const out = [[]];
+    for (const p of pts) {
+      if (p[1] === null) { if (out[out.length - 1].length) out.push([]); } else out[out.length - 1].push(p);
+    }
+    return out.filter((r) => r.length);
   }
 
   const fmt = (v) => (v >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(v >= 10 ? 1 : 2));
