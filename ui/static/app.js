@@ -103,7 +103,9 @@
   // api calls the node and never throws. The result has ok, status, headers
   // and either json/bytes or error/code. Expected failures (412, 404, 503)
   // are answers, not exceptions, and nothing is logged to the console.
-  async function api(method, path, { headers = {}, body, as = 'json', timeout = 10000, signal } = {}) {
+  // A 401 signs the user out, except from another member (relayed by
+  // /v1/members/{id}/status): that member's auth file may differ from ours.
+  async function api(method, path, { headers = {}, body, as = 'json', timeout = 10000, signal, ownNode = true } = {}) {
     const ctl = new AbortController();
     const timer = timeout ? setTimeout(() => ctl.abort(), timeout) : 0;
     if (signal) signal.addEventListener('abort', () => ctl.abort());
@@ -121,7 +123,7 @@
         let j = {};
         try { j = JSON.parse(text); } catch { j = { error: text.trim() || resp.statusText, code: 'http_' + resp.status }; }
         Object.assign(res, { error: j.error || resp.statusText, code: j.code || 'http_' + resp.status, json: j });
-        if (resp.status === 401 && auth.self) signedOut('Your credentials are no longer accepted: sign in again.');
+        if (resp.status === 401 && auth.self && ownNode) signedOut('Your credentials are no longer accepted: sign in again.');
       } else if (as === 'json') {
         res.json = await resp.json();
       } else {
@@ -164,6 +166,7 @@
     }
     $('login').hidden = true;
     $('app').hidden = false;
+    $('facts').hidden = false;
     const s = auth.self;
     $('whoami').textContent = !s.access_control ? 'access control off'
       : `${s.kind} ${s.name}${s.admin ? ' (admin)' : ''}`;
@@ -177,6 +180,7 @@
 
   function showLogin(message) {
     $('app').hidden = true;
+    $('facts').hidden = true; // nothing to show before sign-in
     $('login').hidden = false;
     $('whoami').textContent = '';
     $('logout-btn').hidden = true;
@@ -255,7 +259,7 @@
     const statuses = await Promise.all(cluster.members.map((m) => {
       if (own.ok && m.id === own.json.id) return own;
       if (!m.started) return null;
-      return api('GET', `v1/members/${m.id}/status`, { timeout: 3000 });
+      return api('GET', `v1/members/${m.id}/status`, { timeout: 3000, ownNode: false });
     }));
     if (mine !== session) return;
     renderMembers(statuses, own);
@@ -361,7 +365,7 @@
       const inside = pts.filter((p) => now - p[0] <= span);
       for (const run of runs(inside)) {
         // A lone point gets a short stroke of its own, or it would not show.
-        const xy = run.length > 1 ? run.map((p) => [x(p[0]), y(p[1])]) : [[x(run[0][0]) - 1, y(run[0][1])], [x(run[0][0]) + 1, y(run[0][1])]];
+        const xy = run.length > 1 ? run.map((p) => [x(p[0]), y(p[1])]) : [[x(run[0][0]) - 1.5, y(run[0][1])], [x(run[0][0]) + 1.5, y(run[0][1])]];
         parts.push(svg('polyline', { points: xy.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' '), class: `series s${i}` }));
       }
       // Legend along the top, with the latest value.
