@@ -22,12 +22,15 @@ const (
 	routeV1Leader   = "v1_leader"   // /v1/leader/transfer
 	routeV1Status   = "v1_status"   // /v1/status
 	routeV1Stats    = "v1_stats"    // /v1/stats
-	routeV1Auth     = "v1_auth"     // /v1/auth/self
-	routeUI         = "ui"          // /ui/, the dashboard's files
-	routeV1Snapshot = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
-	routeV1Txn      = "v1_txn"      // /v1/txn
-	routeV1Batch    = "v1_batch"    // /v1/batch; each request in it is counted under its own route too
-	routeV1Leases   = "v1_leases"   // /v1/leases, /v1/leases/{id}, its keepalive
+	// /v1/members/{id}/status: its 503s say another member is down, not
+	// that this one failed a request, so alerts on 5xx leave it out.
+	routeV1MemberStatus = "v1_member_status"
+	routeV1Auth         = "v1_auth"     // /v1/auth/self
+	routeUI             = "ui"          // /ui/, the dashboard's files
+	routeV1Snapshot     = "v1_snapshot" // /v1/snapshot; the duration is the whole backup's
+	routeV1Txn          = "v1_txn"      // /v1/txn
+	routeV1Batch        = "v1_batch"    // /v1/batch; each request in it is counted under its own route too
+	routeV1Leases       = "v1_leases"   // /v1/leases, /v1/leases/{id}, its keepalive
 	// /v1/leases/{id}/keepalive/stream; the duration is the stream's life
 	routeV1LeaseStream = "v1_lease_stream"
 	routeLivez         = "livez"

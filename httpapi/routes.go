@@ -68,7 +68,7 @@ func apiRoutes(pprof bool) []route {
 			append(reads(identified), allowed{http.MethodPost, admin}), (*Server).serveMemberTable},
 		{"/v1/members/{id}", routeV1Members, memberID(""),
 			[]allowed{{http.MethodPut, admin}, {http.MethodDelete, admin}}, (*Server).serveMember},
-		{"/v1/members/{id}/status", routeV1Members, memberID("/status"), reads(identified), (*Server).serveMemberStatus},
+		{"/v1/members/{id}/status", routeV1MemberStatus, memberID("/status"), reads(identified), (*Server).serveMemberStatus},
 		{"/v1/members/{id}/promote", routeV1Members, memberID("/promote"),
 			[]allowed{{http.MethodPost, admin}}, (*Server).servePromote},
 		// A transaction's keys are checked in its handler, where they are

@@ -61,9 +61,12 @@ func kindOf(route, method string) requestKind {
 	return otherRequest
 }
 
-// record counts one answered request.
+// record counts one answered request. Only reads and writes count: the
+// errors are theirs, not those of the operations endpoints (a dashboard
+// asking a member that is down for its status is answered 503 every
+// second).
 func (rs *recentStats) record(now time.Time, kind requestKind, status int, took time.Duration) {
-	if kind == otherRequest && status < 500 {
+	if kind == otherRequest {
 		return
 	}
 	sec := now.Unix()
@@ -76,13 +79,10 @@ func (rs *recentStats) record(now time.Time, kind requestKind, status int, took 
 	if status >= 500 {
 		slot.errors++
 	}
-	switch kind {
-	case readRequest:
+	if kind == readRequest {
 		slot.reads++
-	case writeRequest:
+	} else {
 		slot.writes++
-	default:
-		return
 	}
 	slot.latency[latencyBucket(took)]++
 }

@@ -13,8 +13,8 @@ type StatsSample struct {
 	// Time is the second's start, in Unix seconds.
 	Time int64 `json:"time"`
 	// Reads are GET and HEAD of keys and listings; Writes are PUT and
-	// DELETE of keys and ranges, and transactions; Errors are answers of
-	// any route with a 5xx status.
+	// DELETE of keys and ranges, and transactions; Errors are the reads
+	// and writes answered with a 5xx status.
 	Reads  uint64 `json:"reads"`
 	Writes uint64 `json:"writes"`
 	Errors uint64 `json:"errors"`
