@@ -44,6 +44,7 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+	cd tests/monitoring && $(GO) vet ./...
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
