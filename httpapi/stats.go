@@ -18,8 +18,8 @@ import (
 
 const (
 	statsSeconds = 300
-	// The latency buckets grow by √2 from 0.125 ms: 40 reach 131 s, past
-	// any request's timeout.
+	// The latency buckets grow by √2 from 0.125 ms; the last, from 65 s
+	// up, takes whatever is slower, beyond any request's timeout.
 	statsBuckets  = 40
 	statsFirstMs  = 0.125
 	statsBucketLn = math.Ln2 / 2
@@ -32,8 +32,16 @@ type statsSecond struct {
 }
 
 type recentStats struct {
-	mu   sync.Mutex
-	ring [statsSeconds]statsSecond
+	mu sync.Mutex
+	// One slot more than the samples: the current second, still being
+	// counted, must not share a slot with the oldest one shown.
+	ring [statsSeconds + 1]statsSecond
+}
+
+// slot is where second sec is counted; the caller holds mu.
+func (rs *recentStats) slot(sec int64) *statsSecond {
+	n := int64(len(rs.ring))
+	return &rs.ring[(sec%n+n)%n]
 }
 
 // requestKind is what a request counts as in the recent traffic.
@@ -72,7 +80,7 @@ func (rs *recentStats) record(now time.Time, kind requestKind, status int, took 
 	sec := now.Unix()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	slot := &rs.ring[sec%statsSeconds]
+	slot := rs.slot(sec)
 	if slot.time != sec {
 		*slot = statsSecond{time: sec}
 	}
@@ -112,7 +120,7 @@ func (rs *recentStats) samples(now time.Time) []wire.StatsSample {
 	for i := range out {
 		sec := end - statsSeconds + int64(i)
 		out[i].Time = sec
-		slot := &rs.ring[((sec%statsSeconds)+statsSeconds)%statsSeconds]
+		slot := rs.slot(sec)
 		if slot.time != sec {
 			continue
 		}

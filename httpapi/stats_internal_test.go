@@ -35,8 +35,16 @@ func TestRecentStatsRing(t *testing.T) {
 		t.Errorf("the first sample is at %d, want %d", got[0].Time, t0.Unix()-statsSeconds+1)
 	}
 
-	// The same slot, statsSeconds later, starts from zero.
-	later := t0.Add(statsSeconds * time.Second)
+	// While a new second is counted, the oldest one shown keeps its
+	// counts.
+	rs.record(t0.Add(statsSeconds*time.Second), readRequest, http.StatusOK, time.Millisecond)
+	got = rs.samples(t0.Add(statsSeconds * time.Second))
+	if first := got[0]; first.Time != t0.Unix() || first.Reads != 100 {
+		t.Fatalf("the oldest sample = %+v while the current second is counted, want the 100 reads at %d", first, t0.Unix())
+	}
+
+	// The same slot, a ring later, starts from zero.
+	later := t0.Add((statsSeconds + 1) * time.Second)
 	rs.record(later, writeRequest, http.StatusOK, 3*time.Millisecond)
 	got = rs.samples(later.Add(time.Second))
 	last = got[len(got)-1]
@@ -44,8 +52,8 @@ func TestRecentStatsRing(t *testing.T) {
 		t.Errorf("a reused slot = %+v, want only the new write", last)
 	}
 	for _, s := range got[:len(got)-1] {
-		if s.Reads+s.Writes+s.Errors != 0 {
-			t.Errorf("sample %+v: the old second shows through", s)
+		if s.Time != t0.Unix()+statsSeconds && s.Reads+s.Writes+s.Errors != 0 {
+			t.Errorf("sample %+v: an old second shows through", s)
 		}
 	}
 }
