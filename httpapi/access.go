@@ -51,6 +51,26 @@ func (s *Server) authorize(r *http.Request, need access) (*http.Request, error) 
 	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), nil
 }
 
+// crossOrigin refuses a change that a browser sends on behalf of a page of
+// another origin. Such a page cannot read the answer, but it can make the
+// browser send a form's POST, with the Basic credentials the browser keeps
+// for this node once someone typed them at its prompt. Browsers say where
+// a request comes from in Sec-Fetch-Site; other clients do not send it.
+// The dashboard's own requests are same-origin.
+func crossOrigin(r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return nil
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); site {
+	case "", "same-origin", "none": // not a browser; this origin; typed by the user
+		return nil
+	default:
+		return &Error{Status: http.StatusForbidden, Code: "cross_origin_request",
+			Message: fmt.Sprintf("a browser sent this %s for a page of another origin (Sec-Fetch-Site: %s); changes are taken only from this node's own pages and from clients that are not browsers", r.Method, site)}
+	}
+}
+
 // denied is a 403.
 func denied(id *auth.Identity, why string) *Error {
 	return &Error{Status: http.StatusForbidden, Code: "permission_denied",

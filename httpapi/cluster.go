@@ -57,9 +57,10 @@ func newForwarder(dialTLS func(ctx context.Context, network, addr string) (net.C
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: forwardDialTimeout}).DialContext,
 		TLSHandshakeTimeout: forwardDialTimeout,
-		// Forwarded requests are rare (membership and leadership changes)
-		// and a connection per request leaves nothing open behind a server
-		// that stops.
+		// Forwarded requests are few (membership and leadership changes,
+		// and a dashboard's status asks, one a second per member) and a
+		// connection per request leaves nothing open behind a server that
+		// stops.
 		DisableKeepAlives: true,
 	}
 	if dialTLS != nil {
@@ -412,17 +413,30 @@ func (s *Server) leaderURL() (*url.URL, error) {
 	if leader == 0 {
 		return nil, fmt.Errorf("%w: the request needs the leader", raftnode.ErrNoLeader)
 	}
-	var clientURL string
-	for _, m := range s.cfg.Cluster.Members() {
-		if m.ID == leader && len(m.ClientURLs) > 0 {
-			clientURL = m.ClientURLs[0]
-		}
-	}
-	target, err := url.Parse(clientURL)
-	if clientURL == "" || err != nil || target.Host == "" {
+	target, clientURL, _ := s.memberClientURL(leader)
+	if target == nil {
 		return nil, fmt.Errorf("%w: leader %d has published no usable client URL (%q) to forward the request to", raftnode.ErrNoLeader, leader, clientURL)
 	}
 	return target, nil
+}
+
+// memberClientURL is the first client URL member id published, parsed; nil
+// when it published none that can be used (it never ran), with what it
+// published. found is false when id is not a member.
+func (s *Server) memberClientURL(id uint64) (target *url.URL, published string, found bool) {
+	for _, m := range s.cfg.Cluster.Members() {
+		if m.ID != id {
+			continue
+		}
+		if len(m.ClientURLs) > 0 {
+			published = m.ClientURLs[0]
+		}
+		if u, err := url.Parse(published); err == nil && u.Host != "" {
+			return u, published, true
+		}
+		return nil, published, true
+	}
+	return nil, "", false
 }
 
 // forward proxies r to the leader's client API and relays its answer, with

@@ -30,6 +30,9 @@ var (
 	// or value that is not valid UTF-8, which a JSON string cannot carry
 	// unchanged (keyEncoding).
 	ErrNotUTF8 = errors.New("encoding=text cannot carry a key or value that is not valid UTF-8")
+	// ErrMemberUnreachable means another member did not answer a request
+	// this node made of it for the caller (its status).
+	ErrMemberUnreachable = errors.New("member unreachable")
 )
 
 // Error is a client-facing error: an HTTP status, a stable machine-readable
@@ -83,6 +86,7 @@ var statuses = []struct {
 	{ErrTooManyWatchers, http.StatusServiceUnavailable, "busy"},
 	{ErrTooManyBackups, http.StatusServiceUnavailable, "busy"},
 	{ErrNotUTF8, http.StatusBadRequest, "not_utf8"},
+	{ErrMemberUnreachable, http.StatusServiceUnavailable, "member_unreachable"},
 	{kvstore.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrStopped, http.StatusServiceUnavailable, "stopping"},
 	{raftnode.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,41 +27,41 @@ func (s *Server) serveMemberStatus(w http.ResponseWriter, r *http.Request, rawID
 	if err != nil {
 		return err
 	}
+	// Checked here, so that a bad query is this node's 400, not passed on.
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	if err := onlyParams(q, "hash"); err != nil {
+		return err
+	}
 	if id == s.cfg.Cluster.ID() {
 		return s.serveStatus(w, r, "")
 	}
-	var clientURL string
-	found := false
-	for _, m := range s.cfg.Cluster.Members() {
-		if m.ID == id {
-			found = true
-			if len(m.ClientURLs) > 0 {
-				clientURL = m.ClientURLs[0]
-			}
-		}
-	}
-	if !found {
+	target, published, found := s.memberClientURL(id)
+	switch {
+	case !found:
 		return fmt.Errorf("%w: %d", raftnode.ErrMemberNotFound, id)
+	case target == nil:
+		return fmt.Errorf("%w: member %d has published no usable client URL (%q): it has not started", ErrMemberUnreachable, id, published)
 	}
-	target, err := url.Parse(clientURL)
-	if clientURL == "" || err != nil || target.Host == "" {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "member_unreachable",
-			Message: fmt.Sprintf("member %d has published no usable client URL (%q): it has not started", id, clientURL)}
-	}
-	target.Path, target.RawPath = "/v1/status", ""
-	target.RawQuery = r.URL.RawQuery
+	target.Path, target.RawPath, target.RawQuery = "/v1/status", "", q.Encode()
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL = target
-			pr.Out.Host = target.Host
+			pr.Out.URL, pr.Out.Host = target, target.Host
+			// Only what the member needs: the caller's credentials. Its
+			// cookies, conditions and ranges are not the member's business.
+			pr.Out.Header = http.Header{}
+			if a := r.Header.Values("Authorization"); len(a) > 0 {
+				pr.Out.Header["Authorization"] = a
+			}
 			pr.SetXForwarded()
-			pr.Out.Header.Set(forwardedHeader, strconv.FormatUint(s.cfg.Cluster.ID(), 10))
 		},
 		Transport: s.forwarder,
+		ErrorLog:  zap.NewStdLog(s.cfg.Logger.Named("member-status")),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			s.cfg.Logger.Debug("asking a member for its status failed", zap.Uint64("member", id), zap.Error(err))
-			writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: "member_unreachable",
-				Message: fmt.Sprintf("member %d did not answer at %s: %v", id, clientURL, err)})
+			writeError(w, fmt.Errorf("%w: member %d at %s: %v", ErrMemberUnreachable, id, published, err))
 		},
 	}
 	// The member's headers describe its answer.

@@ -58,7 +58,9 @@ func apiRoutes(pprof bool) []route {
 		{"/v1/status", routeV1Status, exact("v1/status"), reads(identified), (*Server).serveStatus},
 		{"/v1/stats", routeV1Stats, exact("v1/stats"), reads(identified), (*Server).serveStats},
 		{"/v1/auth/self", routeV1Auth, exact("v1/auth/self"), reads(identified), (*Server).serveAuthSelf},
-		uiRoute(),
+		// The dashboard's files hold no data: the page asks for
+		// credentials and sends them with every request it makes.
+		{"/ui/", routeUI, uiPath, reads(anyone), (*Server).serveUI},
 		// PUT is listed on /v1/kv/ so that it gets empty_key, which says what
 		// was missing, rather than a 405.
 		{"/v1/kv/", routeV1List, exact("v1/kv/"), kvMethods, (*Server).serveKV},

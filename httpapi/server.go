@@ -191,8 +191,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Credentials are checked before the request takes a slot or its body
 	// is read: with access control on, a stranger's slow bodies are
 	// answered 401 at once instead of holding the slots writers need.
-	var err error
-	if unmatched == nil {
+	err := crossOrigin(r)
+	if err == nil && unmatched == nil {
 		r, err = s.authorize(r, rt.accessOf(r.Method))
 	}
 	if err != nil {

@@ -22,9 +22,10 @@ import (
 // uiCSP keeps the page to its own files and its own node: no inline script
 // or style (a key or value shown on the page can never run), no frames (no
 // clickjacking of its edit and delete buttons).
-const uiCSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+const uiCSP = "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-// uiFile is one file of the dashboard, read once.
+// uiFile is a file of the dashboard, read once and kept with the headers
+// every answer needs, so that serving it is a map lookup.
 type uiFile struct {
 	body        []byte
 	contentType string
@@ -85,11 +86,6 @@ var uiContentTypes = map[string]string{
 	".png":  "image/png",
 }
 
-// uiRoute is /ui/ and what is under it; /ui alone redirects there.
-func uiRoute() route {
-	return route{"/ui/", routeUI, uiPath, reads(anyone), (*Server).serveUI}
-}
-
 // uiPath matches ui and ui/...; the rest is "" or starts with "/".
 func uiPath(raw string) (string, bool) {
 	rest, ok := strings.CutPrefix(raw, "ui")
@@ -106,8 +102,11 @@ func (s *Server) serveUI(w http.ResponseWriter, r *http.Request, rest string) er
 			Message: "the dashboard is off on this node (--disable-ui)"}
 	}
 	if rest == "" {
-		// Relative links in the page need the trailing slash.
-		http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
+		// Relative links in the page need the trailing slash. The
+		// redirect is relative too, so that it holds behind a proxy
+		// that serves the node under a path of its own.
+		w.Header().Set("Location", "ui/")
+		w.WriteHeader(http.StatusMovedPermanently)
 		return nil
 	}
 	name := strings.TrimPrefix(rest, "/")

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,21 +19,29 @@ import (
 	"github.com/raftkv/raftkv/wire"
 )
 
-func withUI(c *httpapi.Config) { c.UI = ui.Files() }
+func dashboardFiles(t *testing.T) fs.FS {
+	t.Helper()
+	files, err := ui.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
 
 // TestUIFiles checks the dashboard's files as a browser gets them: each
 // embedded file with its type, revalidated by ETag, locked to its own
 // origin; the redirects and refusals around them.
 func TestUIFiles(t *testing.T) {
-	n := startSingleNodeWith(t, nodeOptions{limits: withUI})
+	files := dashboardFiles(t)
+	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { c.UI = files }})
 	types := map[string]string{".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
 		".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-	files := 0
-	err := fs.WalkDir(ui.Files(), ".", func(name string, d fs.DirEntry, err error) error {
+	count := 0
+	err := fs.WalkDir(files, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		files++
+		count++
 		want, known := types[path.Ext(name)]
 		if !known {
 			t.Errorf("%s: the dashboard has a file of a type the test does not know", name)
@@ -41,7 +52,7 @@ func TestUIFiles(t *testing.T) {
 			urlPath = "/ui/"
 		}
 		r := n.do(t, http.MethodGet, urlPath, nil)
-		body, _ := fs.ReadFile(ui.Files(), name)
+		body, _ := fs.ReadFile(files, name)
 		if r.status != http.StatusOK || string(r.body) != string(body) {
 			t.Fatalf("GET %s = %d, %d bytes; want 200 and the file's %d bytes", urlPath, r.status, len(r.body), len(body))
 		}
@@ -66,7 +77,7 @@ func TestUIFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files == 0 {
+	if count == 0 {
 		t.Fatal("the dashboard has no files")
 	}
 
@@ -77,8 +88,8 @@ func TestUIFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/ui/" {
-		t.Errorf("GET /ui = %d to %q, want 301 to /ui/", resp.StatusCode, resp.Header.Get("Location"))
+	if loc, _ := resp.Location(); resp.StatusCode != http.StatusMovedPermanently || loc == nil || loc.Path != "/ui/" {
+		t.Errorf("GET /ui = %d to %v, want 301 to /ui/", resp.StatusCode, loc)
 	}
 
 	for _, c := range []struct {
@@ -119,7 +130,7 @@ func TestUIWithAccessControl(t *testing.T) {
 		"reader": map[string]any{"read": []string{"app/", "app/x", "b"}},
 		"app":    map[string]any{"read": []string{"app/"}, "write": []string{"app/"}},
 	})
-	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { withUI(c); c.Auth = store }})
+	n := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) { c.UI = dashboardFiles(t); c.Auth = store }})
 	if r := n.do(t, http.MethodGet, "/ui/", nil); r.status != http.StatusOK {
 		t.Fatalf("GET /ui/ without credentials = %d %s", r.status, r.body)
 	}
@@ -238,9 +249,88 @@ func TestMemberStatus(t *testing.T) {
 	expect(t, "POST", f.do(t, http.MethodPost, "/v1/members/1/status", nil), http.StatusMethodNotAllowed, "method_not_allowed")
 
 	// A member that is down is reported, quickly, as unreachable.
+	otherURL := c.ClientURL(other)
 	if err := c.Stop(other); err != nil {
 		t.Fatal(err)
 	}
 	r := f.do(t, http.MethodGet, fmt.Sprintf("/v1/members/%d/status", other), nil)
 	expect(t, "a stopped member", r, http.StatusServiceUnavailable, "member_unreachable")
+
+	// One that takes connections and never answers (a hung process, a
+	// half-open network) is too, within the node's own bound, not the
+	// client's 20 s.
+	u, err := url.Parse(otherURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatalf("listen on the stopped member's client address: %v", err)
+	}
+	var held []net.Conn
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, conn)
+		}
+	}()
+	t.Cleanup(func() {
+		hung.Close()
+		wg.Wait()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	r = f.do(t, http.MethodGet, fmt.Sprintf("/v1/members/%d/status", other), nil)
+	expect(t, "a member that never answers", r, http.StatusServiceUnavailable, "member_unreachable")
+
+	// The query is checked here and passed on.
+	expect(t, "an unknown parameter", f.do(t, http.MethodGet, fmt.Sprintf("/v1/members/%d/status?x=1", leader), nil),
+		http.StatusBadRequest, "invalid_parameter")
+	var st wire.Status
+	decodeStrict(t, f.do(t, http.MethodGet, fmt.Sprintf("/v1/members/%d/status?hash=true", leader), nil), &st)
+	if st.ID != leader || st.StateHash == "" {
+		t.Errorf("GET /v1/members/%d/status?hash=true = %+v, want the leader's status with its hash", leader, st)
+	}
+}
+
+// TestCrossOriginChangesRefused: a page of another origin cannot make a
+// browser change anything, whatever credentials the browser holds; reads,
+// this node's own pages and clients that are not browsers are unaffected.
+func TestCrossOriginChangesRefused(t *testing.T) {
+	n := startSingleNode(t)
+	site := func(s string) http.Header { return http.Header{"Sec-Fetch-Site": {s}} }
+	for _, s := range []string{"cross-site", "same-site"} {
+		for _, c := range []struct{ method, path, body string }{
+			{http.MethodPut, "/v1/kv/csrf", "x"},
+			{http.MethodPost, "/v1/txn", `{"success": [{"put": {"key": "Y3NyZg==", "value": ""}}]}`},
+			{http.MethodPut, "/csrf", "x"},
+			{http.MethodDelete, "/v1/kv/?prefix=", ""},
+			{http.MethodPost, "/4", "http://127.0.0.1:1"},
+		} {
+			r := n.doHeader(t, c.method, c.path, site(s), []byte(c.body))
+			expect(t, c.method+" "+c.path+" from "+s, r, http.StatusForbidden, "cross_origin_request")
+		}
+		if r := n.doHeader(t, http.MethodGet, "/v1/kv/?prefix=", site(s), nil); r.status != http.StatusOK {
+			t.Errorf("a %s listing = %d %s, want 200: reads are not refused", s, r.status, r.body)
+		}
+	}
+	if r := n.do(t, http.MethodGet, "/v1/kv/csrf", nil); r.status != http.StatusNotFound {
+		t.Fatalf("GET /v1/kv/csrf = %d %s after refused writes, want 404", r.status, r.body)
+	}
+	for _, s := range []string{"same-origin", "none", ""} {
+		h := site(s)
+		if s == "" {
+			h = nil
+		}
+		if r := n.doHeader(t, http.MethodPut, "/v1/kv/csrf", h, []byte(s)); r.status != http.StatusOK {
+			t.Errorf("PUT with Sec-Fetch-Site %q = %d %s, want 200", s, r.status, r.body)
+		}
+	}
 }

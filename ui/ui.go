@@ -12,11 +12,4 @@ import (
 var static embed.FS
 
 // Files is the dashboard's files, index.html at the root.
-func Files() fs.FS {
-	sub, err := fs.Sub(static, "static")
-	if err != nil {
-		// "static" is a valid path embedded above: Sub cannot fail.
-		panic(err)
-	}
-	return sub
-}
+func Files() (fs.FS, error) { return fs.Sub(static, "static") }

@@ -285,6 +285,14 @@ func serve(f serveFlags) error {
 		clientLn.Close()
 		return err
 	}
+	var dashboard fs.FS // nil: off
+	if !f.disableUI {
+		if dashboard, err = ui.Files(); err != nil {
+			peerLn.Close()
+			clientLn.Close()
+			return fmt.Errorf("the dashboard's files: %w", err)
+		}
+	}
 
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
@@ -305,7 +313,7 @@ func serve(f serveFlags) error {
 			BodyTimeout:           f.limits.bodyTimeout,
 			WriteTimeout:          f.limits.writeTimeout,
 			EnablePprof:           f.enablePprof,
-			UI:                    dashboard(f.disableUI),
+			UI:                    dashboard,
 		},
 		ClientListener: clientLn,
 		Logger:         lg,
@@ -413,12 +421,4 @@ func reloadAuth(lg *zap.Logger, st *auth.Store) {
 	}
 	users, tokens := st.Counts()
 	lg.Info("auth file reloaded", zap.String("auth-file", st.Path()), zap.Int("users", users), zap.Int("tokens", tokens))
-}
-
-// dashboard is the files served at /ui/, none with --disable-ui.
-func dashboard(disabled bool) fs.FS {
-	if disabled {
-		return nil
-	}
-	return ui.Files()
 }

@@ -259,6 +259,11 @@ func (c *Cluster) start(m *member) error {
 		peerLn.Close()
 		return err
 	}
+	dashboard, err := ui.Files()
+	if err != nil {
+		peerLn.Close()
+		return err
+	}
 	clientLn, err := listener.New("127.0.0.1:0", m.clientCerts.ServerConfig())
 	if err != nil {
 		peerLn.Close()
@@ -290,7 +295,7 @@ func (c *Cluster) start(m *member) error {
 		Raft: rc,
 		KV:   kvstore.Config{WatchHistory: c.cfg.WatchHistory, WatchBuffer: c.cfg.WatchBuffer},
 		API: httpapi.Config{RequestTimeout: c.cfg.RequestTimeout, ForwardDialTLS: forwardDialTLS, Auth: c.cfg.Auth,
-			UI: ui.Files()},
+			UI: dashboard},
 		ClientListener: clientLn,
 		Logger:         lg,
 	})
