@@ -58,10 +58,17 @@ func startBrowser(t *testing.T, flags ...chromedp.ExecAllocatorOption) *browser 
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
+	// Not t.TempDir, whose removal fails the test when a helper process of
+	// Chromium still writes in it as the browser ends.
+	profile, err := os.MkdirTemp("", "raftkv-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(profile) })
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.NoSandbox, // tests run as root in CI
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 900),
 		// The machine has no network: nothing but the page may be fetched.
 		chromedp.Flag("disable-quic", true),
@@ -83,7 +90,7 @@ func startBrowser(t *testing.T, flags ...chromedp.ExecAllocatorOption) *browser 
 		t.Fatal(err)
 	}
 	// Listen starts the browser (with no timeout: one would end it).
-	err := chromedp.Listen(ctx, func(ev any) {
+	err = chromedp.Listen(ctx, func(ev any) {
 		var problem string
 		switch ev := ev.(type) {
 		case *runtime.EventConsoleAPICalled:
@@ -176,11 +183,18 @@ func (b *browser) consoleReport() string {
 	return "\nconsole:\n  " + strings.Join(b.errors, "\n  ")
 }
 
-// checkConsole fails the test if the page logged an error.
+// checkConsole fails the test if the page logged an error or shows one of
+// its own.
 func (b *browser) checkConsole() {
 	b.t.Helper()
 	if report := b.consoleReport(); report != "" {
 		b.t.Errorf("the page logged errors:%s", report)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, browserTimeout)
+	defer cancel()
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#message').textContent`))
+	if err != nil || strings.Contains(shown, "Internal error") {
+		b.t.Errorf("the page's message area: %q (%v)", shown, err)
 	}
 }
 
@@ -254,15 +268,12 @@ func TestDashboard(t *testing.T) {
 	b.waitFor("the key's value", `document.querySelector('#kv-value').value === 'hello'`)
 	b.run("edit and save", chromedp.SetValue(chromedp.CSS("#kv-value"), "hello from the page"),
 		chromedp.Click(chromedp.CSS("#save-btn")))
-	b.waitFor("the save to succeed", `document.querySelector('#kv-message').classList.contains('ok') &&
-		document.querySelector('#kv-message').textContent.includes('Saved at revision')`)
+	b.waitFor("the save to succeed", savedAndShown)
 	mustGetValue(t, base+"/v1/kv/ui-test/greeting", "hello from the page")
 	b.screenshot("cas saved")
 
 	// The key changes behind the page's back: its next save is stale and
 	// shows the conflict with the current value, and changes nothing.
-	b.waitFor("the page to hold the saved revision",
-		`document.querySelector('#kv-value').value === 'hello from the page'`)
 	mustDo(t, http.MethodPut, base+"/v1/kv/ui-test/greeting", "changed with curl", http.StatusOK)
 	b.run("save a stale edit", chromedp.SetValue(chromedp.CSS("#kv-value"), "stale edit"),
 		chromedp.Click(chromedp.CSS("#save-btn")))
@@ -293,6 +304,15 @@ func TestDashboard(t *testing.T) {
 	b.screenshot("new leader")
 	b.checkConsole()
 }
+
+// savedAndShown is true once the page saved the open key and shows it at
+// the revision of that save.
+const savedAndShown = `(() => {
+	const msg = document.querySelector('#kv-message');
+	const saved = /Saved at revision (\d+)/.exec(msg.textContent);
+	return msg.classList.contains('ok') && saved !== null &&
+		document.querySelector('#kv-mod-revision').textContent.trim() === saved[1];
+})()`
 
 // mustGetValue checks a key's value through the API.
 func mustGetValue(t *testing.T, url, want string) {
@@ -395,13 +415,14 @@ func TestDashboardAccessControlOverTLS(t *testing.T) {
 
 	// A writer of app/ gets them, and its save goes through.
 	b.run("sign out", chromedp.Click(chromedp.CSS("#logout-btn")))
+	b.waitFor("the reader's data gone", `document.querySelectorAll('#keys tbody tr, #members tbody tr').length === 0 &&
+		document.querySelector('#kv-value').value === ''`)
 	signIn("app", appPassword)
 	b.waitFor("app signed in", `document.querySelector('#whoami').textContent.includes('app')`)
 	openKey("app/k", "app-value")
 	b.waitFor("the edit buttons", visible("#save-btn")+" && "+visible("#delete-btn"))
 	b.run("save as app", chromedp.SetValue(chromedp.CSS("#kv-value"), "saved by app"), chromedp.Click(chromedp.CSS("#save-btn")))
-	b.waitFor("the save to succeed", `document.querySelector('#kv-message').classList.contains('ok') &&
-		document.querySelector('#kv-message').textContent.includes('Saved at revision')`)
+	b.waitFor("the save to succeed", savedAndShown)
 	if status, body := call(basicAuth("root", rootPassword), http.MethodGet, base+"/v1/kv/app/k", ""); status != http.StatusOK || body != "saved by app" {
 		t.Fatalf("app/k = %d %q after the page saved it, want \"saved by app\"", status, body)
 	}
