@@ -1,4 +1,5 @@
-# Every target is a one-liner; see README.md for what they do.
+# Each target is a line or two; see README.md for what they do. tests/monitoring is a
+# Go module of its own (it needs Prometheus's rule parser), so test, vet and tidy visit it too.
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -51,6 +52,7 @@ lint: vet
 
 tidy:
 	$(GO) mod tidy
+	cd tests/monitoring && $(GO) mod tidy
 
 clean:
 	rm -rf bin raftkv-*
