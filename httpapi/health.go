@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/raftkv/raftkv/kvstore"
@@ -84,7 +81,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) e
 			}
 		}
 	}
-	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = dataDirUsage(c.DataDir())
+	out.DataDirBytes, out.WALFiles, out.SnapshotFiles = raftnode.DataDirUsage(c.DataDir())
 	if f, ok := c.(faulty); ok {
 		out.Fault = f.Fault()
 	}
@@ -94,34 +91,6 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request, _ string) e
 	}
 	writeJSON(w, out)
 	return nil
-}
-
-// dataDirUsage returns the bytes of the files under dir and the number of
-// WAL and snapshot files. Files that the node purges while they are counted
-// are skipped.
-func dataDirUsage(dir string) (size int64, wals, snaps int) {
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			size += info.Size()
-		}
-		return nil
-	})
-	return size, countFiles(filepath.Join(dir, "member", "wal"), ".wal"),
-		countFiles(filepath.Join(dir, "member", "snap"), ".snap")
-}
-
-func countFiles(dir, ext string) int {
-	entries, _ := os.ReadDir(dir)
-	n := 0
-	for _, e := range entries {
-		if !e.IsDir() && filepath.Ext(e.Name()) == ext {
-			n++
-		}
-	}
-	return n
 }
 
 // writeProbe writes a probe's answer: 200, or 503 with Retry-After.

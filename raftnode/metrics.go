@@ -82,6 +82,17 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { return float64(n.applied.Load()) }),
 		gauge("raftkv_snapshot_index", "The log index of this member's latest snapshot.",
 			func() float64 { return float64(n.Status().Snapshot) }),
+		gauge("raftkv_data_dir_bytes", "Bytes of the files under this member's data dir (WAL, snapshots, member table).",
+			func() float64 { size, _, _ := DataDirUsage(n.cfg.DataDir); return float64(size) }),
+	}
+	// The space left where the data dir is: a full disk stops the member
+	// (docs/SECURITY.md, Disk failures), so it should be seen coming.
+	if _, _, ok := diskSpace(n.cfg.DataDir); ok {
+		m.all = append(m.all,
+			gauge("raftkv_disk_free_bytes", "Bytes this process may still write on the file system of the data dir.",
+				func() float64 { free, _, _ := diskSpace(n.cfg.DataDir); return float64(free) }),
+			gauge("raftkv_disk_size_bytes", "Size of the file system of the data dir, in bytes.",
+				func() float64 { _, size, _ := diskSpace(n.cfg.DataDir); return float64(size) }))
 	}
 	return m
 }

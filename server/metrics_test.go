@@ -26,6 +26,7 @@ var raftkvFamilies = []string{
 	"raftkv_commit_index", "raftkv_applied_index", "raftkv_snapshot_index",
 	"raftkv_apply_duration_seconds", "raftkv_keys", "raftkv_revision", "raftkv_watchers", "raftkv_watchers_lagged_total",
 	"raftkv_leases", "raftkv_leases_expired_total",
+	"raftkv_data_dir_bytes", "raftkv_disk_free_bytes", "raftkv_disk_size_bytes",
 	"raftkv_http_requests_total", "raftkv_http_request_duration_seconds",
 }
 
@@ -102,6 +103,12 @@ func TestMetrics(t *testing.T) {
 		}
 		if got := f.value(t, "raftkv_applied_index", nil); got < float64(last) {
 			t.Errorf("member %d: raftkv_applied_index = %v, want >= %d", id, got, last)
+		}
+		// The data dir holds at least the snapshot just written, and the
+		// disk it is on more than it holds.
+		dir, free, size := f.value(t, "raftkv_data_dir_bytes", nil), f.value(t, "raftkv_disk_free_bytes", nil), f.value(t, "raftkv_disk_size_bytes", nil)
+		if dir <= 0 || free <= 0 || size < free || size < dir {
+			t.Errorf("member %d: data dir %v bytes, disk %v free of %v", id, dir, free, size)
 		}
 		if got := f.value(t, "raftkv_has_leader", nil); got != 1 {
 			t.Errorf("member %d: raftkv_has_leader = %v", id, got)
