@@ -73,6 +73,15 @@
     return m ? `${m}m ${s}s` : `${s}s`;
   }
 
+  // humanBytes writes a size as people read it: 70.1 MB.
+  function humanBytes(n) {
+    if (!(n >= 0)) return '';
+    const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+    let i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    return (i === 0 || n >= 100 ? Math.round(n) : n.toFixed(1)) + ' ' + units[i];
+  }
+
   // Shows a message in el with one of the classes ok, conflict, error.
   function say(node, kind, text) {
     node.textContent = text;
@@ -327,6 +336,7 @@
         el('td', { class: 'num mono' + (lag > 0 ? ' behind' : '') }, lag),
         el('td', { class: 'num mono' }, match),
         el('td', { class: 'num mono' }, s ? s.term : ''),
+        el('td', { class: 'num' }, s ? humanBytes(s.data_dir_bytes) : ''),
         el('td', { class: 'num' }, s ? duration(s.uptime_seconds) : ''));
     });
     // With no member list at all yet (no leader since the page opened), show this node.
@@ -336,7 +346,7 @@
         el('td', { class: 'mono' }, s.id, el('span', { class: 'tag' }, 'this node')), el('td', {}, s.name), el('td'), el('td'),
         el('td', {}, '?'), el('td', {}, s.raft_state), el('td', { class: 'num mono' }, s.applied_index),
         el('td', { class: 'num mono' }, s.commit_index), el('td'), el('td'), el('td', { class: 'num mono' }, s.term),
-        el('td', { class: 'num' }, duration(s.uptime_seconds))));
+        el('td', { class: 'num' }, humanBytes(s.data_dir_bytes)), el('td', { class: 'num' }, duration(s.uptime_seconds))));
     }
     tbody.replaceChildren(...rows);
   }
