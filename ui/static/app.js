@@ -266,6 +266,9 @@
   }
 
   async function refreshMembers(mine) {
+    // A tab nobody looks at asks nothing: each round costs every member a
+    // status request.
+    if (document.hidden) return;
     // The member list changes rarely: every other round (2 s); statuses every second.
     const wantList = cluster.tick++ % 2 === 0 || !cluster.members.length;
     const [own, list] = await Promise.all([
@@ -318,7 +321,10 @@
       if (!m.started) role = 'not-started';
       else if (!s) role = 'unreachable';
       else if (m.is_learner) role = 'learner';
-      else role = m.id === cluster.leader ? 'leader' : 'follower';
+      else if (m.id === cluster.leader) role = 'leader';
+      // During an election the member list is the last one known: the
+      // member's own view says who campaigns.
+      else role = /candidate/.test(s.raft_state) ? 'candidate' : 'follower';
       // The statuses are read a moment apart: a member can seem ahead.
       const lag = s && leaderStatus ? Math.max(0, leaderStatus.applied_index - s.applied_index) : '';
       const match = m.progress && m.id !== cluster.leader ? m.progress.match : '';
@@ -363,6 +369,7 @@
   }
 
   async function refreshStats(mine) {
+    if (document.hidden) return;
     const res = await api('GET', 'v1/stats', { timeout: 3000 });
     if (mine !== session) return;
     if (res.ok) {
