@@ -54,21 +54,20 @@ func (s *Server) authorize(r *http.Request, need access) (*http.Request, error) 
 // crossOrigin refuses a change that a browser sends on behalf of a page of
 // another origin. Such a page cannot read the answer, but it can make the
 // browser send a form's POST, with the Basic credentials the browser keeps
-// for this node once someone typed them at its prompt. Browsers say where
-// a request comes from in Sec-Fetch-Site; other clients do not send it.
-// The dashboard's own requests are same-origin.
+// for this node once someone typed them at its prompt. net/http's
+// CrossOriginProtection tells such requests by Sec-Fetch-Site or, where
+// browsers leave that out (plain http to another host), by an Origin that
+// is not the request's Host; GET, HEAD and OPTIONS pass, and so do clients
+// that send neither header (curl, the Go client, the CLI). The dashboard's
+// own requests are same-origin.
+var crossOriginProtection http.CrossOriginProtection
+
 func crossOrigin(r *http.Request) error {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return nil
-	}
-	switch site := r.Header.Get("Sec-Fetch-Site"); site {
-	case "", "same-origin", "none": // not a browser; this origin; typed by the user
-		return nil
-	default:
+	if err := crossOriginProtection.Check(r); err != nil {
 		return &Error{Status: http.StatusForbidden, Code: "cross_origin_request",
-			Message: fmt.Sprintf("a browser sent this %s for a page of another origin (Sec-Fetch-Site: %s); changes are taken only from this node's own pages and from clients that are not browsers", r.Method, site)}
+			Message: fmt.Sprintf("a browser sent this %s for a page of another origin (%v); changes are taken only from this node's own pages and from clients that are not browsers", r.Method, err)}
 	}
+	return nil
 }
 
 // denied is a 403.

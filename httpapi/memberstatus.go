@@ -35,6 +35,9 @@ func (s *Server) serveMemberStatus(w http.ResponseWriter, r *http.Request, rawID
 	if err := onlyParams(q, "hash"); err != nil {
 		return err
 	}
+	if _, err := boolParam(q, "hash"); err != nil {
+		return err
+	}
 	if id == s.cfg.Cluster.ID() {
 		return s.serveStatus(w, r, "")
 	}
@@ -58,9 +61,12 @@ func (s *Server) serveMemberStatus(w http.ResponseWriter, r *http.Request, rawID
 			pr.SetXForwarded()
 		},
 		Transport: s.forwarder,
-		ErrorLog:  zap.NewStdLog(s.cfg.Logger.Named("member-status")),
+		ErrorLog:  s.proxyLog,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			s.cfg.Logger.Debug("asking a member for its status failed", zap.Uint64("member", id), zap.Error(err))
+			// No answer of the member's: this node's view, as on any
+			// other answer of its own.
+			s.setRaftHeaders(w.Header())
 			writeError(w, fmt.Errorf("%w: member %d at %s: %v", ErrMemberUnreachable, id, published, err))
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -143,6 +144,9 @@ type Server struct {
 	// backups holds a slot per backup being streamed (maxBackups).
 	backups chan struct{}
 	ui      *uiFiles // nil: the dashboard is off
+	// proxyLog is where net/http's reverse proxy reports a member's answer
+	// it could not relay (GET /v1/members/{id}/status).
+	proxyLog *log.Logger
 }
 
 // New returns the API handler.
@@ -175,7 +179,8 @@ func New(cfg Config) *Server {
 		cfg.Logger = zap.NewNop()
 	}
 	return &Server{cfg: cfg, forwarder: newForwarder(cfg.ForwardDialTLS), metrics: newHTTPMetrics(cfg), limits: newLimits(cfg), routes: apiRoutes(cfg.EnablePprof),
-		backups: make(chan struct{}, maxBackups), ui: newUIFiles(cfg.UI)}
+		backups: make(chan struct{}, maxBackups), ui: newUIFiles(cfg.UI),
+		proxyLog: zap.NewStdLog(cfg.Logger.Named("member-status"))}
 }
 
 // ServeHTTP dispatches on the raw path through the route table. It does not

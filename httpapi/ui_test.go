@@ -88,8 +88,9 @@ func TestUIFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if loc, _ := resp.Location(); resp.StatusCode != http.StatusMovedPermanently || loc == nil || loc.Path != "/ui/" {
-		t.Errorf("GET /ui = %d to %v, want 301 to /ui/", resp.StatusCode, loc)
+	// Relative, so that it holds behind a proxy's path prefix.
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || loc != "ui/" {
+		t.Errorf("GET /ui = %d to %q, want 301 to ui/", resp.StatusCode, loc)
 	}
 
 	for _, c := range []struct {
@@ -324,13 +325,24 @@ func TestCrossOriginChangesRefused(t *testing.T) {
 	if r := n.do(t, http.MethodGet, "/v1/kv/csrf", nil); r.status != http.StatusNotFound {
 		t.Fatalf("GET /v1/kv/csrf = %d %s after refused writes, want 404", r.status, r.body)
 	}
-	for _, s := range []string{"same-origin", "none", ""} {
-		h := site(s)
-		if s == "" {
-			h = nil
-		}
-		if r := n.doHeader(t, http.MethodPut, "/v1/kv/csrf", h, []byte(s)); r.status != http.StatusOK {
-			t.Errorf("PUT with Sec-Fetch-Site %q = %d %s, want 200", s, r.status, r.body)
+	// Over plain http to another host browsers send no Sec-Fetch-Site,
+	// only an Origin: one that is not this node is refused too.
+	foreign := http.Header{"Origin": {"http://evil.example"}}
+	expect(t, "a PUT with a foreign Origin", n.doHeader(t, http.MethodPut, "/v1/kv/csrf", foreign, []byte("x")),
+		http.StatusForbidden, "cross_origin_request")
+	self := http.Header{"Origin": {n.url}}
+	for _, h := range []http.Header{site("same-origin"), site("none"), nil, self} {
+		if r := n.doHeader(t, http.MethodPut, "/v1/kv/csrf", h, []byte("ok")); r.status != http.StatusOK {
+			t.Errorf("PUT with %v = %d %s, want 200", h, r.status, r.body)
 		}
 	}
+
+	// With access control on the refusal comes first: a cross-origin page
+	// learns nothing of the credentials the browser sent.
+	locked := startSingleNodeWith(t, nodeOptions{limits: func(c *httpapi.Config) {
+		c.Auth = authStoreWith(t, map[string]any{"root": map[string]any{"admin": true}})
+	}})
+	expect(t, "a cross-site PUT with bad credentials", locked.doHeader(t, http.MethodPut, "/v1/kv/csrf",
+		http.Header{"Sec-Fetch-Site": {"cross-site"}, "Authorization": {"Basic " + basicCredentials("root", "wrong")}}, []byte("x")),
+		http.StatusForbidden, "cross_origin_request")
 }

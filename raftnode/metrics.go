@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -86,14 +87,22 @@ func newMetrics(n *Node) *metrics {
 			func() float64 { size, _, _ := DataDirUsage(n.cfg.DataDir); return float64(size) }),
 	}
 	// The space left where the data dir is: a full disk stops the member
-	// (docs/SECURITY.md, Disk failures), so it should be seen coming.
-	if _, _, ok := diskSpace(n.cfg.DataDir); ok {
-		m.all = append(m.all,
-			gauge("raftkv_disk_free_bytes", "Bytes this process may still write on the file system of the data dir.",
-				func() float64 { free, _, _ := diskSpace(n.cfg.DataDir); return float64(free) }),
-			gauge("raftkv_disk_size_bytes", "Size of the file system of the data dir, in bytes.",
-				func() float64 { _, size, _ := diskSpace(n.cfg.DataDir); return float64(size) }))
+	// (docs/SECURITY.md, Disk failures), so it should be seen coming. NaN
+	// when it cannot be read: a missing value, not an empty disk.
+	space := func(pick func(free, size uint64) uint64) func() float64 {
+		return func() float64 {
+			free, size, ok := diskSpace(n.cfg.DataDir)
+			if !ok {
+				return math.NaN()
+			}
+			return float64(pick(free, size))
+		}
 	}
+	m.all = append(m.all,
+		gauge("raftkv_disk_free_bytes", "Bytes of the data dir's file system free for a process without root's reserve.",
+			space(func(free, _ uint64) uint64 { return free })),
+		gauge("raftkv_disk_size_bytes", "Size of the file system of the data dir, in bytes.",
+			space(func(_, size uint64) uint64 { return size })))
 	return m
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,12 +142,27 @@ func (b *browser) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 }
 
 // waitFor polls a JavaScript expression until it is true.
+// A poll that was running in a page the browser left (sign-out reloads
+// it) fails with one of these; it is polled again in the new page.
+var pageLeft = []string{"Cannot find context with specified id", "Execution context was destroyed", "Inspected target navigated or closed"}
+
 func (b *browser) waitFor(what, expr string) {
 	b.t.Helper()
 	b.run("wait for "+what, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond),
-			chromedp.WithPollingTimeout(browserTimeout))(ctx, t)
-		return err
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			_, err := chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond),
+				chromedp.WithPollingTimeout(browserTimeout))(ctx, t)
+			if err == nil || !slices.ContainsFunc(pageLeft, func(s string) bool { return strings.Contains(err.Error(), s) }) {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+			case <-tick.C:
+			}
+		}
 	}))
 }
 

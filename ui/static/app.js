@@ -169,7 +169,9 @@
       const had = auth.header;
       auth.header = '';
       sessionStorage.removeItem('raftkv.auth');
-      return showLogin(had ? `Those credentials are not accepted (${res.code}).` : '');
+      const left = sessionStorage.getItem('raftkv.message') || ''; // by signedOut, before a reload
+      sessionStorage.removeItem('raftkv.message');
+      return showLogin(had ? `Those credentials are not accepted (${res.code}).` : left);
     }
     if (res.ok) {
       auth.self = res.json;
@@ -207,27 +209,15 @@
     $('login-user').focus();
   }
 
-  // signedOut stops everything that runs with the old credentials, and
-  // clears what they showed: the next user of this tab may see less.
+  // signedOut forgets the credentials and starts the page afresh: a reload
+  // ends every loop, stream and request still running with them, and
+  // leaves nothing the last user saw for the next one. The message
+  // survives the reload in the tab's storage.
   function signedOut(message) {
     session++;
-    stopWatch();
-    auth.self = null;
-    auth.header = '';
     sessionStorage.removeItem('raftkv.auth');
-    Object.assign(cluster, { members: [], leader: 0, term: 0, noLeader: false });
-    $('members').tBodies[0].replaceChildren();
-    $('keys').tBodies[0].replaceChildren();
-    $('keys-note').textContent = '';
-    Object.assign(listing, { prefix: '', cursor: null, next: null, seq: listing.seq + 1 });
-    $('prefix').value = '';
-    Object.assign(open, { key: null, modRevision: 0, binaryValue: false, current: null, seq: open.seq + 1 });
-    $('key-view').hidden = true;
-    $('kv-value').value = '';
-    $('watch-events').replaceChildren();
-    $('watch-prefix').value = '';
-    for (const chart of [$('chart-throughput'), $('chart-latency')]) chart.replaceChildren();
-    showLogin(message);
+    sessionStorage.setItem('raftkv.message', message || '');
+    location.reload();
   }
 
   on($('login'), 'submit', () => {
@@ -321,10 +311,11 @@
       if (!m.started) role = 'not-started';
       else if (!s) role = 'unreachable';
       else if (m.is_learner) role = 'learner';
-      else if (m.id === cluster.leader) role = 'leader';
-      // During an election the member list is the last one known: the
-      // member's own view says who campaigns.
-      else role = /candidate/.test(s.raft_state) ? 'candidate' : 'follower';
+      // The member list can be two seconds old; the member's own view is
+      // fresh. A candidate counts only while no leader is known: a voter
+      // cut off from a working cluster campaigns too.
+      else if (m.id === cluster.leader || s.raft_state === 'leader') role = 'leader';
+      else role = !cluster.leader && /candidate/.test(s.raft_state) ? 'candidate' : 'follower';
       // The statuses are read a moment apart: a member can seem ahead.
       const lag = s && leaderStatus ? Math.max(0, leaderStatus.applied_index - s.applied_index) : '';
       const match = m.progress && m.id !== cluster.leader ? m.progress.match : '';
