@@ -226,9 +226,12 @@ func TestBatchTakesSlots(t *testing.T) {
 	for _, c := range slow[1:] {
 		c.Close()
 	}
-	waitFor(t, "the slots free", func() bool {
-		_, a := n.mustBatch(t, nil, reqs[0])
-		return a[0].Status == http.StatusOK
+	// Each slow body's handler lets its slot go when it notices its
+	// connection closed, one after the other: a batch of one request (two
+	// slots) can get through while a batch of two (three) cannot yet.
+	waitFor(t, "every slot free", func() bool {
+		_, a := n.mustBatch(t, nil, reqs...)
+		return a[0].Status == http.StatusOK && a[1].Status == http.StatusOK
 	})
 	if _, a := n.mustBatch(t, nil, reqs...); a[0].Status != http.StatusOK || a[1].Status != http.StatusOK {
 		t.Fatalf("the batch with free slots: %d %s, %d %s", a[0].Status, a[0].Body, a[1].Status, a[1].Body)
